@@ -1,0 +1,61 @@
+// Package logging builds the one zerolog logger each program passes down:
+// human console output on a terminal, JSON lines otherwise.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// Format chooses how log lines look.
+type Format string
+
+// Log formats. FormatAuto picks console on a terminal and JSON otherwise.
+const (
+	FormatAuto    Format = "auto"
+	FormatConsole Format = "console"
+	FormatJSON    Format = "json"
+)
+
+// Options configure New.
+type Options struct {
+	Format Format
+	Level  string // trace, debug, info (default), warn, error
+	Out    io.Writer
+}
+
+// New returns a logger writing to opts.Out (stderr by default).
+func New(opts Options) (zerolog.Logger, error) {
+	out := opts.Out
+	if out == nil {
+		out = os.Stderr
+	}
+	lvl := zerolog.InfoLevel
+	if opts.Level != "" {
+		l, err := zerolog.ParseLevel(opts.Level)
+		if err != nil {
+			return zerolog.Nop(), fmt.Errorf("log level %q: %w", opts.Level, err)
+		}
+		lvl = l
+	}
+	format := opts.Format
+	if format == "" || format == FormatAuto {
+		format = FormatJSON
+		if f, ok := out.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			format = FormatConsole
+		}
+	}
+	switch format {
+	case FormatConsole:
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	case FormatJSON:
+	default:
+		return zerolog.Nop(), fmt.Errorf("log format %q: want auto, console or json", opts.Format)
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,205 @@
+// Package svc is the one kardianos/service wrapper the agent and the tunnel
+// share: it runs a program's Run(ctx) under the service manager (systemd,
+// Windows SCM) or in the foreground, and installs/controls the service.
+package svc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/kardianos/service"
+)
+
+// RunFunc is a long-running part: it returns when ctx ends or it fails.
+type RunFunc func(ctx context.Context) error
+
+// Config describes one service.
+type Config struct {
+	Name        string   // service name, e.g. "hostcert-agent"
+	DisplayName string   // shown by the Windows service manager
+	Description string   // one sentence
+	Arguments   []string // what the service manager passes, e.g. ["run", "--config", "/etc/hostcert/agent.yaml"]
+	Executable  string   // absolute path; default: this executable
+	// SystemdUnit, when set, is the unit file installed on systemd hosts
+	// instead of kardianos/service's generated one. It is a text/template
+	// with kardianos' fields ({{.Path}}, {{.Arguments}}, ...).
+	SystemdUnit string
+	// StopTimeout bounds how long Stop waits for Run to return.
+	StopTimeout time.Duration
+}
+
+// Actions accepted by Control.
+var Actions = []string{"install", "uninstall", "start", "stop", "restart", "status"}
+
+// ErrUnknownAction is returned by Control for an action not in Actions.
+var ErrUnknownAction = errors.New("unknown service action")
+
+func (c Config) kardianos() (*service.Config, error) {
+	exe := c.Executable
+	if exe == "" {
+		e, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("service %s: find executable: %w", c.Name, err)
+		}
+		exe = e
+	}
+	abs, err := filepath.Abs(exe)
+	if err != nil {
+		return nil, fmt.Errorf("service %s: executable path: %w", c.Name, err)
+	}
+	opts := service.KeyValue{
+		// Windows: automatic start, restart on failure after 5s, reset the
+		// failure count after a day.
+		"StartType":              "automatic",
+		"OnFailure":              "restart",
+		"OnFailureDelayDuration": "5s",
+		"OnFailureResetPeriod":   86400,
+	}
+	if c.SystemdUnit != "" {
+		opts["SystemdScript"] = c.SystemdUnit
+	}
+	return &service.Config{
+		Name:        c.Name,
+		DisplayName: c.DisplayName,
+		Description: c.Description,
+		Arguments:   c.Arguments,
+		Executable:  abs,
+		Option:      opts,
+	}, nil
+}
+
+// Program adapts a RunFunc to kardianos/service's Start/Stop: Start launches
+// Run in the background, Stop cancels its context and waits (bounded).
+type Program struct {
+	run     RunFunc
+	timeout time.Duration
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// NewProgram wraps run.
+func NewProgram(run RunFunc, stopTimeout time.Duration) *Program {
+	if stopTimeout <= 0 {
+		stopTimeout = 20 * time.Second
+	}
+	return &Program{run: run, timeout: stopTimeout}
+}
+
+// Start implements service.Interface; it must not block.
+func (p *Program) Start(service.Service) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.done = make(chan error, 1)
+	go func() { p.done <- p.run(ctx) }()
+	return nil
+}
+
+// Stop implements service.Interface.
+func (p *Program) Stop(service.Service) error {
+	if p.cancel == nil {
+		return nil
+	}
+	p.cancel()
+	select {
+	case err := <-p.done:
+		p.done <- err // Wait may still want it
+		return err
+	case <-time.After(p.timeout):
+		return fmt.Errorf("stop: still running after %v", p.timeout)
+	}
+}
+
+// Wait returns Run's result once it has returned.
+func (p *Program) Wait() error {
+	err := <-p.done
+	p.done <- err
+	return err
+}
+
+// Run runs fn: under the service manager when started by it, otherwise in the
+// foreground until SIGINT/SIGTERM. A failing Run makes the process exit
+// non-zero so the service manager restarts it.
+func Run(cfg Config, fn RunFunc) error {
+	if service.Interactive() {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return fn(ctx)
+	}
+	kc, err := cfg.kardianos()
+	if err != nil {
+		return err
+	}
+	prog := NewProgram(fn, cfg.StopTimeout)
+	var runErr error
+	wrapped := &failFast{Program: prog, onExit: func(err error) { runErr = err }}
+	s, err := service.New(wrapped, kc)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", cfg.Name, err)
+	}
+	wrapped.svc = s
+	if err := s.Run(); err != nil {
+		return fmt.Errorf("service %s: %w", cfg.Name, err)
+	}
+	return runErr
+}
+
+// failFast stops the service loop when Run returns on its own (an error), so
+// the process exits and the service manager's restart policy applies.
+type failFast struct {
+	*Program
+	svc    service.Service
+	onExit func(error)
+}
+
+func (f *failFast) Start(s service.Service) error {
+	if err := f.Program.Start(s); err != nil {
+		return err
+	}
+	go func() {
+		err := f.Program.Wait()
+		if err != nil {
+			f.onExit(err)
+			os.Exit(1)
+		}
+	}()
+	return nil
+}
+
+// Control performs action on the installed service and returns a one-line
+// human status for "status".
+func Control(cfg Config, action string) (string, error) {
+	kc, err := cfg.kardianos()
+	if err != nil {
+		return "", err
+	}
+	s, err := service.New(NewProgram(func(context.Context) error { return nil }, 0), kc)
+	if err != nil {
+		return "", fmt.Errorf("service %s: %w", cfg.Name, err)
+	}
+	switch action {
+	case "status":
+		st, err := s.Status()
+		if err != nil {
+			return "", fmt.Errorf("service %s status: %w", cfg.Name, err)
+		}
+		switch st {
+		case service.StatusRunning:
+			return cfg.Name + ": running", nil
+		case service.StatusStopped:
+			return cfg.Name + ": stopped", nil
+		}
+		return cfg.Name + ": unknown", nil
+	case "install", "uninstall", "start", "stop", "restart":
+		if err := service.Control(s, action); err != nil {
+			return "", fmt.Errorf("service %s %s: %w", cfg.Name, action, err)
+		}
+		return fmt.Sprintf("%s: %s done", cfg.Name, action), nil
+	}
+	return "", fmt.Errorf("service %s %q: %w (want one of %v)", cfg.Name, action, ErrUnknownAction, Actions)
+}
