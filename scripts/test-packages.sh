@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Tests the Linux packages end to end, in a couple of seconds once built:
+#  1. systemd-analyze verify of the units as shipped, with the shipped
+#     binaries, in a throwaway root: ANY output is a failure;
+#  2. lintian on every .deb: any error (E:) is a failure (installs lintian
+#     with apt-get when missing and root);
+#  3. installs the .debs of this machine's architecture into a throwaway root
+#     (dpkg --root, maintainer scripts run chrootless with DPKG_ROOT), checks
+#     files, modes, conffiles, the hostcert user, data directories and
+#     `--version`; reinstalls over an edited conffile (the edit must survive);
+#     purges and checks that nothing is left but a non-empty data directory.
+#
+#   scripts/test-packages.sh [DEB_DIR]
+#
+# Without DEB_DIR it builds this architecture's .debs with scripts/packages.sh
+# into a temporary directory. VERSION and COMMIT (default: from git, as the
+# Makefile does) are what `--version` must print. Needs root and dpkg.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export VERSION COMMIT
+programs=(primary agent tunnel)
+
+say() { echo "test-packages: $*"; }
+fail() {
+	echo "test-packages: FAIL: $*" >&2
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || fail "needs root (dpkg --root installs files owned by other users)"
+command -v dpkg >/dev/null || fail "needs dpkg"
+arch=$(dpkg --print-architecture)
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+debs=${1:-}
+if [ -z "$debs" ]; then
+	debs=$work/dist
+	DIST=$debs FORMATS=deb bash scripts/packages.sh "$arch" >/dev/null
+fi
+pkgs=()
+for p in "${programs[@]}"; do
+	f=$(ls "$debs"/hostcert-"${p}"_*_"$arch".deb 2>/dev/null | head -1)
+	[ -n "$f" ] || fail "no hostcert-${p}_*_$arch.deb in $debs"
+	pkgs+=("$f")
+done
+
+# 1. systemd-analyze verify, units and binaries exactly as shipped, plus the
+# distribution's own units (sysinit.target, ...) so dependencies resolve.
+if command -v systemd-analyze >/dev/null; then
+	v=$work/verify
+	mkdir -p "$v/usr/lib/systemd"
+	cp -a /usr/lib/systemd/system "$v/usr/lib/systemd/"
+	for f in "${pkgs[@]}"; do dpkg-deb -x "$f" "$v"; done
+	units=()
+	for p in "${programs[@]}"; do units+=("hostcert-$p.service"); done
+	out=$(systemd-analyze verify --root="$v" "${units[@]}" 2>&1) || fail "systemd-analyze verify:"$'\n'"$out"
+	[ -z "$out" ] || fail "systemd-analyze verify printed (warnings count as failures):"$'\n'"$out"
+	say "systemd-analyze verify: clean ($(systemd-analyze --version | head -1))"
+else
+	say "SKIP systemd-analyze verify: systemd-analyze not installed"
+fi
+
+# 2. lintian.
+if ! command -v lintian >/dev/null && command -v apt-get >/dev/null; then
+	say "installing lintian"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null 2>&1 ||
+		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null; }
+fi
+if command -v lintian >/dev/null; then
+	out=$(lintian --allow-root "$debs"/*.deb 2>&1 || true)
+	[ -z "$out" ] || echo "$out" | sed 's/^/  /'
+	if echo "$out" | grep -q '^E:'; then fail "lintian reported errors"; fi
+	say "lintian: no errors ($(echo "$out" | grep -c '^W:' || true) warnings)"
+else
+	fail "lintian is missing and could not be installed"
+fi
+
+# 3. install into a throwaway root.
+r=$work/root
+mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$r/etc"
+touch "$r/var/lib/dpkg/status" "$r/var/lib/dpkg/available"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
+printf 'root:x:0:\n' >"$r/etc/group"
+printf 'root:*:20000:0:99999:7:::\n' >"$r/etc/shadow"
+printf 'root:*::\n' >"$r/etc/gshadow"
+chmod 0640 "$r/etc/shadow" "$r/etc/gshadow"
+seed=$(cd "$r" && find . -path ./var/lib/dpkg -prune -o -print | sort)
+dpkgr() { dpkg --root="$r" --force-script-chrootless --ignore-depends=passwd "$@"; }
+
+out=$(dpkgr -i "${pkgs[@]}" 2>&1) || fail "dpkg -i:"$'\n'"$out"
+say "installed ${pkgs[*]##*/}"
+
+# expect MODE OWNER GROUP PATH (owner and group by name or number)
+expect() {
+	[ -e "$r$4" ] || fail "$4 missing"
+	local got got_num want="$1 $2 $3"
+	got=$(stat -c '%a %U %G' "$r$4")
+	got_num=$(stat -c '%a %u %g' "$r$4")
+	[ "$got" = "$want" ] || [ "$got_num" = "$want" ] || fail "$4: mode/owner $got_num, want $want"
+}
+pw=$(grep '^hostcert:' "$r/etc/passwd") || fail "no hostcert user created"
+IFS=: read -r _ _ uid gid _ home shell <<<"$pw"
+[ "$uid" -lt 1000 ] || fail "hostcert uid $uid is not a system uid"
+grep -q "^hostcert:x:$gid:" "$r/etc/group" || fail "no hostcert group with gid $gid"
+[ "$home" = /var/lib/hostcert ] || fail "hostcert home $home, want /var/lib/hostcert"
+case $shell in */nologin) ;; *) fail "hostcert shell $shell, want nologin" ;; esac
+[ ! -e "$r/var/lib/hostcert/.profile" ] || fail "a home directory skeleton was created"
+
+for p in "${programs[@]}"; do
+	expect 755 root root "/usr/bin/hostcert-$p"
+	expect 644 root root "/lib/systemd/system/hostcert-$p.service"
+	cmp -s "$r/lib/systemd/system/hostcert-$p.service" "packaging/systemd/hostcert-$p.service" ||
+		fail "hostcert-$p.service differs from packaging/systemd/"
+	expect 644 root root "/usr/share/doc/hostcert-$p/copyright"
+	out=$("$r/usr/bin/hostcert-$p" --version 2>&1) || fail "hostcert-$p --version failed: $out"
+	want="hostcert-$p $VERSION (commit $COMMIT)"
+	[ "$out" = "$want" ] || fail "hostcert-$p --version = $out, want $want"
+done
+expect 755 root root /etc/hostcert
+for c in agent:agent.yaml tunnel:tunnel.yaml primary:primary.env; do
+	p=${c%%:*} f=/etc/hostcert/${c#*:}
+	expect 644 root root "$f"
+	grep -qx "$f" "$r/var/lib/dpkg/info/hostcert-$p.conffiles" || fail "$f is not a conffile of hostcert-$p"
+done
+expect 755 root root /var/lib/hostcert
+expect 700 "$uid" "$gid" /var/lib/hostcert/agent
+expect 700 "$uid" "$gid" /var/lib/hostcert/primary
+[ ! -e "$r/var/lib/hostcert/tunnel" ] || fail "the tunnel got a data directory it does not use"
+[ ! -e "$r/etc/systemd/system/multi-user.target.wants" ] || fail "a service was enabled on install"
+say "files, modes, conffiles, user, data directories and --version: ok"
+
+# Reinstall (upgrade path) over an edited conffile: the edit survives, the
+# user is not duplicated.
+echo "# edited by the operator" >>"$r/etc/hostcert/agent.yaml"
+out=$(dpkgr -i "${pkgs[@]}" 2>&1) || fail "dpkg -i (reinstall):"$'\n'"$out"
+tail -1 "$r/etc/hostcert/agent.yaml" | grep -q 'edited by the operator' || fail "reinstall replaced an edited conffile"
+[ "$(grep -c '^hostcert:' "$r/etc/passwd")" = 1 ] || fail "reinstall duplicated the hostcert user"
+say "reinstall keeps an edited conffile: ok"
+
+# Purge: a data directory holding files is kept (keys are never deleted by
+# the package manager), everything else goes.
+echo key >"$r/var/lib/hostcert/primary/stand-in-key"
+out=$(dpkgr --purge hostcert-agent hostcert-primary hostcert-tunnel 2>&1) || fail "dpkg --purge:"$'\n'"$out"
+echo "$out" | grep -q 'keeping /var/lib/hostcert/primary' || fail "purge did not say it keeps the primary's data: $out"
+[ -e "$r/var/lib/hostcert/primary/stand-in-key" ] || fail "purge deleted the primary's data"
+rm -r "$r/var/lib/hostcert"
+left=$(cd "$r" && find . -path ./var/lib/dpkg -prune -o -print | grep -v '^\./etc/\(passwd\|group\|shadow\|gshadow\)-$' | sort)
+extra=$(comm -13 <(echo "$seed") <(echo "$left"))
+[ -z "$extra" ] || fail "purge left files behind:"$'\n'"$extra"
+[ -z "$(dpkg --root="$r" -l 'hostcert-*' 2>/dev/null | grep '^[a-z][a-z] ')" ] || fail "packages still known to dpkg after purge"
+say "purge: clean (non-empty data directory kept, as documented)"
+say "PASS"
