@@ -20,6 +20,10 @@ const (
 // its token is even looked up. IPv4 sources are limited per address, IPv6
 // sources per /64 (one host usually owns a whole /64).
 //
+// Concurrent wrong tokens from one source all count: credits may go below
+// zero (down to one hour of refill), so a burst of parallel guesses that all
+// passed Allow together is paid back before the next attempt is allowed.
+//
 // Memory is bounded: at most MaxSources entries, least recently failed first
 // out. An evicted source starts again with a full bucket, which is what it
 // would have had soon anyway: the least recently failed entry has refilled the
@@ -103,8 +107,8 @@ func (l *Limiter) Fail(src netip.Addr, now time.Time) {
 		b := e.Value.(*bucket)
 		l.refill(b, now)
 		b.credits--
-		if b.credits < 0 {
-			b.credits = 0
+		if floor := l.floor(); b.credits < floor {
+			b.credits = floor
 		}
 		l.lru.MoveToBack(e)
 		return
@@ -125,6 +129,11 @@ func (l *Limiter) Len() int {
 	return l.lru.Len()
 }
 
+// floor is the lowest credit balance: minus one hour of refill.
+func (l *Limiter) floor() float64 {
+	return -float64(time.Hour) / float64(l.per)
+}
+
 // refill brings b's credits up to now and returns them. A clock that went
 // backwards refills nothing.
 func (l *Limiter) refill(b *bucket, now time.Time) float64 {
@@ -141,14 +150,13 @@ func (l *Limiter) refill(b *bucket, now time.Time) float64 {
 // prune drops a few entries from the least recently failed end whose bucket
 // has refilled completely: they are the same as no entry. Bounded work per call.
 func (l *Limiter) prune(now time.Time) {
-	full := time.Duration(l.burst * float64(l.per))
 	for i := 0; i < 4; i++ {
 		e := l.lru.Front()
 		if e == nil {
 			return
 		}
 		b := e.Value.(*bucket)
-		if now.Sub(b.at) < full {
+		if l.refill(b, now) < l.burst {
 			return
 		}
 		delete(l.byKey, b.key)

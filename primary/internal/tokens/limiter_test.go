@@ -56,6 +56,34 @@ func TestLimiterRefillCapsAtBurst(t *testing.T) {
 	}
 }
 
+// Guesses that passed Allow together (concurrent requests) are all paid for.
+func TestLimiterDebt(t *testing.T) {
+	l := NewLimiter(5, 12*time.Second)
+	src := netip.MustParseAddr("192.0.2.77")
+	for i := 0; i < 20; i++ { // 20 requests were allowed at once, all wrong
+		l.Fail(src, t0)
+	}
+	// 5 credits, 20 spent: 15 in debt, 16 refills until the next attempt.
+	if l.Allow(src, t0.Add(15*12*time.Second)) {
+		t.Errorf("Allow after 15 refills = true, want false (still paying the debt)")
+	}
+	if !l.Allow(src, t0.Add(16*12*time.Second)) {
+		t.Errorf("Allow after 16 refills = false, want true")
+	}
+
+	// The debt is at most one hour of refill.
+	other := netip.MustParseAddr("192.0.2.78")
+	for i := 0; i < 10000; i++ {
+		l.Fail(other, t0)
+	}
+	if l.Allow(other, t0.Add(time.Hour)) {
+		t.Errorf("Allow an hour after 10000 failures = true, want false (debt floor is -300, one more refill needed)")
+	}
+	if !l.Allow(other, t0.Add(time.Hour+12*time.Second)) {
+		t.Errorf("Allow an hour and one refill after 10000 failures = false, want true")
+	}
+}
+
 func TestLimiterClockBackwards(t *testing.T) {
 	l := NewLimiter(1, time.Minute)
 	src := netip.MustParseAddr("203.0.113.5")
@@ -152,6 +180,17 @@ func TestLimiterPrunesRefilledEntries(t *testing.T) {
 	l.Fail(netip.MustParseAddr("10.9.9.9"), t0.Add(time.Hour))
 	if n := l.Len(); n != 1 {
 		t.Errorf("Len() after an hour = %d, want 1 (refilled entries pruned)", n)
+	}
+
+	// An entry still in debt is not pruned, though burst*per has passed.
+	l = NewLimiter(2, time.Second)
+	debtor := netip.MustParseAddr("10.0.0.99")
+	for i := 0; i < 10; i++ {
+		l.Fail(debtor, t0)
+	}
+	l.Fail(netip.MustParseAddr("10.9.9.9"), t0.Add(5*time.Second))
+	if l.Len() != 2 || l.Allow(debtor, t0.Add(5*time.Second)) {
+		t.Errorf("after 10 failures and 5s: Len() = %d, Allow(debtor) = %v, want 2, false", l.Len(), l.Allow(debtor, t0.Add(5*time.Second)))
 	}
 }
 
