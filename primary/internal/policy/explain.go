@@ -16,7 +16,7 @@ func Public(d protocol.Decision) protocol.Decision {
 		return d
 	}
 	d.TokenState = protocol.TokenInvalid
-	d.Reason = fmt.Sprintf("refused (%s): %s; %s.", d.Code, facts(d, false, false), invalidMessage)
+	d.Reason = fmt.Sprintf("refused (%s): %s; %s.", d.Code, facts(d, "", false, false), invalidMessage)
 	return d
 }
 

@@ -34,6 +34,7 @@ type Facts struct {
 	Known       bool                 // name in the registry
 	Verified    bool                 // forward DNS of the name matches the (relayed) source address
 	NAT         bool                 // client declared NAT (then Verified is false regardless)
+	VerifyNote  string               // optional: verify.Verify's phrase ("dns gives 192.0.2.1, not 192.0.2.9"), quoted in the reason
 	Window      bool                 // an auto-reissue window is open for HostID
 	HostRevoked bool                 // renew only: host or presented cert revoked
 	CertExpired bool                 // renew only
@@ -203,24 +204,27 @@ func finish(d protocol.Decision, f Facts, why string) protocol.Decision {
 	if !d.Granted {
 		outcome = "refused (" + string(d.Code) + ")"
 	}
-	d.Reason = fmt.Sprintf("%s: %s; %s.", outcome, facts(d, f.HostRevoked, f.CertExpired), why)
+	d.Reason = fmt.Sprintf("%s: %s; %s.", outcome, facts(d, f.VerifyNote, f.HostRevoked, f.CertExpired), why)
 	return d
 }
 
 // facts renders the facts every reason names: level, known, verified, NAT,
 // window and token state.
-func facts(d protocol.Decision, revoked, expired bool) string {
+func facts(d protocol.Decision, note string, revoked, expired bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s at level %s, ", kindName(d.Kind), levelName(d.Level))
 	b.WriteString(yesNo(d.Known, "known", "not known"))
 	b.WriteString(", ")
+	note = strings.TrimRight(strings.TrimSpace(note), ".")
 	switch {
 	case d.NAT:
 		b.WriteString("not verified (NAT declared)")
-	case d.Verified:
-		b.WriteString("verified, no NAT")
 	default:
-		b.WriteString("not verified, no NAT")
+		b.WriteString(yesNo(d.Verified, "verified", "not verified"))
+		if note != "" {
+			b.WriteString(" (" + note + ")")
+		}
+		b.WriteString(", no NAT")
 	}
 	if d.Kind == protocol.KindReissue {
 		b.WriteString(yesNo(d.Window, ", auto-reissue window open", ", no auto-reissue window"))

@@ -200,9 +200,9 @@ func checkReason(t *testing.T, d protocol.Decision) {
 	case d.NAT:
 		mustHave = append(mustHave, "not verified (NAT declared)")
 	case d.Verified:
-		mustHave = append(mustHave, "verified, no NAT")
+		mustHave = append(mustHave, ", verified", ", no NAT")
 	default:
-		mustHave = append(mustHave, "not verified, no NAT")
+		mustHave = append(mustHave, "not verified", ", no NAT")
 	}
 	for _, s := range mustHave {
 		if !strings.Contains(r, s) {
@@ -231,6 +231,12 @@ func TestDecideReasonWords(t *testing.T) {
 		{Facts{Level: hi, Kind: renew, HostID: hostA, HostRevoked: true}, "revoked"},
 		{Facts{Level: hi, Kind: renew, HostID: hostA, CertExpired: true}, "certificate expired"},
 		{Facts{Level: hi, Kind: issue, Known: true, Verified: true, Token: unknownToken}, "even where none is needed"},
+		{Facts{Level: hi, Kind: issue, Known: true, VerifyNote: "dns gives 192.0.2.1, not 192.0.2.9"},
+			"known, not verified (dns gives 192.0.2.1, not 192.0.2.9), no NAT, token none"},
+		{Facts{Level: med, Kind: issue, Verified: true, VerifyNote: "dns matches 2001:db8::1."},
+			"not known, verified (dns matches 2001:db8::1), no NAT, token none; at medium"},
+		{Facts{Level: med, Kind: issue, Verified: true, NAT: true, VerifyNote: "nat declared"},
+			"not known, not verified (NAT declared), token none"},
 	} {
 		if got := Decide(tc.f).Reason; !strings.Contains(got, tc.want) {
 			t.Errorf("Decide(%+v).Reason = %q, want it to contain %q", tc.f, got, tc.want)
