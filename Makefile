@@ -38,3 +38,15 @@ lint:
 
 clean:
 	rm -rf bin dist
+
+# Packaging (docs/packaging.md): .deb/.rpm for linux/amd64 and linux/arm64,
+# the Windows zip, and the package test (root: installs into a throwaway root).
+.PHONY: packages dist test-packages
+packages:
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' LDFLAGS='$(LDFLAGS)' GO='$(GO)' bash scripts/packages.sh amd64 arm64
+
+dist:
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' LDFLAGS='$(LDFLAGS)' GO='$(GO)' bash scripts/dist.sh
+
+test-packages:
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' LDFLAGS='$(LDFLAGS)' GO='$(GO)' bash scripts/test-packages.sh
