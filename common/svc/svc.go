@@ -27,8 +27,11 @@ type Config struct {
 	Arguments   []string // what the service manager passes, e.g. ["run", "--config", "/etc/hostcert/agent.yaml"]
 	Executable  string   // absolute path; default: this executable
 	// SystemdUnit, when set, is the unit file installed on systemd hosts
-	// instead of kardianos/service's generated one. It is a text/template
-	// with kardianos' fields ({{.Path}}, {{.Arguments}}, ...).
+	// instead of kardianos/service's generated one, e.g.
+	// packaging.SystemdUnit("hostcert-agent"). It is a template in
+	// kardianos/service v1.3.0's own small language (not text/template):
+	// keys have no leading dot ({{Path | cmdEscape}},
+	// {{range Arguments}} {{. | cmd}}{{end}}, {{Name}}, {{Description}}, ...).
 	SystemdUnit string
 	// StopTimeout bounds how long Stop waits for Run to return.
 	StopTimeout time.Duration
@@ -198,6 +201,11 @@ func Control(cfg Config, action string) (string, error) {
 	case "install", "uninstall", "start", "stop", "restart":
 		if err := service.Control(s, action); err != nil {
 			return "", fmt.Errorf("service %s %s: %w", cfg.Name, action, err)
+		}
+		if action == "install" {
+			if err := afterInstall(cfg.Name); err != nil {
+				return "", fmt.Errorf("service %s install: %w", cfg.Name, err)
+			}
 		}
 		return fmt.Sprintf("%s: %s done", cfg.Name, action), nil
 	}
