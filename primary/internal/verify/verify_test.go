@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hostcert/hostcert/primary/internal/verify/dnstest"
+	"github.com/hostcert/hostcert/internal/dnstest"
 )
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,4 +1,4 @@
-// Package dnstest runs a real DNS server on loopback for tests: it answers A
+// Package dnstest runs a real DNS server on loopback for tests and the demo: it answers A
 // and AAAA queries from a map that the test can change at run time, over UDP
 // and TCP on the same 127.0.0.1 port, so code under test can use an ordinary
 // resolver pointed at it (verify.NewResolver(addr)).
@@ -24,6 +24,7 @@ import (
 type Server struct {
 	addr    string
 	queries atomic.Int64
+	stops   []func() error
 
 	mu      sync.Mutex
 	records map[string][]netip.Addr
@@ -41,6 +42,20 @@ func Start(t testing.TB, records map[string][]netip.Addr) (addr string) {
 // New is Start returning the Server, for tests that change records while it runs.
 func New(t testing.TB, records map[string][]netip.Addr) *Server {
 	t.Helper()
+	s, err := Listen(records)
+	if err != nil {
+		t.Fatalf("dnstest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("dnstest: %v", err)
+		}
+	})
+	return s
+}
+
+// Listen starts a server outside a test (the demo uses it); Close stops it.
+func Listen(records map[string][]netip.Addr) (*Server, error) {
 	s := &Server{
 		records: make(map[string][]netip.Addr),
 		silent:  make(map[string]bool),
@@ -51,7 +66,7 @@ func New(t testing.TB, records map[string][]netip.Addr) *Server {
 	}
 	pc, ln, err := listen()
 	if err != nil {
-		t.Fatalf("dnstest: %v", err)
+		return nil, err
 	}
 	s.addr = pc.LocalAddr().String()
 	for _, srv := range []*dns.Server{
@@ -65,18 +80,30 @@ func New(t testing.TB, records map[string][]netip.Addr) *Server {
 		select {
 		case <-started:
 		case err := <-done:
-			t.Fatalf("dnstest: serve: %v", err)
+			s.Close()
+			return nil, fmt.Errorf("serve: %w", err)
 		}
-		t.Cleanup(func() {
+		s.stops = append(s.stops, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := srv.ShutdownContext(ctx); err != nil {
-				t.Errorf("dnstest: shutdown: %v", err)
-			}
+			err := srv.ShutdownContext(ctx)
 			<-done
+			return err
 		})
 	}
-	return s
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() error {
+	var first error
+	for _, stop := range s.stops {
+		if err := stop(); err != nil && first == nil {
+			first = fmt.Errorf("shutdown: %w", err)
+		}
+	}
+	s.stops = nil
+	return first
 }
 
 // listen binds UDP on 127.0.0.1:0 and TCP on the same port, retrying when
