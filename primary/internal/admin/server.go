@@ -1,0 +1,174 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/primary/internal/crl"
+	"github.com/hostcert/hostcert/primary/internal/store"
+)
+
+// Authority is what the admin commands show of the CA.
+type Authority interface {
+	Certificate() *x509.Certificate
+	Bundle() []*x509.Certificate
+	BundlePEM() []byte
+	PrimaryHostID() string
+}
+
+// Explainer is the dry run of the deployment decision (package enroll).
+type Explainer interface {
+	Explain(ctx context.Context, name string, from netip.Addr, nat bool) (protocol.Decision, error)
+}
+
+// CRLs is the CRL publisher: regenerate after a revocation, show the current one.
+type CRLs interface {
+	Trigger()
+	Current() *crl.List
+}
+
+// Server answers admin requests. The store is used concretely: the admin
+// surface is the store's whole management surface.
+type Server struct {
+	store   *store.Store
+	ca      Authority
+	explain Explainer
+	crls    CRLs
+	log     zerolog.Logger
+	now     func() time.Time
+	secret  string // Windows transport: every request must carry it
+
+	wg sync.WaitGroup
+}
+
+// NewServer returns an admin server.
+func NewServer(st *store.Store, ca Authority, explain Explainer, crls CRLs, log zerolog.Logger) *Server {
+	return &Server{store: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now}
+}
+
+// mutating are the commands that change state: audited when they succeed
+// (in the same transaction) and when they fail. explain is audited too.
+var mutating = map[string]bool{
+	CmdLevelSet: true, CmdHostAdd: true, CmdHostRemove: true, CmdHostReissue: true,
+	CmdTokenCreate: true, CmdTokenDelete: true, CmdTokenCleanup: true, CmdCertRevoke: true,
+}
+
+// ioTimeout bounds one admin exchange.
+const ioTimeout = 30 * time.Second
+
+// Serve answers requests on ln until ctx ends, then closes ln and waits for
+// the requests in flight.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	defer s.wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("admin: accept: %w", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(ctx, conn)
+		}()
+	}
+}
+
+func (s *Server) handle(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
+	actor, err := peerActor(conn)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("admin connection refused")
+		s.reply(conn, Response{Error: "admin: cannot identify the peer: " + err.Error()})
+		return
+	}
+	r := bufio.NewReaderSize(conn, 64*1024)
+	var req Request
+	dec := json.NewDecoder(&limitedReader{r: r, n: maxMessage})
+	if err := dec.Decode(&req); err != nil {
+		s.reply(conn, Response{Error: "admin: malformed request: " + err.Error()})
+		return
+	}
+	if s.secret != "" && subtle.ConstantTimeCompare([]byte(req.Secret), []byte(s.secret)) != 1 {
+		s.log.Warn().Str("peer", conn.RemoteAddr().String()).Msg("admin request with a wrong secret refused")
+		s.reply(conn, Response{Error: "admin: wrong or missing admin secret"})
+		return
+	}
+	data, err := s.dispatch(ctx, actor, req)
+	if err != nil {
+		s.log.Info().Str("command", req.Command).Str("actor", actor).Err(err).Msg("admin command failed")
+		if mutating[req.Command] {
+			a := store.Audit{At: s.now(), Actor: actor, Action: req.Command, Outcome: "error",
+				Detail: map[string]any{"error": oneLine(err.Error())}}
+			if aerr := s.store.AppendAudit(context.WithoutCancel(ctx), a); aerr != nil {
+				s.log.Error().Err(aerr).Msg("writing audit row of a failed admin command")
+			}
+		}
+		s.reply(conn, Response{Error: oneLine(err.Error())})
+		return
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		s.reply(conn, Response{Error: "admin: encode result: " + err.Error()})
+		return
+	}
+	s.log.Info().Str("command", req.Command).Str("actor", actor).Msg("admin command")
+	s.reply(conn, Response{OK: true, Data: raw})
+}
+
+func (s *Server) reply(conn net.Conn, resp Response) {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return
+	}
+	_, _ = conn.Write(append(b, '\n'))
+}
+
+// limitedReader fails once more than n bytes were read.
+type limitedReader struct {
+	r *bufio.Reader
+	n int
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errors.New("request too large")
+	}
+	if len(p) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= n
+	return n, err
+}
+
+func oneLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' || s[i] == '\r' {
+			return s[:i]
+		}
+	}
+	return s
+}

@@ -1,0 +1,304 @@
+// Package api is the primary's public HTTPS API (SPEC §3, §4, §6): the CA
+// bundle, the CRL, the primary's info, enrollment (issue, reissue) and
+// renewal over mutual TLS. Handlers only decode, call package enroll, and
+// encode; one function maps every error to a status, a stable code and a
+// public message, and logs once.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/primary/internal/crl"
+	"github.com/hostcert/hostcert/primary/internal/enroll"
+)
+
+// Enroller is the issuance path (package enroll).
+type Enroller interface {
+	Enroll(ctx context.Context, req enroll.Request) (enroll.Result, error)
+	Renew(ctx context.Context, chain []*x509.Certificate, csrPEM []byte, source netip.Addr) (enroll.Result, error)
+	Reject(ctx context.Context, kind protocol.RequestKind, source netip.Addr, code protocol.Code, msg string) error
+}
+
+// CRLs gives the current CRL.
+type CRLs interface {
+	Current() *crl.List
+}
+
+// Authority is what the API shows of the CA.
+type Authority interface {
+	Bundle() []*x509.Certificate
+	BundlePEM() []byte
+}
+
+// Levels reads the current deployment security level.
+type Levels interface {
+	Level(ctx context.Context) (protocol.Level, error)
+}
+
+// Handler serves the API.
+type Handler struct {
+	enroller Enroller
+	crls     CRLs
+	ca       Authority
+	levels   Levels
+	log      zerolog.Logger
+	mux      *http.ServeMux
+	now      func() time.Time
+}
+
+// New returns the API handler.
+func New(e Enroller, crls CRLs, ca Authority, levels Levels, log zerolog.Logger) *Handler {
+	h := &Handler{enroller: e, crls: crls, ca: ca, levels: levels, log: log, mux: http.NewServeMux(), now: time.Now}
+	h.mux.HandleFunc(protocol.PathCA, h.only(http.MethodGet, h.getCA))
+	h.mux.HandleFunc(protocol.PathCRL, h.only(http.MethodGet, h.getCRL))
+	h.mux.HandleFunc(protocol.PathInfo, h.only(http.MethodGet, h.getInfo))
+	h.mux.HandleFunc(protocol.PathEnroll, h.only(http.MethodPost, h.postEnroll))
+	h.mux.HandleFunc(protocol.PathRenew, h.only(http.MethodPost, h.postRenew))
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, r, &protocol.Error{Code: protocol.CodeNotFound, Message: "no such endpoint"})
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h.mux.ServeHTTP(w, r)
+}
+
+// only refuses other methods with a JSON method_not_allowed (HEAD rides on GET).
+func (h *Handler) only(method string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			h.fail(w, r, &protocol.Error{Code: protocol.CodeMethodNotAllowed, Message: fmt.Sprintf("use %s for %s", method, r.URL.Path)})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *Handler) getCA(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(h.ca.BundlePEM())
+}
+
+func (h *Handler) getCRL(w http.ResponseWriter, r *http.Request) {
+	list := h.crls.Current()
+	if list == nil {
+		h.fail(w, r, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the CRL is not generated yet; try again in a few seconds"})
+		return
+	}
+	body, ctype := list.DER, "application/pkix-crl"
+	if r.URL.Query().Get("format") == "pem" || strings.Contains(r.Header.Get("Accept"), "application/x-pem-file") {
+		body, ctype = list.PEM, "application/x-pem-file"
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Last-Modified", list.ThisUpdate.UTC().Format(http.TimeFormat))
+	w.Header().Set("Expires", list.NextUpdate.UTC().Format(http.TimeFormat))
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(body)
+}
+
+func (h *Handler) getInfo(w http.ResponseWriter, r *http.Request) {
+	level, err := h.levels.Level(r.Context())
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("read level: %w", err))
+		return
+	}
+	info := protocol.Info{Level: level, CRLRefreshSeconds: int64(level.CRLRefresh() / time.Second), Time: h.now().UTC()}
+	for _, c := range h.ca.Bundle() {
+		info.CAFingerprints = append(info.CAFingerprints, pki.Fingerprint(c))
+	}
+	h.writeJSON(w, http.StatusOK, info)
+}
+
+func (h *Handler) postEnroll(w http.ResponseWriter, r *http.Request) {
+	src := source(r)
+	var req protocol.EnrollRequest
+	if code, msg := decode(w, r, &req); code != "" {
+		h.fail(w, r, h.enroller.Reject(r.Context(), protocol.KindIssue, src, code, msg))
+		return
+	}
+	res, err := h.enroller.Enroll(r.Context(), enroll.Request{
+		Name: req.Name, HostID: req.HostID, CSR: []byte(req.CSR), Token: req.Token, NAT: req.NAT, Source: src,
+	})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.writeCert(w, res)
+}
+
+func (h *Handler) postRenew(w http.ResponseWriter, r *http.Request) {
+	src := source(r)
+	var req protocol.RenewRequest
+	if code, msg := decode(w, r, &req); code != "" {
+		h.fail(w, r, h.enroller.Reject(r.Context(), protocol.KindRenew, src, code, msg))
+		return
+	}
+	var chain []*x509.Certificate
+	if r.TLS != nil {
+		chain = r.TLS.PeerCertificates
+	}
+	res, err := h.enroller.Renew(r.Context(), chain, []byte(req.CSR), src)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.writeCert(w, res)
+}
+
+func (h *Handler) writeCert(w http.ResponseWriter, res enroll.Result) {
+	w.Header().Set("Cache-Control", "no-store")
+	h.writeJSON(w, http.StatusOK, protocol.CertResponse{
+		HostID:            res.HostID,
+		Names:             res.Names,
+		Serial:            res.Serial,
+		NotBefore:         res.Cert.NotBefore.UTC(),
+		NotAfter:          res.Cert.NotAfter.UTC(),
+		Certificate:       string(pki.EncodeCert(res.Cert)),
+		CABundle:          string(h.ca.BundlePEM()),
+		Level:             res.Level,
+		CRLRefreshSeconds: int64(res.Level.CRLRefresh() / time.Second),
+		Decision:          res.Decision,
+	})
+}
+
+// decode reads one JSON object strictly: at most protocol.MaxBodyBytes,
+// no unknown fields, nothing after it. It returns a refusal code and message,
+// or "" when v was filled.
+func decode(w http.ResponseWriter, r *http.Request, v any) (protocol.Code, string) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return protocol.CodeBadRequest, "the body must be JSON (Content-Type: application/json)"
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return protocol.CodeBodyTooLarge, fmt.Sprintf("the body is larger than %d bytes", protocol.MaxBodyBytes)
+		}
+		return protocol.CodeBadRequest, "the body could not be read"
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return protocol.CodeBadRequest, "the body is not a valid request: " + jsonProblem(err)
+	}
+	if dec.More() {
+		return protocol.CodeBadRequest, "the body has data after the JSON object"
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return protocol.CodeBadRequest, "the body has data after the JSON object"
+	}
+	return "", ""
+}
+
+// jsonProblem describes a decode error without echoing request data at length.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q has the wrong type", typ.Field)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "empty or truncated JSON"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		if len(f) > 66 {
+			f = f[:64] + `…"`
+		}
+		return "unknown field " + f
+	}
+	return "malformed JSON"
+}
+
+// source is the address the request came from: the TCP peer, or the client
+// address a tunnel relayed with PROXY protocol v2 (the listener puts it in
+// RemoteAddr).
+func source(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err == nil {
+		return ap.Addr().Unmap()
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// status maps a refusal code to its HTTP status.
+func status(code protocol.Code) int {
+	switch code {
+	case protocol.CodeBadRequest, protocol.CodeBadCSR:
+		return http.StatusBadRequest
+	case protocol.CodeClientCertRequired:
+		return http.StatusUnauthorized
+	case protocol.CodeTokenRequired, protocol.CodeReissueTokenRequired, protocol.CodeTokenInvalid,
+		protocol.CodeHostRevoked, protocol.CodeNotVerified, protocol.CodeNameNotAllowed, protocol.CodeCertExpired:
+		return http.StatusForbidden
+	case protocol.CodeNotFound:
+		return http.StatusNotFound
+	case protocol.CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case protocol.CodeBodyTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case protocol.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case protocol.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// fail is the one place an error becomes a response: a *protocol.Error keeps
+// its code, message and decision; anything else is internal, logged with its
+// detail and answered with a generic message. It logs exactly once.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var perr *protocol.Error
+	if !errors.As(err, &perr) {
+		h.log.Error().Err(err).Str("path", r.URL.Path).Str("source", r.RemoteAddr).Msg("request failed")
+		perr = &protocol.Error{Code: protocol.CodeInternal, Message: "internal error; the primary's log has the details"}
+	} else {
+		ev := h.log.Info()
+		if perr.Code == protocol.CodeUnavailable {
+			ev = h.log.Warn()
+		}
+		ev.Str("path", r.URL.Path).Str("source", r.RemoteAddr).Str("code", string(perr.Code)).Msg("request refused")
+	}
+	st := status(perr.Code)
+	if st == http.StatusRequestEntityTooLarge {
+		w.Header().Set("Connection", "close")
+	}
+	if st == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "15")
+	}
+	h.writeJSON(w, st, perr)
+}
+
+func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		h.log.Debug().Err(err).Msg("writing response")
+	}
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcert/hostcert/common/atomicfile"
+	"github.com/hostcert/hostcert/common/logging"
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/primary/internal/ca"
+	"github.com/hostcert/hostcert/primary/internal/server"
+	"github.com/hostcert/hostcert/primary/internal/store"
+)
+
+// InitResult is what init prints with --json.
+type InitResult struct {
+	DataDir       string   `json:"data_dir"`
+	Fingerprint   string   `json:"fingerprint"`
+	PrimaryHostID string   `json:"primary_host_id"`
+	Names         []string `json:"names"`
+	KeyAlgorithm  string   `json:"key_algorithm"`
+	NotAfter      string   `json:"not_after"`
+}
+
+func initCmd() *cobra.Command {
+	var (
+		names  []string
+		keyAlg string
+	)
+	cmd := &cobra.Command{
+		Use:   "init --data DIR --name PRIMARY_DNS_NAME [--name ...]",
+		Short: "create the CA, the primary's TLS certificate, its host ID and the database",
+		Long: `init creates the data directory (owner-only), a self-signed CA (ECDSA P-384 by
+default, 20 years), the primary's own TLS server certificate for the given
+names (DNS names or IP addresses) issued by that CA, the primary's host ID and
+the database, and prints the CA's SHA-256 fingerprint: give it to the hosts'
+admins, who confirm it at "hostcert-agent get-ca-cert".
+
+It refuses to touch a data directory that already holds a CA.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(names) == 0 {
+				return errors.New("init: at least one --name (the primary's DNS name or IP address) is required")
+			}
+			alg, err := pki.ParseKeyAlgorithm(keyAlg)
+			if err != nil {
+				return err
+			}
+			dir := dataDir(cmd)
+			if err := atomicfile.MkdirPrivate(dir); err != nil {
+				return fmt.Errorf("create data directory %s: %w", dir, err)
+			}
+			c, err := ca.Init(dir, ca.InitOptions{Names: names, KeyAlg: alg}, time.Now())
+			if err != nil {
+				if errors.Is(err, ca.ErrExists) {
+					return fmt.Errorf("%s already holds a CA; refusing to overwrite it", dir)
+				}
+				return fmt.Errorf("init: %w", err)
+			}
+			st, err := store.Open(cmd.Context(), filepath.Join(dir, server.DBName))
+			if err != nil {
+				return fmt.Errorf("init: create database: %w", err)
+			}
+			if err := st.Close(); err != nil {
+				return fmt.Errorf("init: close database: %w", err)
+			}
+			res := InitResult{
+				DataDir: dir, Fingerprint: c.Fingerprint(), PrimaryHostID: c.PrimaryHostID(),
+				Names: names, KeyAlgorithm: string(alg),
+				NotAfter: c.Certificate().NotAfter.UTC().Format(time.RFC3339),
+			}
+			if wantJSON(cmd) {
+				return printJSON(cmd, res)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "CA created in %s (%s, valid until %s)\n", dir, alg, res.NotAfter)
+			fmt.Fprintf(out, "primary host ID: %s\n", res.PrimaryHostID)
+			fmt.Fprintf(out, "CA fingerprint (SHA-256):\n%s\n", res.Fingerprint)
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name or IP address of the primary, for its TLS certificate (repeatable)")
+	cmd.Flags().StringVar(&keyAlg, "key-alg", string(pki.ECDSAP384), "CA key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096")
+	addJSON(cmd)
+	return cmd
+}
+
+func serveCmd() *cobra.Command {
+	var cfg server.Config
+	var logFormat, logLevel string
+	cmd := &cobra.Command{
+		Use:   "serve --data DIR [--listen :1556] [--tunnel-addr ADDR ...]",
+		Short: "run the HTTPS API and the admin socket (foreground; what the service runs)",
+		Long: `serve runs the primary: the HTTPS API (GET /v1/ca, /v1/crl, /v1/info,
+POST /v1/enroll, /v1/renew) on --listen, and the admin socket DIR/admin.sock.
+It logs one line "serving" with the address when it is ready, and stops
+gracefully on SIGINT or SIGTERM.
+
+Connections from a --tunnel-addr (an IP address or CIDR prefix of a media
+server running hostcert-tunnel --proxy-protocol) must start with a PROXY
+protocol v2 header carrying the real client address; a PROXY header from any
+other peer is refused.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(logging.Options{Format: logging.Format(logFormat), Level: logLevel, Out: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			cfg.DataDir, cfg.Log = dataDir(cmd), log
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			srv, err := server.New(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if err := srv.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", ":1556", "address of the HTTPS API")
+	f.StringSliceVar(&cfg.TunnelAddrs, "tunnel-addr", nil, "IP address or CIDR of a tunnel that relays clients with PROXY protocol v2 (repeatable)")
+	f.StringVar(&cfg.DNSServer, "dns-server", "", "DNS server (HOST[:PORT]) for verifying host names; default: the system resolver")
+	f.StringArrayVar(&cfg.Names, "name", nil, "names of the primary's TLS certificate (repeatable); default: keep the current ones")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9556); off by default")
+	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "validity of host certificates (default 8760h = 365 days)")
+	f.StringVar(&logFormat, "log-format", "auto", "log format: auto, console or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}

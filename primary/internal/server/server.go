@@ -1,0 +1,331 @@
+// Package server wires `hostcert-primary serve`: it loads the CA, opens the
+// store, keeps the primary's own TLS certificate and the CRL fresh, and runs
+// the HTTPS API (behind a PROXY-protocol-v2 gate for configured tunnels) and
+// the admin socket until its context ends, then shuts down gracefully.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/primary/internal/admin"
+	"github.com/hostcert/hostcert/primary/internal/api"
+	"github.com/hostcert/hostcert/primary/internal/ca"
+	"github.com/hostcert/hostcert/primary/internal/crl"
+	"github.com/hostcert/hostcert/primary/internal/enroll"
+	"github.com/hostcert/hostcert/primary/internal/store"
+	"github.com/hostcert/hostcert/primary/internal/verify"
+)
+
+// DBName is the SQLite database file in the data directory.
+const DBName = "primary.db"
+
+// Timeouts and limits of the HTTPS server.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 120 * time.Second
+	MaxHeaderBytes    = 64 << 10
+	ProxyHeaderWait   = 5 * time.Second
+	ShutdownGrace     = 10 * time.Second
+	ServerCertCheck   = 24 * time.Hour
+)
+
+// Config configures Serve.
+type Config struct {
+	DataDir string
+	// Listen is the API address; default ":1556".
+	Listen string
+	// TunnelAddrs are the addresses (IPs or CIDR prefixes) of the tunnels
+	// (media servers). Their connections must start with a PROXY protocol
+	// v2 header; a header from anyone else is refused.
+	TunnelAddrs []string
+	// DNSServer is the DNS server used for verification; "" = the system's.
+	DNSServer string
+	// Names of the primary's own TLS certificate; empty = keep the names of
+	// the current one.
+	Names []string
+	// MetricsListen, when set, serves Prometheus metrics at /metrics on
+	// that address (keep it on loopback or a management network).
+	MetricsListen string
+	// CertValidity of host certificates; 0 = 365 days.
+	CertValidity time.Duration
+	Log          zerolog.Logger
+}
+
+// Server is a primary ready to serve: its listeners are bound.
+type Server struct {
+	cfg      Config
+	ca       *ca.CA
+	store    *store.Store
+	crls     *crl.Publisher
+	enroll   *enroll.Service
+	api      *http.Server
+	apiLn    net.Listener
+	adminSrv *admin.Server
+	adminLn  net.Listener
+	metrics  *metrics
+	names    []string
+	cert     atomic.Pointer[tls.Certificate]
+	log      zerolog.Logger
+}
+
+// New loads the data directory, opens the store, generates the first CRL and
+// binds the API and admin listeners. Close it if Run is never called.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Listen == "" {
+		cfg.Listen = fmt.Sprintf(":%d", protocol.DefaultPort)
+	}
+	log := cfg.Log
+	tunnels, err := parseTunnels(cfg.TunnelAddrs)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.ca, err = ca.Load(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("load CA from %s (run `hostcert-primary init` first): %w", cfg.DataDir, err)
+	}
+	s.store, err = store.Open(ctx, filepath.Join(cfg.DataDir, DBName))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.names = cfg.Names
+	if len(s.names) == 0 {
+		s.names = certNames(s.ca.ServerTLS())
+	}
+	if err := s.ensureServerCert(); err != nil {
+		return nil, err
+	}
+
+	s.crls = crl.New(s.store, s.ca, log.With().Str("part", "crl").Logger(), 0, 0)
+	if err := s.crls.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("first CRL: %w", err)
+	}
+	s.metrics = newMetrics()
+	s.enroll = enroll.New(enroll.Config{
+		Registry: s.store, Ledger: s.store, Journal: s.store, CA: s.ca,
+		Resolver: verify.NewResolver(cfg.DNSServer),
+		Counter:  s.metrics,
+		Validity: cfg.CertValidity,
+		Revoked:  s.crls.Trigger,
+		Log:      log.With().Str("part", "enroll").Logger(),
+	})
+	handler := api.New(s.enroll, s.crls, s.ca, s.store, log.With().Str("part", "api").Logger())
+
+	s.adminSrv = admin.NewServer(s.store, s.ca, s.enroll, s.crls, log.With().Str("part", "admin").Logger())
+	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+
+	tcp, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	pp := &proxyproto.Listener{
+		Listener:          tcp,
+		ConnPolicy:        tunnelPolicy(tunnels),
+		ValidateHeader:    onlyV2,
+		ReadHeaderTimeout: ProxyHeaderWait,
+	}
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The API checks the client certificate itself (renew), so that an
+		// expired or foreign certificate gets a clear refusal code instead
+		// of a failed handshake.
+		ClientAuth: tls.RequestClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cert.Load(), nil
+		},
+		NextProtos: []string{"http/1.1"},
+	}
+	s.apiLn = tls.NewListener(pp, tlsConf)
+	s.api = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          newStdLogger(log.With().Str("part", "http").Logger()),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	return s, nil
+}
+
+// Addr is the bound API address.
+func (s *Server) Addr() net.Addr { return s.apiLn.Addr() }
+
+// CRLs is the CRL publisher (for tests and the CLI).
+func (s *Server) CRLs() *crl.Publisher { return s.crls }
+
+// Run serves until ctx ends or a part fails, then shuts down gracefully and
+// closes the store.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.crls.Run(gctx) })
+	g.Go(func() error { return s.renewServerCert(gctx) })
+	g.Go(func() error { return s.adminSrv.Serve(gctx, s.adminLn) })
+	if s.cfg.MetricsListen != "" {
+		g.Go(func() error { return s.metrics.serve(gctx, s.cfg.MetricsListen, s.log) })
+	}
+	g.Go(func() error {
+		s.log.Info().Str("addr", s.apiLn.Addr().String()).Str("data", s.cfg.DataDir).
+			Strs("tunnels", s.cfg.TunnelAddrs).Str("ca_fingerprint", s.ca.Fingerprint()).Msg("serving")
+		if err := s.api.Serve(s.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.log.Info().Msg("shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+		defer cancel()
+		if err := s.api.Shutdown(sctx); err != nil {
+			s.log.Warn().Err(err).Msg("graceful shutdown incomplete")
+			_ = s.api.Close()
+		}
+		return nil
+	})
+	err := g.Wait()
+	s.log.Info().Msg("stopped")
+	return err
+}
+
+// Close releases everything New opened. Safe to call more than once.
+func (s *Server) Close() {
+	if s.apiLn != nil {
+		s.apiLn.Close()
+	}
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error().Err(err).Msg("closing store")
+		}
+		s.store = nil
+	}
+}
+
+// ensureServerCert renews the primary's own certificate when due and
+// publishes it to the TLS listener.
+func (s *Server) ensureServerCert() error {
+	renewed, err := s.ca.EnsureServerCert(s.names, time.Now())
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	if renewed {
+		s.log.Info().Strs("names", s.names).Msg("server certificate renewed")
+	}
+	c := s.ca.ServerTLS()
+	if c == nil {
+		return errors.New("server certificate: none after EnsureServerCert")
+	}
+	s.cert.Store(c)
+	return nil
+}
+
+// renewServerCert checks the server certificate daily.
+func (s *Server) renewServerCert(ctx context.Context) error {
+	t := time.NewTicker(ServerCertCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.ensureServerCert(); err != nil {
+				s.log.Error().Err(err).Msg("renewing server certificate")
+			}
+		}
+	}
+}
+
+// certNames are the DNS and IP SANs of a TLS certificate.
+func certNames(c *tls.Certificate) []string {
+	if c == nil || c.Leaf == nil {
+		return nil
+	}
+	names := append([]string(nil), c.Leaf.DNSNames...)
+	for _, ip := range c.Leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
+}
+
+// parseTunnels accepts IP addresses and CIDR prefixes.
+func parseTunnels(in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, raw := range in {
+		for _, s := range strings.Split(raw, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if p, err := netip.ParsePrefix(s); err == nil {
+				out = append(out, p.Masked())
+				continue
+			}
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("--tunnel-addr %q: want an IP address or a CIDR prefix", s)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out, nil
+}
+
+// tunnelPolicy: a tunnel's connection MUST start with a PROXY header (its
+// relayed client address becomes the request's source); anyone else's must
+// NOT carry one.
+func tunnelPolicy(tunnels []netip.Prefix) proxyproto.ConnPolicyFunc {
+	return func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+		ap, err := netip.ParseAddrPort(o.Upstream.String())
+		if err != nil {
+			return proxyproto.REJECT, fmt.Errorf("%w: %v", proxyproto.ErrInvalidUpstream, err)
+		}
+		a := ap.Addr().Unmap()
+		for _, p := range tunnels {
+			if p.Contains(a) {
+				return proxyproto.REQUIRE, nil
+			}
+		}
+		return proxyproto.REJECT, nil
+	}
+}
+
+// errNotV2 refuses PROXY protocol v1 (text) headers: tunnels speak v2.
+var errNotV2 = errors.New("PROXY protocol v1 header refused: tunnels must send v2")
+
+func onlyV2(h *proxyproto.Header) error {
+	if h.Version != 2 {
+		return errNotV2
+	}
+	return nil
+}
