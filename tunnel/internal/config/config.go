@@ -1,0 +1,265 @@
+// Package config loads and validates hostcert-tunnel's configuration: the
+// listen address, the allow list of primary addresses with their upstreams,
+// PROXY protocol, and the limits that keep the tunnel from being abused.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hostcert/hostcert/common/protocol"
+)
+
+// Defaults, filled in by (*File).applyDefaults and documented in docs/tunnel.md.
+const (
+	DefaultHandshakeTimeout        = 10 * time.Second
+	DefaultIdleTimeout             = 5 * time.Minute
+	DefaultDialTimeout             = 10 * time.Second
+	DefaultShutdownTimeout         = 30 * time.Second
+	DefaultMaxTunnels              = 1024
+	DefaultMaxConnections          = 2048
+	DefaultMaxConnectionsPerSource = 64
+	DefaultRatePerSource           = 20.0
+	DefaultBurstPerSource          = 40
+	DefaultMaxHeaderBytes          = 8 << 10
+)
+
+// DefaultListen is the listen address when none is configured.
+var DefaultListen = ":" + strconv.Itoa(protocol.DefaultPort)
+
+// ErrInvalid marks a configuration that parses but does not validate.
+var ErrInvalid = errors.New("invalid tunnel configuration")
+
+// File is the YAML configuration file. Zero values mean "the default".
+type File struct {
+	Listen          string        `yaml:"listen"`
+	Allow           []Allow       `yaml:"allow"`
+	ProxyProtocol   bool          `yaml:"proxy_protocol"`
+	Limits          Limits        `yaml:"limits"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Log             Log           `yaml:"log"`
+}
+
+// Allow admits CONNECT requests for Target and relays them to Upstream.
+type Allow struct {
+	// Target is the "name:port" a client must ask for, exactly.
+	Target string `yaml:"target"`
+	// Upstream is the "host:port" the tunnel dials; empty means Target,
+	// resolved by the tunnel itself at dial time.
+	Upstream string `yaml:"upstream"`
+}
+
+// Limits bound what clients can make the tunnel hold.
+type Limits struct {
+	HandshakeTimeout        time.Duration `yaml:"handshake_timeout"`
+	IdleTimeout             time.Duration `yaml:"idle_timeout"`
+	DialTimeout             time.Duration `yaml:"dial_timeout"`
+	MaxTunnels              int           `yaml:"max_tunnels"`
+	MaxConnections          int           `yaml:"max_connections"`
+	MaxConnectionsPerSource int           `yaml:"max_connections_per_source"`
+	RatePerSource           float64       `yaml:"new_connections_per_second"`
+	BurstPerSource          int           `yaml:"new_connections_burst"`
+	MaxHeaderBytes          int           `yaml:"max_header_bytes"`
+}
+
+// Log configures the logger (read at start-up only).
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Overrides are command-line values that take precedence over the file at
+// every load, reloads included. Nil/empty fields leave the file's value.
+type Overrides struct {
+	Listen        string
+	Allow         []Allow
+	ProxyProtocol *bool
+}
+
+// Load reads path (strict YAML: unknown keys are errors naming key and line),
+// applies overrides and defaults, and validates.
+func Load(path string, o Overrides) (File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return File{}, fmt.Errorf("read tunnel config: %w", err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return File{}, fmt.Errorf("tunnel config %s: %w", path, err)
+	}
+	return f.Resolve(o)
+}
+
+// Parse decodes YAML strictly without applying defaults or validating.
+func Parse(data []byte) (File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return File{}, fmt.Errorf("parse: %w", err)
+	}
+	return f, nil
+}
+
+// Resolve applies overrides and defaults, normalises the allow list and
+// validates the result.
+func (f File) Resolve(o Overrides) (File, error) {
+	if o.Listen != "" {
+		f.Listen = o.Listen
+	}
+	if len(o.Allow) > 0 {
+		f.Allow = append([]Allow(nil), o.Allow...)
+	}
+	if o.ProxyProtocol != nil {
+		f.ProxyProtocol = *o.ProxyProtocol
+	}
+	f.applyDefaults()
+	if err := f.validate(); err != nil {
+		return File{}, err
+	}
+	return f, nil
+}
+
+func (f *File) applyDefaults() {
+	if f.Listen == "" {
+		f.Listen = DefaultListen
+	}
+	if f.ShutdownTimeout == 0 {
+		f.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	l := &f.Limits
+	setDur := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	setInt := func(p *int, d int) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	setDur(&l.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDur(&l.IdleTimeout, DefaultIdleTimeout)
+	setDur(&l.DialTimeout, DefaultDialTimeout)
+	setInt(&l.MaxTunnels, DefaultMaxTunnels)
+	setInt(&l.MaxConnections, DefaultMaxConnections)
+	setInt(&l.MaxConnectionsPerSource, DefaultMaxConnectionsPerSource)
+	setInt(&l.BurstPerSource, DefaultBurstPerSource)
+	setInt(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	if l.RatePerSource == 0 {
+		l.RatePerSource = DefaultRatePerSource
+	}
+}
+
+func (f *File) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(f.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: %w", f.Listen, err))
+	}
+	if len(f.Allow) == 0 {
+		errs = append(errs, errors.New("allow: at least one target is required (the tunnel admits nothing else)"))
+	}
+	seen := make(map[string]bool)
+	for i, a := range f.Allow {
+		t, err := NormalizeTarget(a.Target)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allow[%d].target: %w", i, err))
+			continue
+		}
+		if seen[t] {
+			errs = append(errs, fmt.Errorf("allow[%d].target %q: listed twice", i, a.Target))
+		}
+		seen[t] = true
+		f.Allow[i].Target = t
+		if a.Upstream == "" {
+			f.Allow[i].Upstream = t
+		} else if _, err := NormalizeTarget(a.Upstream); err != nil {
+			errs = append(errs, fmt.Errorf("allow[%d].upstream: %w", i, err))
+		}
+	}
+	l := f.Limits
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"limits.handshake_timeout", l.HandshakeTimeout},
+		{"limits.idle_timeout", l.IdleTimeout},
+		{"limits.dial_timeout", l.DialTimeout},
+		{"shutdown_timeout", f.ShutdownTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must be positive", d.name, d.v))
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{
+		{"limits.max_tunnels", l.MaxTunnels},
+		{"limits.max_connections", l.MaxConnections},
+		{"limits.max_connections_per_source", l.MaxConnectionsPerSource},
+		{"limits.new_connections_burst", l.BurstPerSource},
+		{"limits.max_header_bytes", l.MaxHeaderBytes},
+	} {
+		if n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d: must be positive", n.name, n.v))
+		}
+	}
+	if l.RatePerSource < 0 {
+		errs = append(errs, fmt.Errorf("limits.new_connections_per_second %v: must be positive", l.RatePerSource))
+	}
+	if l.MaxConnections < l.MaxTunnels {
+		errs = append(errs, fmt.Errorf("limits.max_connections %d: must be at least limits.max_tunnels %d", l.MaxConnections, l.MaxTunnels))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// NormalizeTarget checks a "host:port" authority and returns it in the form
+// the allow list is matched in: host lower-cased without a trailing dot,
+// IPv6 literals bracketed, port a decimal number 1-65535.
+func NormalizeTarget(s string) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("%q: want host:port: %w", s, err)
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "" {
+		return "", fmt.Errorf("%q: empty host", s)
+	}
+	if strings.ContainsAny(host, "/@ \t") {
+		return "", fmt.Errorf("%q: bad host", s)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 || strconv.FormatUint(p, 10) != port {
+		return "", fmt.Errorf("%q: port must be a number 1-65535", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// ParseAllowFlag parses the --allow value "TARGET[=UPSTREAM]".
+func ParseAllowFlag(s string) (Allow, error) {
+	target, upstream, _ := strings.Cut(s, "=")
+	t, err := NormalizeTarget(target)
+	if err != nil {
+		return Allow{}, fmt.Errorf("--allow %q: %w", s, err)
+	}
+	a := Allow{Target: t, Upstream: upstream}
+	if upstream != "" {
+		if _, err := NormalizeTarget(upstream); err != nil {
+			return Allow{}, fmt.Errorf("--allow %q: upstream: %w", s, err)
+		}
+	}
+	return a, nil
+}
