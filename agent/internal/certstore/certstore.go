@@ -1,0 +1,299 @@
+// Package certstore keeps the agent's files in its data directory: the trust
+// store (ca.pem), the host identity (host.pem: certificate and private key in
+// one owner-only file, so a crash can never leave a key that does not match
+// its certificate), a public copy of the certificate (cert.pem), the CRL
+// (crl.pem) and the agent's state (state.json). Every write is atomic
+// (temp file, fsync, rename).
+package certstore
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hostcert/hostcert/common/atomicfile"
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/protocol"
+)
+
+// File names inside the data directory.
+const (
+	CAFile       = "ca.pem"
+	IdentityFile = "host.pem"
+	CertFile     = "cert.pem"
+	CRLFile      = "crl.pem"
+	StateFile    = "state.json"
+)
+
+// Sentinel errors for files that do not exist yet.
+var (
+	ErrNoTrust    = errors.New("no trust store: run get-ca-cert first")
+	ErrNoIdentity = errors.New("no certificate: run get-cert first")
+	ErrNoCRL      = errors.New("no CRL yet: run get-crl")
+)
+
+// Store is one agent's data directory.
+type Store struct {
+	dir string
+	mu  sync.Mutex // serialises state read-modify-write within this process
+}
+
+// Open creates dir (owner-only) when needed.
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("open data directory: empty path")
+	}
+	if err := atomicfile.MkdirPrivate(dir); err != nil {
+		return nil, err
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Path is the full path of one of the files above.
+func (s *Store) Path(name string) string { return filepath.Join(s.dir, name) }
+
+// CA returns the trusted CA certificates.
+func (s *Store) CA() ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(s.Path(CAFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoTrust
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read trust store: %w", err)
+	}
+	certs, err := pki.ParseCerts(data)
+	if err != nil {
+		return nil, fmt.Errorf("trust store %s: %w", s.Path(CAFile), err)
+	}
+	return certs, nil
+}
+
+// CAPool is CA as a certificate pool.
+func (s *Store) CAPool() (*x509.CertPool, error) {
+	certs, err := s.CA()
+	if err != nil {
+		return nil, err
+	}
+	return Pool(certs), nil
+}
+
+// Pool makes a pool of certs.
+func Pool(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// WriteCA replaces the trust store.
+func (s *Store) WriteCA(certs []*x509.Certificate) error {
+	if len(certs) == 0 {
+		return errors.New("write trust store: no certificate")
+	}
+	return atomicfile.Write(s.Path(CAFile), pki.EncodeCerts(certs), 0o644)
+}
+
+// Identity is the host's certificate and its private key.
+type Identity struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	TLS  *tls.Certificate
+}
+
+// NewIdentity pairs cert and key, checking that they match.
+func NewIdentity(cert *x509.Certificate, key crypto.Signer) (*Identity, error) {
+	tc, err := tls.X509KeyPair(pki.EncodeCert(cert), mustKeyPEM(key))
+	if err != nil {
+		return nil, fmt.Errorf("certificate and key do not match: %w", err)
+	}
+	tc.Leaf = cert
+	return &Identity{Cert: cert, Key: key, TLS: &tc}, nil
+}
+
+func mustKeyPEM(key crypto.Signer) []byte {
+	b, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// Identity reads host.pem.
+func (s *Store) Identity() (*Identity, error) {
+	data, err := os.ReadFile(s.Path(IdentityFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoIdentity
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read identity: %w", err)
+	}
+	var certPEM, keyPEM []byte
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		switch b.Type {
+		case "CERTIFICATE":
+			if certPEM == nil {
+				certPEM = pem.EncodeToMemory(b)
+			}
+		default:
+			keyPEM = pem.EncodeToMemory(b)
+		}
+	}
+	if certPEM == nil || keyPEM == nil {
+		return nil, fmt.Errorf("identity %s: want a CERTIFICATE and a PRIVATE KEY block", s.Path(IdentityFile))
+	}
+	certs, err := pki.ParseCerts(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", s.Path(IdentityFile), err)
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", s.Path(IdentityFile), err)
+	}
+	id, err := NewIdentity(certs[0], key)
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", s.Path(IdentityFile), err)
+	}
+	return id, nil
+}
+
+// WriteIdentity replaces certificate and key in one atomic write, then
+// refreshes the public copy cert.pem (informational; host.pem is authoritative).
+func (s *Store) WriteIdentity(id *Identity) error {
+	keyPEM, err := pki.EncodeKey(id.Key)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	b.Write(pki.EncodeCert(id.Cert))
+	b.Write(keyPEM)
+	if err := atomicfile.WritePrivate(s.Path(IdentityFile), b.Bytes()); err != nil {
+		return fmt.Errorf("write identity: %w", err)
+	}
+	if err := atomicfile.Write(s.Path(CertFile), pki.EncodeCert(id.Cert), 0o644); err != nil {
+		return fmt.Errorf("write certificate copy: %w", err)
+	}
+	return nil
+}
+
+// CRL reads the stored CRL (not re-verified: WriteCRL only stores verified CRLs).
+func (s *Store) CRL() (*x509.RevocationList, error) {
+	data, err := os.ReadFile(s.Path(CRLFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoCRL
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read crl: %w", err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "X509 CRL" {
+		return nil, fmt.Errorf("crl %s: no PEM X509 CRL block", s.Path(CRLFile))
+	}
+	crl, err := x509.ParseRevocationList(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("crl %s: %w", s.Path(CRLFile), err)
+	}
+	return crl, nil
+}
+
+// VerifyCRL parses a DER or PEM CRL and checks it is signed by one of the CAs.
+func VerifyCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error) {
+	if b, _ := pem.Decode(data); b != nil {
+		data = b.Bytes
+	}
+	crl, err := x509.ParseRevocationList(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse crl: %w", err)
+	}
+	var lastErr error = errors.New("no CA")
+	for _, ca := range cas {
+		if lastErr = crl.CheckSignatureFrom(ca); lastErr == nil {
+			return crl, nil
+		}
+	}
+	return nil, fmt.Errorf("crl is not signed by the trusted CA: %w", lastErr)
+}
+
+// WriteCRL stores a verified CRL as PEM.
+func (s *Store) WriteCRL(crl *x509.RevocationList) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
+	return atomicfile.Write(s.Path(CRLFile), data, 0o644)
+}
+
+// State is what the agent remembers between runs (state.json).
+type State struct {
+	HostID            string         `json:"host_id,omitempty"`
+	Name              string         `json:"name,omitempty"`
+	Level             protocol.Level `json:"level,omitempty"`
+	CRLRefreshSeconds int64          `json:"crl_refresh_seconds,omitempty"`
+	// Route is the last route that worked: "direct" or "tunnel HOST:PORT".
+	Route             string    `json:"route,omitempty"`
+	RouteSince        time.Time `json:"route_since,omitzero"`
+	LastDirectFailure time.Time `json:"last_direct_failure,omitzero"`
+	LastRenewal       time.Time `json:"last_renewal,omitzero"`
+	LastRenewalError  string    `json:"last_renewal_error,omitempty"`
+	NextRenewal       time.Time `json:"next_renewal,omitzero"`
+	LastCRLRefresh    time.Time `json:"last_crl_refresh,omitzero"`
+	LastCRLError      string    `json:"last_crl_error,omitempty"`
+	NextCRLRefresh    time.Time `json:"next_crl_refresh,omitzero"`
+}
+
+// CRLInterval is the refresh interval the primary's level implies.
+func (st State) CRLInterval() time.Duration {
+	if st.CRLRefreshSeconds > 0 {
+		return time.Duration(st.CRLRefreshSeconds) * time.Second
+	}
+	return st.Level.CRLRefresh()
+}
+
+// State reads state.json; a missing file is the zero State.
+func (s *Store) State() (State, error) {
+	var st State
+	data, err := os.ReadFile(s.Path(StateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return State{}, fmt.Errorf("state %s: %w", s.Path(StateFile), err)
+	}
+	return st, nil
+}
+
+// UpdateState reads the state, applies f and writes it back atomically.
+func (s *Store) UpdateState(f func(*State)) (State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.State()
+	if err != nil {
+		return State{}, err
+	}
+	f(&st)
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return State{}, fmt.Errorf("encode state: %w", err)
+	}
+	if err := atomicfile.WritePrivate(s.Path(StateFile), append(data, '\n')); err != nil {
+		return State{}, fmt.Errorf("write state: %w", err)
+	}
+	return st, nil
+}

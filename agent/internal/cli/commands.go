@@ -1,0 +1,462 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/client"
+	"github.com/hostcert/hostcert/agent/internal/crl"
+	"github.com/hostcert/hostcert/agent/internal/daemon"
+	"github.com/hostcert/hostcert/agent/internal/enroll"
+	"github.com/hostcert/hostcert/agent/internal/renew"
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/svc"
+	"github.com/hostcert/hostcert/packaging"
+)
+
+func stdin() *os.File  { return os.Stdin }
+func stdout() *os.File { return os.Stdout }
+
+func (a *app) getCACert() *cobra.Command {
+	var fp string
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "get-ca-cert --primary HOST[:PORT] [--fingerprint FP] [--yes]",
+		Short: "Fetch the primary's CA, confirm its fingerprint and store it as the trust store",
+		Long: "Fetches /v1/ca without verifying TLS (the one unverified call), prints each CA's SHA-256\n" +
+			"fingerprint and asks y/n on a terminal, or compares --fingerprint. The trust store is written\n" +
+			"only on a match, and only if the primary's own TLS certificate chains to the confirmed CA.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, err := a.env(cmd, true)
+			if err != nil {
+				return err
+			}
+			c := client.New(env.Selector, nil, nil, env.Config.RequestTimeout)
+			bundle, err := enroll.Bootstrap(cmd.Context(), c, env.Store, env.Config.PrimaryHost(), enroll.Confirm{
+				Fingerprint: fp, Yes: yes, Terminal: a.io.Terminal != nil && a.io.Terminal(), In: a.io.In, Out: a.io.Out,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.io.Out, "trusted %d CA certificate(s); trust store written to %s\n", len(bundle), env.Store.Path(certstore.CAFile))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&fp, "fingerprint", "", "expected SHA-256 fingerprint of the CA (from `hostcert-primary ca show`)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "accept the fingerprint shown without asking (trust on first use; insecure)")
+	return cmd
+}
+
+func (a *app) getCert() *cobra.Command {
+	var token, tokenFile string
+	cmd := &cobra.Command{
+		Use:   "get-cert [--token T | --token-file F] [--name NAME] [--nat]",
+		Short: "Generate a key on this host and get a certificate (issue, or reissue when this host already has an ID)",
+		Long: "The token may also come from the environment variable HOSTCERT_TOKEN.\n" +
+			"The host name defaults to this machine's fully qualified name.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tok, err := resolveToken(token, tokenFile, cmd.Flags().Changed("token"), os.Getenv("HOSTCERT_TOKEN"))
+			if err != nil {
+				return err
+			}
+			env, err := a.env(cmd, true)
+			if err != nil {
+				return err
+			}
+			name := env.Config.Name
+			if name == "" {
+				if name, err = FQDN(); err != nil {
+					return err
+				}
+			}
+			alg, err := pki.ParseKeyAlgorithm(env.Config.KeyAlgorithm)
+			if err != nil {
+				return err
+			}
+			id, resp, err := enroll.Enroll(cmd.Context(), env.Client, env.Store, enroll.Request{Name: name, Token: tok, NAT: env.Config.NAT, KeyAlg: alg})
+			if err != nil {
+				return err
+			}
+			// Best effort: a fresh CRL for self-check right away.
+			if _, err := (&crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now}).Refresh(cmd.Context()); err != nil {
+				env.Log.Warn().Err(err).Msg("crl refresh after enrollment failed; run get-crl later")
+			}
+			fmt.Fprintf(a.io.Out, "certificate issued (%s): host ID %s, name %s, serial %s, valid until %s\n",
+				resp.Decision.Kind, resp.HostID, name, renew.Serial(id.Cert.SerialNumber), id.Cert.NotAfter.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&token, "token", "", "enrollment token (prefer --token-file or HOSTCERT_TOKEN: flags show in ps)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the enrollment token")
+	return cmd
+}
+
+// resolveToken picks the token from the flag, the file or the environment (in that order).
+func resolveToken(flag, file string, flagSet bool, env string) (string, error) {
+	if flagSet && file != "" {
+		return "", errors.New("give either --token or --token-file, not both")
+	}
+	switch {
+	case flagSet:
+		return strings.TrimSpace(flag), nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("token file %s is empty", file)
+		}
+		return t, nil
+	}
+	return strings.TrimSpace(env), nil
+}
+
+// FQDN is this machine's fully qualified name: the hostname, canonicalised
+// through the resolver when that gives a longer name.
+func FQDN() (string, error) {
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("host name: %w (pass --name)", err)
+	}
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if strings.Contains(h, ".") {
+		return h, nil
+	}
+	if cname, err := net.LookupCNAME(h); err == nil {
+		if c := strings.ToLower(strings.TrimSuffix(cname, ".")); strings.HasPrefix(c, h+".") {
+			return c, nil
+		}
+	}
+	if addrs, err := net.LookupHost(h); err == nil {
+		for _, ad := range addrs {
+			if names, err := net.LookupAddr(ad); err == nil {
+				for _, n := range names {
+					if n = strings.ToLower(strings.TrimSuffix(n, ".")); strings.HasPrefix(n, h+".") {
+						return n, nil
+					}
+				}
+			}
+		}
+	}
+	return h, nil
+}
+
+// Status is what `status --json` prints.
+type Status struct {
+	DataDir       string        `json:"data_dir"`
+	Primary       string        `json:"primary"`
+	Trusted       bool          `json:"trusted"`
+	CAFingerprint []string      `json:"ca_fingerprints,omitempty"`
+	Enrolled      bool          `json:"enrolled"`
+	HostID        string        `json:"host_id,omitempty"`
+	Names         []string      `json:"names,omitempty"`
+	Serial        string        `json:"serial,omitempty"`
+	NotBefore     time.Time     `json:"not_before,omitzero"`
+	NotAfter      time.Time     `json:"not_after,omitzero"`
+	Issuer        string        `json:"issuer,omitempty"`
+	Check         *renew.Report `json:"check,omitempty"`
+	State         certstore.State
+}
+
+func (a *app) collectStatus(env *daemon.Env) (Status, error) {
+	s := Status{DataDir: env.Store.Dir(), Primary: env.Config.Primary}
+	cas, err := env.Store.CA()
+	switch {
+	case err == nil:
+		s.Trusted = true
+		for _, ca := range cas {
+			s.CAFingerprint = append(s.CAFingerprint, pki.Fingerprint(ca))
+		}
+	case !errors.Is(err, certstore.ErrNoTrust):
+		return s, err
+	}
+	if s.State, err = env.Store.State(); err != nil {
+		return s, err
+	}
+	id := env.Identity.Load()
+	if id == nil {
+		return s, nil
+	}
+	s.Enrolled = true
+	s.HostID = pki.HostIDFromCert(id.Cert)
+	s.Names = id.Cert.DNSNames
+	s.Serial = renew.Serial(id.Cert.SerialNumber)
+	s.NotBefore, s.NotAfter = id.Cert.NotBefore, id.Cert.NotAfter
+	s.Issuer = id.Cert.Issuer.String()
+	list, err := env.Store.CRL()
+	if err != nil && !errors.Is(err, certstore.ErrNoCRL) {
+		return s, err
+	}
+	now := time.Now()
+	rep := renew.Check(id.Cert, list, now, renew.Due(id.Cert, env.Config.RenewBefore, 0))
+	s.Check = &rep
+	return s, nil
+}
+
+func (a *app) status() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "Show the certificate, trust, level, route and renewal/CRL times",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, err := a.env(cmd, false)
+			if err != nil {
+				return err
+			}
+			s, err := a.collectStatus(env)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.io.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			printStatus(a.io.Out, s, time.Now())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func ts(t time.Time, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := t.Sub(now).Round(time.Second)
+	rel := "in " + d.String()
+	if d < 0 {
+		rel = (-d).String() + " ago"
+	}
+	return t.UTC().Format(time.RFC3339) + " (" + rel + ")"
+}
+
+func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.Time) {
+	line := func(k, v string) { fmt.Fprintf(w, "%-17s %s\n", k+":", v) }
+	line("data directory", s.DataDir)
+	line("primary", orNone(s.Primary))
+	if !s.Trusted {
+		line("trust", "none: run get-ca-cert")
+	} else {
+		line("trusted CA", strings.Join(s.CAFingerprint, ", "))
+	}
+	if !s.Enrolled {
+		line("certificate", "none: run get-cert")
+	} else {
+		line("host ID", s.HostID)
+		line("names", strings.Join(s.Names, ", "))
+		line("serial", s.Serial)
+		line("issuer", s.Issuer)
+		line("valid from", ts(s.NotBefore, now))
+		line("valid until", ts(s.NotAfter, now))
+		health := "ok"
+		switch {
+		case s.Check.Revoked:
+			health = "REVOKED at " + s.Check.RevokedAt.UTC().Format(time.RFC3339) + ": run get-cert with a reissue token"
+		case s.Check.Expired:
+			health = "EXPIRED: run get-cert with a reissue token"
+		case s.Check.RenewalDue:
+			health = "renewal due"
+		}
+		line("health", health)
+	}
+	st := s.State
+	level := "unknown"
+	if st.Level != "" {
+		level = fmt.Sprintf("%s (CRL refresh every %s)", st.Level, st.CRLInterval())
+	}
+	line("level", level)
+	route := orNone(st.Route)
+	if !st.RouteSince.IsZero() {
+		route += " since " + st.RouteSince.UTC().Format(time.RFC3339)
+	}
+	line("route", route)
+	line("last renewal", ts(st.LastRenewal, now))
+	if st.LastRenewalError != "" {
+		line("renewal error", st.LastRenewalError)
+	}
+	line("next renewal", ts(st.NextRenewal, now))
+	if s.Check != nil && st.NextRenewal.IsZero() {
+		line("renewal due", ts(s.Check.DueAt, now))
+	}
+	line("last CRL refresh", ts(st.LastCRLRefresh, now))
+	if st.LastCRLError != "" {
+		line("CRL error", st.LastCRLError)
+	}
+	line("next CRL refresh", ts(st.NextCRLRefresh, now))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func (a *app) selfCheck() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "self-check [--json]",
+		Short: "Check this host's certificate against the stored CRL: exit 2 when revoked or expired",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, err := a.env(cmd, false)
+			if err != nil {
+				return err
+			}
+			id := env.Identity.Load()
+			if id == nil {
+				return certstore.ErrNoIdentity
+			}
+			list, err := env.Store.CRL()
+			if err != nil && !errors.Is(err, certstore.ErrNoCRL) {
+				return err
+			}
+			now := time.Now()
+			rep := renew.Check(id.Cert, list, now, renew.Due(id.Cert, env.Config.RenewBefore, 0))
+			if asJSON {
+				enc := json.NewEncoder(a.io.Out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.io.Out, "serial %s: revoked=%t expired=%t renewal_due=%t (due %s) crl=%s\n",
+					rep.Serial, rep.Revoked, rep.Expired, rep.RenewalDue, rep.DueAt.UTC().Format(time.RFC3339), crlWord(rep))
+			}
+			switch {
+			case rep.Revoked:
+				return &ExitError{Code: 2, Err: fmt.Errorf("certificate %s is REVOKED (since %s): run get-cert with a reissue token", rep.Serial, rep.RevokedAt.UTC().Format(time.RFC3339))}
+			case rep.Expired:
+				return &ExitError{Code: 2, Err: fmt.Errorf("certificate %s EXPIRED at %s: run get-cert with a reissue token", rep.Serial, rep.NotAfter.UTC().Format(time.RFC3339))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func crlWord(r renew.Report) string {
+	switch {
+	case !r.CRLKnown:
+		return "none (run get-crl)"
+	case r.CRLStale:
+		return "stale"
+	}
+	return "current"
+}
+
+func (a *app) getCRL() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get-crl",
+		Short: "Fetch the primary's CRL now (verified against the trust store)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, err := a.env(cmd, true)
+			if err != nil {
+				return err
+			}
+			list, err := (&crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now}).Refresh(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.io.Out, "CRL number %v, %d revoked, this update %s, next update %s; written to %s\n",
+				list.Number, len(list.RevokedCertificateEntries), list.ThisUpdate.UTC().Format(time.RFC3339),
+				list.NextUpdate.UTC().Format(time.RFC3339), env.Store.Path(certstore.CRLFile))
+			return nil
+		},
+	}
+}
+
+func (a *app) renew() *cobra.Command {
+	return &cobra.Command{
+		Use:   "renew",
+		Short: "Renew the certificate now over mutual TLS (new key unless keep_key)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, err := a.env(cmd, true)
+			if err != nil {
+				return err
+			}
+			cfg := env.Config
+			r := &renew.Renewer{Store: env.Store, Client: env.Client, Identity: env.Identity, Now: time.Now,
+				Settings: func() renew.Settings { return daemon.Settings(cfg, 0) }}
+			id, err := r.Renew(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.io.Out, "certificate renewed: serial %s, valid until %s\n", renew.Serial(id.Cert.SerialNumber), id.Cert.NotAfter.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+}
+
+func (a *app) run() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run in the foreground (what the service runs): renew, refresh the CRL, watch the config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, _, err := a.daemonOptions(cmd)
+			if err != nil {
+				return err
+			}
+			return svc.Run(a.svcConfig(cmd, "hostcert-agent"), func(ctx context.Context) error { return daemon.Run(ctx, opts) })
+		},
+	}
+}
+
+func (a *app) svcConfig(cmd *cobra.Command, name string) svc.Config {
+	args := []string{"run"}
+	if p, err := filepath.Abs(a.configPath); err == nil {
+		args = append(args, "--config", p)
+	}
+	if f := cmd.Flags().Lookup("data"); f != nil && f.Changed {
+		if p, err := filepath.Abs(f.Value.String()); err == nil {
+			args = append(args, "--data", p)
+		}
+	}
+	return svc.Config{
+		Name: name, DisplayName: "hostcert agent",
+		Description: "Enrolls this host for a hostcert certificate and keeps it renewed.",
+		Arguments:   args, SystemdUnit: packaging.SystemdUnit("hostcert-agent"),
+		StopTimeout: 20 * time.Second,
+	}
+}
+
+func (a *app) service() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:       "service install|uninstall|start|stop|restart|status",
+		Short:     "Install or control the agent as a system service (systemd, Windows service manager)",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: svc.Actions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := svc.Control(a.svcConfig(cmd, name), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.io.Out, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "service-name", "hostcert-agent", "service name (for several agents on one machine)")
+	return cmd
+}

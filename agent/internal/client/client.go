@@ -1,0 +1,251 @@
+// Package client speaks the primary's HTTPS API (common/protocol) for the
+// agent, over whatever route the route.Selector picks. Every call verifies
+// the primary against the stored CA, except FetchCA, the one bootstrap call
+// that cannot.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/route"
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/common/version"
+)
+
+// maxResponse bounds every response body the agent reads.
+const maxResponse = 4 << 20
+
+// Client calls the primary.
+type Client struct {
+	sel      *route.Selector
+	roots    *x509.CertPool // nil only for bootstrap
+	identity *atomic.Pointer[certstore.Identity]
+	timeout  time.Duration
+}
+
+// New returns a client verifying the primary against roots and presenting
+// the identity (when set) to any server that asks for a client certificate.
+// roots may be nil: then only FetchCA works.
+func New(sel *route.Selector, roots *x509.CertPool, identity *atomic.Pointer[certstore.Identity], timeout time.Duration) *Client {
+	if identity == nil {
+		identity = new(atomic.Pointer[certstore.Identity])
+	}
+	return &Client{sel: sel, roots: roots, identity: identity, timeout: timeout}
+}
+
+// Selector is the route selector the client uses.
+func (c *Client) Selector() *route.Selector { return c.sel }
+
+// ErrNoTrust is returned by verified calls on a client without roots.
+var ErrNoTrust = certstore.ErrNoTrust
+
+func (c *Client) tlsConfig(insecure bool) *tls.Config {
+	conf := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    c.roots,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if id := c.identity.Load(); id != nil {
+				return id.TLS, nil
+			}
+			return &tls.Certificate{}, nil
+		},
+	}
+	if insecure {
+		conf.InsecureSkipVerify = true //nolint:gosec // bootstrap only: the caller checks the fingerprint and the chain
+	}
+	return conf
+}
+
+// Response is one answer of the primary.
+type Response struct {
+	Status int
+	Body   []byte
+	Peer   []*x509.Certificate // the primary's TLS chain as presented
+	Route  route.Route
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, insecure bool) (Response, error) {
+	if !insecure && c.roots == nil {
+		return Response{}, ErrNoTrust
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	conf := c.tlsConfig(insecure)
+	var resp Response
+	r, err := c.sel.Do(ctx, func(ctx context.Context, r route.Route) error {
+		rc := c.sel.Config()
+		tr := &http.Transport{
+			Proxy:             nil, // the agent's routes are explicit; never follow proxy env vars
+			DisableKeepAlives: true,
+			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return rc.DialTLS(ctx, r, conf)
+			},
+			ResponseHeaderTimeout: c.timeout,
+		}
+		defer tr.CloseIdleConnections()
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, "https://"+rc.Primary+path, rd)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("User-Agent", version.String("hostcert-agent"))
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		hr, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			return err
+		}
+		defer hr.Body.Close()
+		data, err := io.ReadAll(io.LimitReader(hr.Body, maxResponse))
+		if err != nil {
+			return fmt.Errorf("read answer: %w", err)
+		}
+		resp = Response{Status: hr.StatusCode, Body: data, Route: r}
+		if hr.TLS != nil {
+			resp.Peer = hr.TLS.PeerCertificates
+		}
+		return nil
+	})
+	if err != nil {
+		return Response{}, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	resp.Route = r
+	if resp.Status/100 != 2 {
+		return resp, apiError(method, path, resp)
+	}
+	return resp, nil
+}
+
+// apiError turns a refusal into a *protocol.Error (wrapped with the call).
+func apiError(method, path string, r Response) error {
+	var e protocol.Error
+	if err := json.Unmarshal(r.Body, &e); err != nil || e.Code == "" {
+		return fmt.Errorf("%s %s: primary answered HTTP %d", method, path, r.Status)
+	}
+	return fmt.Errorf("%s %s: %w", method, path, &e)
+}
+
+// FetchCA gets /v1/ca WITHOUT verifying the primary (bootstrap). It returns
+// the bundle and the TLS chain the server presented, for the caller to check
+// against the bundle once a person has confirmed its fingerprint.
+func (c *Client) FetchCA(ctx context.Context) (bundle, peer []*x509.Certificate, err error) {
+	r, err := c.do(ctx, http.MethodGet, protocol.PathCA, nil, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	certs, err := pki.ParseCerts(r.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("CA bundle from the primary: %w", err)
+	}
+	for _, ca := range certs {
+		if !ca.IsCA {
+			return nil, nil, fmt.Errorf("CA bundle from the primary: %s is not a CA certificate", ca.Subject)
+		}
+	}
+	return certs, r.Peer, nil
+}
+
+// Info gets /v1/info.
+func (c *Client) Info(ctx context.Context) (protocol.Info, error) {
+	var info protocol.Info
+	r, err := c.do(ctx, http.MethodGet, protocol.PathInfo, nil, false)
+	if err != nil {
+		return info, err
+	}
+	if err := json.Unmarshal(r.Body, &info); err != nil {
+		return info, fmt.Errorf("decode info: %w", err)
+	}
+	return info, nil
+}
+
+// CRL gets /v1/crl (DER).
+func (c *Client) CRL(ctx context.Context) ([]byte, error) {
+	r, err := c.do(ctx, http.MethodGet, protocol.PathCRL, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	return r.Body, nil
+}
+
+// Enroll posts an issue/reissue request.
+func (c *Client) Enroll(ctx context.Context, req protocol.EnrollRequest) (protocol.CertResponse, error) {
+	return c.post(ctx, protocol.PathEnroll, req)
+}
+
+// Renew posts a renewal over mutual TLS with the current identity.
+func (c *Client) Renew(ctx context.Context, req protocol.RenewRequest) (protocol.CertResponse, error) {
+	if c.identity.Load() == nil {
+		return protocol.CertResponse{}, errors.New("renew: no current certificate")
+	}
+	return c.post(ctx, protocol.PathRenew, req)
+}
+
+func (c *Client) post(ctx context.Context, path string, v any) (protocol.CertResponse, error) {
+	var out protocol.CertResponse
+	body, err := json.Marshal(v)
+	if err != nil {
+		return out, err
+	}
+	r, err := c.do(ctx, http.MethodPost, path, body, false)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(r.Body, &out); err != nil {
+		return out, fmt.Errorf("decode answer of %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// ProbeDirect checks the direct route with a verified TLS handshake and
+// switches back to it when it works.
+func (c *Client) ProbeDirect(ctx context.Context) error {
+	conf := c.tlsConfig(false)
+	return c.sel.ProbeDirect(ctx, func(ctx context.Context, r route.Route) error {
+		conn, err := c.sel.Config().DialTLS(ctx, r, conf)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	})
+}
+
+// RunProber re-probes the direct route while the agent is on a tunnel, every
+// probe interval (checked at least once a minute), until ctx ends.
+func (c *Client) RunProber(ctx context.Context) error {
+	for {
+		wait := c.sel.Config().ProbeInterval
+		if wait <= 0 || wait > time.Minute {
+			wait = time.Minute
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		if c.roots != nil && c.sel.ProbeDue() {
+			_ = c.ProbeDirect(ctx) // a failure is recorded by the selector
+		}
+	}
+}

@@ -1,0 +1,266 @@
+// Package config loads and validates hostcert-agent's configuration: the
+// primary's address, the route (direct address override and tunnels), the
+// data directory, the key and renewal settings, and logging. The file is YAML,
+// decoded strictly; every key can also be set by a command-line flag, which
+// wins over the file.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/protocol"
+)
+
+// Defaults, filled in by (*Config).applyDefaults and documented in docs/agent.md.
+const (
+	DefaultRenewBefore    = 180 * 24 * time.Hour
+	DefaultDialTimeout    = 2 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultProbeInterval  = 10 * time.Minute
+	DefaultKeyAlgorithm   = pki.ECDSAP256
+)
+
+// ErrInvalid marks a configuration that parses but does not validate.
+var ErrInvalid = errors.New("invalid agent configuration")
+
+// Config is the agent's configuration. Zero values in the file mean "the default".
+type Config struct {
+	// Primary is the primary's "HOST[:PORT]"; HOST is the name TLS verifies.
+	Primary string `yaml:"primary"`
+	// PrimaryDial, when set, is the address dialled instead of resolving
+	// Primary's host (like curl --resolve); TLS still verifies Primary's host.
+	PrimaryDial string `yaml:"primary_dial"`
+	// Tunnels are hostcert-tunnel addresses tried in order when the primary
+	// cannot be reached directly.
+	Tunnels []string `yaml:"tunnels"`
+	// DataDir holds the trust store, key, certificate, CRL and state.
+	DataDir string `yaml:"data_dir"`
+	// Name is the host name to request (default: this machine's FQDN).
+	Name string `yaml:"name"`
+	// NAT declares that this host is behind NAT (it can never be verified).
+	NAT bool `yaml:"nat"`
+	// KeyAlgorithm for new keys: ecdsa-p256 (default) or rsa-3072 (any pki algorithm).
+	KeyAlgorithm string `yaml:"key_algorithm"`
+	// RenewBefore: renew this long before expiry (jittered by up to 10% later).
+	RenewBefore time.Duration `yaml:"renew_before"`
+	// KeepKey keeps the current key on renewal instead of generating a new one.
+	KeepKey bool `yaml:"keep_key"`
+	// DialTimeout bounds TCP connect plus TLS handshake on one route.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// RequestTimeout bounds one whole API request over all routes.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// ProbeInterval is how often the direct route is re-probed while a tunnel is in use.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// LogFormat is auto, console or json; LogLevel debug, info, warn or error.
+	LogFormat string `yaml:"log_format"`
+	LogLevel  string `yaml:"log_level"`
+}
+
+// DefaultPath is the configuration file's default location on this OS.
+func DefaultPath() string {
+	if runtime.GOOS == "windows" {
+		return filepath.Join(programData(), "hostcert", "agent.yaml")
+	}
+	return "/etc/hostcert/agent.yaml"
+}
+
+// DefaultDataDir is the data directory's default location on this OS.
+func DefaultDataDir() string {
+	if runtime.GOOS == "windows" {
+		return filepath.Join(programData(), "hostcert", "agent")
+	}
+	return "/var/lib/hostcert/agent"
+}
+
+func programData() string {
+	if p := os.Getenv("ProgramData"); p != "" {
+		return p
+	}
+	return `C:\ProgramData`
+}
+
+// Overrides are command-line values applied over the file (see cli).
+type Overrides []func(*Config)
+
+// Apply runs every override on c.
+func (o Overrides) Apply(c *Config) {
+	for _, f := range o {
+		f(c)
+	}
+}
+
+// Parse decodes YAML strictly: an unknown key is an error naming it and its line.
+// An empty document is an empty configuration.
+func Parse(data []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parse: %s", strings.ReplaceAll(err.Error(), "\n ", ""))
+	}
+	return c, nil
+}
+
+// Load reads path (a missing file is an error unless optional), applies the
+// overrides and the defaults, and validates.
+func Load(path string, optional bool, o Overrides) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		c, err = Parse(data)
+		if err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+	case optional && errors.Is(err, os.ErrNotExist):
+	default:
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	o.Apply(&c)
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.KeyAlgorithm == "" {
+		c.KeyAlgorithm = string(DefaultKeyAlgorithm)
+	}
+	if c.RenewBefore == 0 {
+		c.RenewBefore = DefaultRenewBefore
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "auto"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Primary != "" {
+		c.Primary = WithDefaultPort(c.Primary)
+	}
+	if c.PrimaryDial != "" {
+		c.PrimaryDial = WithDefaultPort(c.PrimaryDial)
+	}
+	for i, t := range c.Tunnels {
+		c.Tunnels[i] = WithDefaultPort(t)
+	}
+}
+
+// WithDefaultPort adds the default API port (1556) to an address without one.
+func WithDefaultPort(addr string) string {
+	addr = strings.TrimSpace(addr)
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(protocol.DefaultPort))
+}
+
+// Validate checks values that parse but make no sense. Primary may be empty
+// (commands that need it check with NeedPrimary).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for _, a := range []struct{ key, addr string }{{"primary", c.Primary}, {"primary_dial", c.PrimaryDial}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := checkAddr(a.addr); err != nil {
+			bad("%s: %v", a.key, err)
+		}
+	}
+	for i, t := range c.Tunnels {
+		if err := checkAddr(t); err != nil {
+			bad("tunnels[%d]: %v", i, err)
+		}
+	}
+	if _, err := pki.ParseKeyAlgorithm(c.KeyAlgorithm); err != nil {
+		bad("key_algorithm: %v", err)
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"renew_before", c.RenewBefore}, {"dial_timeout", c.DialTimeout},
+		{"request_timeout", c.RequestTimeout}, {"probe_interval", c.ProbeInterval},
+	} {
+		if d.d < 0 {
+			bad("%s: %v is negative", d.key, d.d)
+		}
+	}
+	switch c.LogFormat {
+	case "auto", "console", "json":
+	default:
+		bad("log_format: %q (want auto, console or json)", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("log_level: %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
+
+// ErrNoPrimary is returned by NeedPrimary when no primary is configured.
+var ErrNoPrimary = errors.New("no primary configured (set primary: in the config file or pass --primary HOST[:PORT])")
+
+// NeedPrimary fails when the primary's address is missing.
+func (c *Config) NeedPrimary() error {
+	if c.Primary == "" {
+		return ErrNoPrimary
+	}
+	return nil
+}
+
+// PrimaryHost is the host part of Primary: the name the primary's TLS
+// certificate must carry.
+func (c *Config) PrimaryHost() string {
+	h, _, err := net.SplitHostPort(c.Primary)
+	if err != nil {
+		return c.Primary
+	}
+	return h
+}
+
+func checkAddr(addr string) error {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT: %w", addr, err)
+	}
+	if h == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not 1-65535", addr, p)
+	}
+	return nil
+}

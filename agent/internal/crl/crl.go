@@ -1,0 +1,151 @@
+// Package crl keeps the agent's copy of the primary's revocation list fresh:
+// it fetches /v1/info (the level, hence the refresh interval) and /v1/crl,
+// accepts only a CRL signed by the trusted CA and not older than the stored
+// one, and stores it for self-check. The loop refreshes at the interval the
+// primary's level implies (SPEC §6) and says loudly when this host's own
+// certificate appears on the list.
+package crl
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/client"
+	"github.com/hostcert/hostcert/agent/internal/renew"
+)
+
+// ErrOlder is returned when the primary serves a CRL older than the stored one.
+var ErrOlder = errors.New("CRL from the primary is older than the stored one")
+
+// Refresher fetches and stores the CRL once.
+type Refresher struct {
+	Store  *certstore.Store
+	Client *client.Client
+	Now    func() time.Time
+}
+
+// Refresh updates the level from /v1/info and the CRL from /v1/crl.
+func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
+	info, infoErr := r.Client.Info(ctx)
+	der, err := r.Client.CRL(ctx)
+	if err != nil {
+		r.recordErr(err)
+		return nil, fmt.Errorf("refresh crl: %w", err)
+	}
+	cas, err := r.Store.CA()
+	if err != nil {
+		return nil, err
+	}
+	list, err := certstore.VerifyCRL(der, cas)
+	if err != nil {
+		r.recordErr(err)
+		return nil, fmt.Errorf("refresh crl: %w", err)
+	}
+	if old, err := r.Store.CRL(); err == nil && old.Number != nil && list.Number != nil && list.Number.Cmp(old.Number) < 0 {
+		r.recordErr(ErrOlder)
+		return nil, fmt.Errorf("refresh crl: %w (number %v < %v)", ErrOlder, list.Number, old.Number)
+	}
+	if err := r.Store.WriteCRL(list); err != nil {
+		return nil, err
+	}
+	now := r.Now()
+	_, err = r.Store.UpdateState(func(st *certstore.State) {
+		if infoErr == nil {
+			if info.Level != "" {
+				st.Level = info.Level
+			}
+			if info.CRLRefreshSeconds > 0 {
+				st.CRLRefreshSeconds = info.CRLRefreshSeconds
+			}
+		}
+		st.LastCRLRefresh = now
+		st.LastCRLError = ""
+		st.NextCRLRefresh = now.Add(st.CRLInterval())
+	})
+	return list, err
+}
+
+func (r *Refresher) recordErr(err error) {
+	_, _ = r.Store.UpdateState(func(st *certstore.State) { st.LastCRLError = err.Error() })
+}
+
+// Loop is the long-running CRL part of `run`.
+type Loop struct {
+	Refresher *Refresher
+	Identity  *atomic.Pointer[certstore.Identity]
+	Log       zerolog.Logger
+	MaxSleep  time.Duration // default 1h: the wall clock is compared at least this often
+	// NewBackOff makes the retry policy after a failed refresh.
+	NewBackOff func() backoff.BackOff
+}
+
+// Run refreshes whenever the interval has passed, until ctx ends.
+func (l *Loop) Run(ctx context.Context) error {
+	if l.MaxSleep <= 0 {
+		l.MaxSleep = time.Hour
+	}
+	if l.NewBackOff == nil {
+		l.NewBackOff = renew.DefaultBackOff
+	}
+	r := l.Refresher
+	var b backoff.BackOff
+	for {
+		st, err := r.Store.State()
+		if err != nil {
+			l.Log.Warn().Err(err).Msg("cannot read state")
+		}
+		now := r.Now()
+		next := st.LastCRLRefresh.Add(st.CRLInterval())
+		if _, err := r.Store.CRL(); err != nil {
+			next = now // nothing stored yet
+		}
+		wait := next.Sub(now)
+		if !now.Before(next) {
+			list, err := r.Refresh(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				if b == nil {
+					b = l.NewBackOff()
+				}
+				wait = b.NextBackOff()
+				l.Log.Warn().Err(err).Dur("retry_in", wait).Msg("crl refresh failed; keeping the stored crl")
+			default:
+				b = nil
+				l.Log.Debug().Time("this_update", list.ThisUpdate).Msg("crl refreshed")
+				l.checkSelf(list, now)
+				continue
+			}
+		}
+		if wait > l.MaxSleep {
+			wait = l.MaxSleep
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (l *Loop) checkSelf(list *x509.RevocationList, now time.Time) {
+	id := l.Identity.Load()
+	if id == nil {
+		return
+	}
+	if rep := renew.Check(id.Cert, list, now, now); rep.Revoked {
+		l.Log.Error().Str("serial", rep.Serial).Str("host_id", rep.HostID).Time("revoked_at", rep.RevokedAt).
+			Msg("this host's certificate is revoked; run get-cert with a reissue token")
+	}
+}

@@ -1,0 +1,153 @@
+// Package daemon assembles the long-running agent (`hostcert-agent run`):
+// the renewal loop, the CRL refresh loop, the direct-route re-probe and the
+// config watcher, each a Run(ctx) error part started under one errgroup.
+// New certificates reach live TLS configurations through the shared
+// atomic.Pointer[certstore.Identity] that GetClientCertificate reads.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/client"
+	"github.com/hostcert/hostcert/agent/internal/config"
+	"github.com/hostcert/hostcert/agent/internal/crl"
+	"github.com/hostcert/hostcert/agent/internal/renew"
+	"github.com/hostcert/hostcert/agent/internal/route"
+	"github.com/hostcert/hostcert/common/configwatch"
+	"github.com/hostcert/hostcert/common/pki"
+)
+
+// Options say where the configuration comes from.
+type Options struct {
+	ConfigPath     string
+	ConfigOptional bool // a missing file is fine (flags only); then it is not watched
+	Overrides      config.Overrides
+	Log            zerolog.Logger
+}
+
+// Env is what every command needs: the configuration, the data directory,
+// the route selector (persisting its outcomes in state.json) and a client.
+type Env struct {
+	Config   config.Config
+	Store    *certstore.Store
+	Selector *route.Selector
+	Client   *client.Client // nil roots when there is no trust store yet
+	Identity *atomic.Pointer[certstore.Identity]
+	Log      zerolog.Logger
+}
+
+// RouteConfig extracts the route settings.
+func RouteConfig(c config.Config) route.Config {
+	return route.Config{
+		Primary: c.Primary, PrimaryDial: c.PrimaryDial, Tunnels: c.Tunnels,
+		DialTimeout: c.DialTimeout, ProbeInterval: c.ProbeInterval,
+	}
+}
+
+// NewEnv opens the data directory and builds the client for cfg.
+func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
+	store, err := certstore.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.State()
+	if err != nil {
+		return nil, err
+	}
+	sel := route.NewSelector(RouteConfig(cfg), route.Outcomes{
+		Current: route.Parse(st.Route), LastDirectFailure: st.LastDirectFailure,
+	}, log, func(o route.Outcomes) {
+		if _, err := store.UpdateState(func(st *certstore.State) {
+			if st.Route != o.Current.String() {
+				st.Route, st.RouteSince = o.Current.String(), time.Now()
+			}
+			st.LastDirectFailure = o.LastDirectFailure
+		}); err != nil {
+			log.Warn().Err(err).Msg("cannot write state")
+		}
+	})
+	ident := new(atomic.Pointer[certstore.Identity])
+	if id, err := store.Identity(); err == nil {
+		ident.Store(id)
+	} else if !errors.Is(err, certstore.ErrNoIdentity) {
+		return nil, err
+	}
+	pool, err := store.CAPool()
+	if err != nil && !errors.Is(err, certstore.ErrNoTrust) {
+		return nil, err
+	}
+	return &Env{
+		Config: cfg, Store: store, Selector: sel, Identity: ident, Log: log,
+		Client: client.New(sel, pool, ident, cfg.RequestTimeout),
+	}, nil
+}
+
+// Settings are the renewal settings of a configuration, with the jitter drawn at load.
+func Settings(c config.Config, jitter float64) renew.Settings {
+	return renew.Settings{RenewBefore: c.RenewBefore, KeepKey: c.KeepKey, KeyAlg: pki.KeyAlgorithm(c.KeyAlgorithm), Jitter: jitter}
+}
+
+// Run runs the agent until ctx ends or a part fails.
+func Run(ctx context.Context, o Options) error {
+	load := func(path string) (config.Config, error) { return config.Load(path, o.ConfigOptional, o.Overrides) }
+	cfg, err := load(o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if err := cfg.NeedPrimary(); err != nil {
+		return err
+	}
+	env, err := NewEnv(cfg, o.Log)
+	if err != nil {
+		return err
+	}
+	if _, err := env.Store.CA(); err != nil {
+		return err
+	}
+	log := o.Log
+	settings := new(atomic.Pointer[renew.Settings])
+	set := Settings(cfg, rand.Float64()) // jitter drawn once
+	settings.Store(&set)
+
+	g, ctx := errgroup.WithContext(ctx)
+	if _, statErr := os.Stat(o.ConfigPath); statErr == nil {
+		w, err := configwatch.New(o.ConfigPath, load, log)
+		if err != nil {
+			return err
+		}
+		w.OnChange(func(c config.Config) {
+			if c.DataDir != cfg.DataDir {
+				log.Warn().Str("data_dir", c.DataDir).Msg("data_dir changes take effect at restart")
+			}
+			env.Selector.SetConfig(RouteConfig(c))
+			s := Settings(c, set.Jitter)
+			settings.Store(&s)
+		})
+		g.Go(func() error { return w.Run(ctx) })
+	}
+	renewer := &renew.Renewer{
+		Store: env.Store, Client: env.Client, Identity: env.Identity,
+		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now,
+	}
+	renewLoop := &renew.Loop{Renewer: renewer, Log: log}
+	crlLoop := &crl.Loop{
+		Refresher: &crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now},
+		Identity:  env.Identity, Log: log,
+	}
+	g.Go(func() error { return renewLoop.Run(ctx) })
+	g.Go(func() error { return crlLoop.Run(ctx) })
+	g.Go(func() error { return env.Client.RunProber(ctx) })
+	log.Info().Str("primary", cfg.Primary).Str("data_dir", cfg.DataDir).Msg("agent running")
+	err = g.Wait()
+	log.Info().Msg("agent stopped")
+	return err
+}

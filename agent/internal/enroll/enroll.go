@@ -1,0 +1,200 @@
+// Package enroll bootstraps the agent's trust in the primary (fingerprint
+// confirmation, SPEC §3) and obtains a certificate (issue or reissue): the
+// key is generated here and never leaves the host; the primary gets a CSR.
+package enroll
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/client"
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/protocol"
+)
+
+// Errors of the bootstrap; nothing is written when one is returned.
+var (
+	ErrFingerprintMismatch = errors.New("CA fingerprint does not match")
+	ErrRefused             = errors.New("CA not confirmed")
+	ErrNoTerminal          = errors.New("no terminal to confirm the CA fingerprint on; pass --fingerprint FP")
+	ErrServerNotUnderCA    = errors.New("the primary's TLS certificate does not chain to the confirmed CA")
+)
+
+// Confirm describes how the CA fingerprint gets confirmed.
+type Confirm struct {
+	Fingerprint string    // expected fingerprint (any accepted spelling); wins over the rest
+	Yes         bool      // accept what is shown without asking (trust on first use)
+	Terminal    bool      // In/Out are a terminal a person can answer on
+	In          io.Reader // answers
+	Out         io.Writer // fingerprints and the question
+}
+
+// Bootstrap fetches the CA bundle without verification, has it confirmed,
+// checks that the primary's own TLS certificate chains to it, and only then
+// writes the trust store. host is the primary's name (TLS server name).
+func Bootstrap(ctx context.Context, c *client.Client, store *certstore.Store, host string, cf Confirm) ([]*x509.Certificate, error) {
+	bundle, peer, err := c.FetchCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, ca := range bundle {
+		fmt.Fprintf(cf.Out, "CA %q\n  SHA-256 fingerprint: %s\n  valid until %s\n", ca.Subject.String(), pki.Fingerprint(ca), ca.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if err := confirm(bundle, cf); err != nil {
+		return nil, err
+	}
+	if err := checkServer(bundle, peer, host); err != nil {
+		return nil, err
+	}
+	if err := store.WriteCA(bundle); err != nil {
+		return nil, err
+	}
+	return bundle, nil
+}
+
+func confirm(bundle []*x509.Certificate, cf Confirm) error {
+	if cf.Fingerprint != "" {
+		want, err := pki.NormalizeFingerprint(cf.Fingerprint)
+		if err != nil {
+			return err
+		}
+		for _, ca := range bundle {
+			if pki.Fingerprint(ca) == want {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: the primary's CA is not %s (possible man in the middle); nothing written", ErrFingerprintMismatch, want)
+	}
+	if cf.Yes {
+		fmt.Fprintln(cf.Out, "warning: accepting the fingerprint above without confirmation (--yes)")
+		return nil
+	}
+	if !cf.Terminal {
+		return ErrNoTerminal
+	}
+	fmt.Fprint(cf.Out, "Does this match the fingerprint shown by `hostcert-primary ca show` on the primary? [y/N] ")
+	line, err := bufio.NewReader(cf.In).ReadString('\n')
+	if err != nil && line == "" {
+		return fmt.Errorf("%w: no answer", ErrRefused)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return nil
+	}
+	return fmt.Errorf("%w: answered %q; nothing written", ErrRefused, strings.TrimSpace(line))
+}
+
+// checkServer verifies the TLS chain the primary presented against the
+// confirmed bundle and the primary's name.
+func checkServer(bundle, peer []*x509.Certificate, host string) error {
+	if len(peer) == 0 {
+		return fmt.Errorf("%w: no server certificate", ErrServerNotUnderCA)
+	}
+	inter := x509.NewCertPool()
+	for _, p := range peer[1:] {
+		inter.AddCert(p)
+	}
+	_, err := peer[0].Verify(x509.VerifyOptions{
+		Roots: certstore.Pool(bundle), Intermediates: inter, DNSName: host,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrServerNotUnderCA, err)
+	}
+	return nil
+}
+
+// Request is what get-cert asks for.
+type Request struct {
+	Name   string
+	Token  string
+	NAT    bool
+	KeyAlg pki.KeyAlgorithm
+}
+
+// Enroll generates a key, sends the CSR (with the stored host ID, making it a
+// reissue, when there is one) and stores the granted certificate.
+func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req Request) (*certstore.Identity, protocol.CertResponse, error) {
+	cas, err := store.CA()
+	if err != nil {
+		return nil, protocol.CertResponse{}, err
+	}
+	st, err := store.State()
+	if err != nil {
+		return nil, protocol.CertResponse{}, err
+	}
+	key, err := pki.GenerateKey(req.KeyAlg)
+	if err != nil {
+		return nil, protocol.CertResponse{}, err
+	}
+	csr, err := pki.CreateCSR(key, req.Name)
+	if err != nil {
+		return nil, protocol.CertResponse{}, err
+	}
+	er := protocol.EnrollRequest{Name: req.Name, CSR: string(csr), Token: req.Token, NAT: req.NAT}
+	if st.Name == "" || strings.EqualFold(st.Name, req.Name) {
+		er.HostID = st.HostID
+	}
+	resp, err := c.Enroll(ctx, er)
+	if err != nil {
+		return nil, resp, err
+	}
+	id, err := Accept(resp, key, cas)
+	if err != nil {
+		return nil, resp, err
+	}
+	if err := Save(store, id, resp, time.Now()); err != nil {
+		return nil, resp, err
+	}
+	return id, resp, nil
+}
+
+// Accept checks a granted certificate — it chains to the trusted CA, is for
+// key, carries a host ID — and pairs it with key.
+func Accept(resp protocol.CertResponse, key crypto.Signer, cas []*x509.Certificate) (*certstore.Identity, error) {
+	certs, err := pki.ParseCerts([]byte(resp.Certificate))
+	if err != nil {
+		return nil, fmt.Errorf("certificate from the primary: %w", err)
+	}
+	cert := certs[0]
+	if _, err := cert.Verify(x509.VerifyOptions{
+		Roots: certstore.Pool(cas), CurrentTime: cert.NotBefore.Add(time.Second),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return nil, fmt.Errorf("certificate from the primary does not chain to the trusted CA: %w", err)
+	}
+	if pki.HostIDFromCert(cert) == "" {
+		return nil, errors.New("certificate from the primary has no host ID URI SAN")
+	}
+	return certstore.NewIdentity(cert, key)
+}
+
+// Save stores a new identity and records it in the state.
+func Save(store *certstore.Store, id *certstore.Identity, resp protocol.CertResponse, now time.Time) error {
+	if err := store.WriteIdentity(id); err != nil {
+		return err
+	}
+	_, err := store.UpdateState(func(st *certstore.State) {
+		st.HostID = pki.HostIDFromCert(id.Cert)
+		if len(id.Cert.DNSNames) > 0 {
+			st.Name = id.Cert.DNSNames[0]
+		}
+		if resp.Level != "" {
+			st.Level = resp.Level
+		}
+		if resp.CRLRefreshSeconds > 0 {
+			st.CRLRefreshSeconds = resp.CRLRefreshSeconds
+		}
+		st.LastRenewal = now
+		st.LastRenewalError = ""
+	})
+	return err
+}

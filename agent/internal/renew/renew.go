@@ -1,0 +1,334 @@
+// Package renew keeps the host's certificate fresh: when a renewal is due (a
+// pure function of the certificate, the renew_before setting and a jitter
+// drawn once), how to renew once over mutual TLS, and the long-running loop
+// that renews with exponential backoff and otherwise sleeps, waking at least
+// hourly to compare the wall clock.
+package renew
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/client"
+	"github.com/hostcert/hostcert/agent/internal/enroll"
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/protocol"
+)
+
+// JitterFraction is the largest share of renew_before added as jitter.
+const JitterFraction = 0.1
+
+// Due is when renewal of cert should start: renewBefore before NotAfter
+// (capped at half the certificate's lifetime, so short-lived certificates
+// renew at mid-life), moved earlier by jitter×10% of that; jitter is in [0,1)
+// and drawn once when the agent loads its configuration.
+func Due(cert *x509.Certificate, renewBefore time.Duration, jitter float64) time.Time {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	eff := renewBefore
+	if eff > life/2 {
+		eff = life / 2
+	}
+	if jitter < 0 || jitter >= 1 {
+		jitter = 0
+	}
+	eff += time.Duration(float64(eff) * JitterFraction * jitter)
+	return cert.NotAfter.Add(-eff)
+}
+
+// Report is the self-check of the current certificate.
+type Report struct {
+	HostID      string    `json:"host_id"`
+	Serial      string    `json:"serial"`
+	NotAfter    time.Time `json:"not_after"`
+	Expired     bool      `json:"expired"`
+	Revoked     bool      `json:"revoked"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	RenewalDue  bool      `json:"renewal_due"`
+	DueAt       time.Time `json:"renewal_due_at"`
+	CRLKnown    bool      `json:"crl_known"`
+	CRLStale    bool      `json:"crl_stale"` // past the CRL's NextUpdate
+	CRLThisTime time.Time `json:"crl_this_update,omitzero"`
+}
+
+// OK is false when the certificate is revoked or expired.
+func (r Report) OK() bool { return !r.Revoked && !r.Expired }
+
+// Check is the self-check: pure function of the certificate, the stored CRL
+// (nil when none), now and the renewal due time.
+func Check(cert *x509.Certificate, crl *x509.RevocationList, now, due time.Time) Report {
+	r := Report{
+		HostID: pki.HostIDFromCert(cert), Serial: Serial(cert.SerialNumber), NotAfter: cert.NotAfter,
+		Expired: !now.Before(cert.NotAfter), DueAt: due, RenewalDue: !now.Before(due),
+	}
+	if crl != nil {
+		r.CRLKnown = true
+		r.CRLThisTime = crl.ThisUpdate
+		r.CRLStale = !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate)
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+				r.Revoked, r.RevokedAt = true, e.RevocationTime
+			}
+		}
+	}
+	return r
+}
+
+// Serial formats a serial as upper-case hex, like the primary does.
+func Serial(n *big.Int) string { return fmt.Sprintf("%X", n) }
+
+// Errors after which renewal cannot succeed: the host needs a reissue.
+var (
+	ErrExpired = errors.New("certificate expired: renewal impossible, run get-cert with a reissue token")
+	ErrRevoked = errors.New("certificate revoked: renewal impossible, run get-cert with a reissue token")
+)
+
+// Settings are the renewal settings from the configuration.
+type Settings struct {
+	RenewBefore time.Duration
+	KeepKey     bool
+	KeyAlg      pki.KeyAlgorithm
+	Jitter      float64
+}
+
+// Renewer renews the current identity once.
+type Renewer struct {
+	Store    *certstore.Store
+	Client   *client.Client
+	Identity *atomic.Pointer[certstore.Identity]
+	Settings func() Settings
+	Now      func() time.Time
+}
+
+// Renew sends a CSR over mutual TLS with the current certificate, stores the
+// new certificate and makes it the live identity.
+func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
+	id := r.Identity.Load()
+	if id == nil {
+		return nil, certstore.ErrNoIdentity
+	}
+	if !r.Now().Before(id.Cert.NotAfter) {
+		return nil, ErrExpired
+	}
+	set := r.Settings()
+	var key crypto.Signer = id.Key
+	if !set.KeepKey {
+		k, err := pki.GenerateKey(set.KeyAlg)
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	}
+	name := id.Cert.Subject.CommonName
+	if len(id.Cert.DNSNames) > 0 {
+		name = id.Cert.DNSNames[0]
+	}
+	csr, err := pki.CreateCSR(key, name)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.Client.Renew(ctx, protocol.RenewRequest{CSR: string(csr)})
+	if err != nil {
+		switch {
+		case errors.Is(err, &protocol.Error{Code: protocol.CodeHostRevoked}):
+			return nil, fmt.Errorf("%w: %w", ErrRevoked, err)
+		case errors.Is(err, &protocol.Error{Code: protocol.CodeCertExpired}):
+			return nil, fmt.Errorf("%w: %w", ErrExpired, err)
+		}
+		return nil, fmt.Errorf("renew %s: %w", pki.HostIDFromCert(id.Cert), err)
+	}
+	cas, err := r.Store.CA()
+	if err != nil {
+		return nil, err
+	}
+	nid, err := enroll.Accept(resp, key, cas)
+	if err != nil {
+		return nil, err
+	}
+	if err := enroll.Save(r.Store, nid, resp, r.Now()); err != nil {
+		return nil, err
+	}
+	r.Identity.Store(nid)
+	return nid, nil
+}
+
+// Loop is the long-running renewal part of `run`.
+type Loop struct {
+	Renewer *Renewer
+	Log     zerolog.Logger
+	// MaxSleep bounds every sleep so the wall clock is compared at least this
+	// often (timers stop while a machine sleeps). Default 1h.
+	MaxSleep time.Duration
+	// BlockedPoll is how often a revoked/expired agent looks for a reissued
+	// certificate on disk (written by get-cert). Default 30s.
+	BlockedPoll time.Duration
+	// BlockedLogEvery is how often the revoked/expired error is logged. Default 1h.
+	BlockedLogEvery time.Duration
+	// NewBackOff makes the retry policy; default exponential with jitter, no max elapsed time.
+	NewBackOff func() backoff.BackOff
+	// OnState, when set, is called after every attempt (tests).
+	OnState func(err error)
+
+	lastBlockedLog time.Time
+	lastDue        time.Time
+	refused        *x509.Certificate // the certificate the primary refused to renew for good
+	refusedErr     error
+}
+
+// DefaultBackOff is exponential (1s doubling up to 10 minutes), ±50% jitter, never giving up.
+func DefaultBackOff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = time.Second
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.5
+	b.MaxInterval = 10 * time.Minute
+	b.MaxElapsedTime = 0
+	b.Reset()
+	return b
+}
+
+func (l *Loop) defaults() {
+	if l.MaxSleep <= 0 {
+		l.MaxSleep = time.Hour
+	}
+	if l.BlockedPoll <= 0 {
+		l.BlockedPoll = 30 * time.Second
+	}
+	if l.BlockedLogEvery <= 0 {
+		l.BlockedLogEvery = time.Hour
+	}
+	if l.NewBackOff == nil {
+		l.NewBackOff = DefaultBackOff
+	}
+}
+
+// Run renews whenever due, until ctx ends.
+func (l *Loop) Run(ctx context.Context) error {
+	l.defaults()
+	r := l.Renewer
+	for {
+		l.reloadIdentity()
+		now := r.Now()
+		id := r.Identity.Load()
+		var wait time.Duration
+		switch {
+		case id == nil:
+			l.blocked(now, certstore.ErrNoIdentity)
+			wait = l.BlockedPoll
+		case l.isBlocked(id, now) != nil:
+			l.blocked(now, l.isBlocked(id, now))
+			wait = l.BlockedPoll
+		default:
+			due := Due(id.Cert, r.Settings().RenewBefore, r.Settings().Jitter)
+			if !due.Equal(l.lastDue) {
+				l.lastDue = due
+				l.record(func(st *certstore.State) { st.NextRenewal = due })
+			}
+			if !now.Before(due) {
+				if err := l.renewWithRetry(ctx); err != nil && ctx.Err() != nil {
+					return nil
+				}
+				continue
+			}
+			wait = due.Sub(now)
+		}
+		if wait > l.MaxSleep {
+			wait = l.MaxSleep
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// isBlocked says why the identity cannot be renewed, from the clock and the stored CRL.
+func (l *Loop) isBlocked(id *certstore.Identity, now time.Time) error {
+	if !now.Before(id.Cert.NotAfter) {
+		return ErrExpired
+	}
+	if l.refused != nil && l.refused.Equal(id.Cert) {
+		return l.refusedErr
+	}
+	crl, err := l.Renewer.Store.CRL()
+	if err == nil && Check(id.Cert, crl, now, now).Revoked {
+		return ErrRevoked
+	}
+	return nil
+}
+
+func (l *Loop) blocked(now time.Time, why error) {
+	if !l.lastBlockedLog.IsZero() && now.Sub(l.lastBlockedLog) < l.BlockedLogEvery {
+		return
+	}
+	l.lastBlockedLog = now
+	l.Log.Error().Err(why).Str("data_dir", l.Renewer.Store.Dir()).Msg("cannot renew; waiting for a reissued certificate")
+	l.record(func(st *certstore.State) { st.LastRenewalError = why.Error() })
+}
+
+// reloadIdentity picks up a certificate written by another process (get-cert).
+func (l *Loop) reloadIdentity() {
+	r := l.Renewer
+	id, err := r.Store.Identity()
+	if err != nil {
+		return
+	}
+	cur := r.Identity.Load()
+	if cur == nil || !cur.Cert.Equal(id.Cert) {
+		if cur != nil {
+			l.Log.Info().Str("serial", Serial(id.Cert.SerialNumber)).Msg("new certificate found on disk")
+		}
+		r.Identity.Store(id)
+		l.lastBlockedLog = time.Time{}
+	}
+}
+
+func (l *Loop) renewWithRetry(ctx context.Context) error {
+	r := l.Renewer
+	b := backoff.WithContext(l.NewBackOff(), ctx)
+	op := func() error {
+		l.reloadIdentity()
+		if id := r.Identity.Load(); id != nil && r.Now().Before(Due(id.Cert, r.Settings().RenewBefore, r.Settings().Jitter)) {
+			return nil // renewed meanwhile (another process)
+		}
+		l.Log.Info().Msg("renewing certificate")
+		id, err := r.Renew(ctx)
+		if l.OnState != nil {
+			l.OnState(err)
+		}
+		if err != nil {
+			l.record(func(st *certstore.State) { st.LastRenewalError = err.Error() })
+			if errors.Is(err, ErrExpired) || errors.Is(err, ErrRevoked) || errors.Is(err, certstore.ErrNoIdentity) {
+				if cur := r.Identity.Load(); cur != nil {
+					l.refused, l.refusedErr = cur.Cert, err
+				}
+				return backoff.Permanent(err)
+			}
+			return err
+		}
+		l.Log.Info().Str("serial", Serial(id.Cert.SerialNumber)).Time("not_after", id.Cert.NotAfter).Msg("certificate renewed")
+		return nil
+	}
+	notify := func(err error, next time.Duration) {
+		l.Log.Warn().Err(err).Dur("retry_in", next).Msg("renewal failed; keeping the current certificate")
+	}
+	return backoff.RetryNotify(op, b, notify)
+}
+
+func (l *Loop) record(f func(*certstore.State)) {
+	if _, err := l.Renewer.Store.UpdateState(f); err != nil {
+		l.Log.Warn().Err(err).Msg("cannot write state")
+	}
+}

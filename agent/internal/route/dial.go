@@ -1,0 +1,182 @@
+package route
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+)
+
+// UnreachableError marks a failure to reach the primary over one route:
+// the only kind of error that makes the agent try the next route.
+type UnreachableError struct {
+	Route Route
+	Err   error
+}
+
+func (e *UnreachableError) Error() string { return fmt.Sprintf("%s unreachable: %v", e.Route, e.Err) }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// IsUnreachable reports whether err (anywhere in its chain) is an UnreachableError.
+func IsUnreachable(err error) bool {
+	var u *UnreachableError
+	return errors.As(err, &u)
+}
+
+// Reachability classifies an error from connecting to the primary: true for
+// refused, timed out, unreachable, name not resolvable and reset; false for
+// everything else, in particular every TLS and certificate error.
+func Reachability(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		verr  *tls.CertificateVerificationError
+		rherr tls.RecordHeaderError
+		aerr  tls.AlertError
+		uaerr x509.UnknownAuthorityError
+		hnerr x509.HostnameError
+		cierr x509.CertificateInvalidError
+	)
+	if errors.As(err, &verr) || errors.As(err, &rherr) || errors.As(err, &aerr) ||
+		errors.As(err, &uaerr) || errors.As(err, &hnerr) || errors.As(err, &cierr) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		return true
+	}
+	for _, e := range reachErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var operr *net.OpError
+	if errors.As(err, &operr) && operr.Op == "dial" {
+		return true
+	}
+	return false
+}
+
+var reachErrnos = append([]error{
+	syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED,
+	syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ETIMEDOUT,
+}, platformErrnos...)
+
+// DialTLS connects to the primary over r and completes the TLS handshake
+// (server name: the primary's host) within DialTimeout. Reachability failures
+// come back as *UnreachableError.
+func (c Config) DialTLS(ctx context.Context, r Route, conf *tls.Config) (*tls.Conn, error) {
+	dctx := ctx
+	if c.DialTimeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, c.DialTimeout)
+		defer cancel()
+	}
+	fail := func(err error) error {
+		if ctx.Err() == nil && (Reachability(err) || errors.Is(err, ErrTunnelRefused) || dctx.Err() != nil && !isTLSError(err)) {
+			return &UnreachableError{Route: r, Err: err}
+		}
+		return err
+	}
+	raw, err := c.dial(dctx, r)
+	if err != nil {
+		return nil, fail(err)
+	}
+	conf = conf.Clone()
+	if conf.ServerName == "" {
+		conf.ServerName = c.PrimaryHost()
+	}
+	tc := tls.Client(raw, conf)
+	if err := tc.HandshakeContext(dctx); err != nil {
+		raw.Close()
+		return nil, fail(fmt.Errorf("tls handshake with %s: %w", c.Primary, err))
+	}
+	return tc, nil
+}
+
+func isTLSError(err error) bool {
+	var (
+		verr  *tls.CertificateVerificationError
+		rherr tls.RecordHeaderError
+		aerr  tls.AlertError
+	)
+	return errors.As(err, &verr) || errors.As(err, &rherr) || errors.As(err, &aerr)
+}
+
+func (c Config) dial(ctx context.Context, r Route) (net.Conn, error) {
+	var d net.Dialer
+	if r.IsDirect() {
+		addr := c.Primary
+		if c.PrimaryDial != "" {
+			addr = c.PrimaryDial
+		}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		return conn, nil
+	}
+	conn, err := d.DialContext(ctx, "tcp", r.Tunnel)
+	if err != nil {
+		return nil, fmt.Errorf("dial tunnel %s: %w", r.Tunnel, err)
+	}
+	tunneled, err := connect(ctx, conn, c.Primary)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tunnel %s: %w", r.Tunnel, err)
+	}
+	return tunneled, nil
+}
+
+// ErrTunnelRefused is a tunnel's non-200 answer to CONNECT; it counts as the
+// route being unreachable (the next tunnel is tried).
+var ErrTunnelRefused = errors.New("tunnel refused CONNECT")
+
+// connect asks the tunnel on conn for a byte stream to target (HTTP CONNECT).
+func connect(ctx context.Context, conn net.Conn, target string) (net.Conn, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+		defer conn.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\nUser-Agent: hostcert-agent\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		return nil, fmt.Errorf("send CONNECT: %w", err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return nil, fmt.Errorf("read CONNECT answer: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w %s: %s", ErrTunnelRefused, target, resp.Status)
+	}
+	if br.Buffered() > 0 {
+		return &bufferedConn{Conn: conn, r: br}, nil
+	}
+	return conn, nil
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
