@@ -17,6 +17,9 @@ import (
 //go:embed systemd/*.service
 var units embed.FS
 
+//go:embed config/agent.yaml config/tunnel.yaml config/primary.env
+var configs embed.FS
+
 // Programs are the service names a unit exists for.
 var Programs = []string{"hostcert-primary", "hostcert-agent", "hostcert-tunnel"}
 
@@ -24,6 +27,17 @@ var Programs = []string{"hostcert-primary", "hostcert-agent", "hostcert-tunnel"}
 // template language (service_systemd_linux.go: keys without a leading dot,
 // the cmdEscape/cmd functions, {{range Arguments}}).
 const execStartTemplate = "ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}"
+
+// ExampleConfig returns the default config file the packages install as
+// /etc/hostcert/NAME ("agent.yaml", "tunnel.yaml", "primary.env"), or "" for
+// an unknown name. The agent and tunnel tests load it to keep it valid.
+func ExampleConfig(name string) string {
+	b, err := configs.ReadFile("config/" + name)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
 
 // SystemdUnitFile returns the unit file as the packages install it
 // (/usr/lib/systemd/system/NAME.service), or "" for an unknown name. name is
