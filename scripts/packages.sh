@@ -84,4 +84,7 @@ for arch in "${archs[@]}"; do
 	done
 done
 echo "packages: version $PKG_VERSION in $DIST:"
-(cd "$DIST" && ls -l --block-size=K -- *.deb *.rpm 2>/dev/null | awk '{print "  " $5 "  " $9}')
+for f in "$DIST"/*_"$PKG_VERSION"-1_*.deb "$DIST"/*-"$PKG_VERSION"-1.*.rpm; do
+	[ -e "$f" ] && echo "  $(du -k "$f" | cut -f1)K  ${f##*/}"
+done
+exit 0
