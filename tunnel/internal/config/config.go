@@ -46,7 +46,6 @@ type File struct {
 	ProxyProtocol   bool          `yaml:"proxy_protocol"`
 	Limits          Limits        `yaml:"limits"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	Log             Log           `yaml:"log"`
 }
 
 // Allow admits CONNECT requests for Target and relays them to Upstream.
@@ -69,12 +68,6 @@ type Limits struct {
 	RatePerSource           float64       `yaml:"new_connections_per_second"`
 	BurstPerSource          int           `yaml:"new_connections_burst"`
 	MaxHeaderBytes          int           `yaml:"max_header_bytes"`
-}
-
-// Log configures the logger (read at start-up only).
-type Log struct {
-	Level  string `yaml:"level"`
-	Format string `yaml:"format"`
 }
 
 // Overrides are command-line values that take precedence over the file at

@@ -1,0 +1,173 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hostcert/hostcert/packaging"
+)
+
+func TestNormalizeTarget(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"primary.example.com:1556", "primary.example.com:1556", true},
+		{"Primary.Example.COM.:1556", "primary.example.com:1556", true},
+		{"10.0.0.5:1556", "10.0.0.5:1556", true},
+		{"[2001:db8::1]:1556", "[2001:db8::1]:1556", true},
+		{"primary.example.com", "", false},
+		{"primary.example.com:", "", false},
+		{":1556", "", false},
+		{"primary:0", "", false},
+		{"primary:65536", "", false},
+		{"primary:01556", "", false},
+		{"primary:https", "", false},
+		{"user@primary:1556", "", false},
+		{"primary/x:1556", "", false},
+		{"/primary:1556", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		got, err := NormalizeTarget(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("NormalizeTarget(%q) = %q, %v; want %q, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestParseAllowFlag(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Allow
+		ok   bool
+	}{
+		{"primary.example.com:1556", Allow{Target: "primary.example.com:1556"}, true},
+		{"PRIMARY:1556=10.0.0.5:1556", Allow{Target: "primary:1556", Upstream: "10.0.0.5:1556"}, true},
+		{"[::1]:1556=[::1]:2000", Allow{Target: "[::1]:1556", Upstream: "[::1]:2000"}, true},
+		{"primary:1556=10.0.0.5", Allow{}, false},
+		{"primary=10.0.0.5:1556", Allow{}, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseAllowFlag(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseAllowFlag(%q) = %+v, %v; want %+v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tunnel.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaults(t *testing.T) {
+	f, err := Load(write(t, "allow:\n  - target: Primary.Example.com:1556\n"), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := File{
+		Listen:          ":1556",
+		Allow:           []Allow{{Target: "primary.example.com:1556", Upstream: "primary.example.com:1556"}},
+		ShutdownTimeout: 30 * time.Second,
+		Limits: Limits{
+			HandshakeTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, DialTimeout: 10 * time.Second,
+			MaxTunnels: 1024, MaxConnections: 2048, MaxConnectionsPerSource: 64,
+			RatePerSource: 20, BurstPerSource: 40, MaxHeaderBytes: 8192,
+		},
+	}
+	if got := f; got.Listen != want.Listen || got.Limits != want.Limits || got.ShutdownTimeout != want.ShutdownTimeout ||
+		len(got.Allow) != 1 || got.Allow[0] != want.Allow[0] || got.ProxyProtocol {
+		t.Errorf("Load(minimal) = %+v, want %+v", got, want)
+	}
+}
+
+func TestLoadFull(t *testing.T) {
+	f, err := Load(write(t, `
+listen: "127.0.0.1:8443"
+allow:
+  - target: primary.example.com:1556
+    upstream: 10.0.0.5:1556
+proxy_protocol: true
+limits:
+  handshake_timeout: 5s
+  idle_timeout: 1m
+  max_tunnels: 10
+  max_connections: 20
+  max_connections_per_source: 2
+  new_connections_per_second: 0.5
+  new_connections_burst: 3
+shutdown_timeout: 2s
+`), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.ProxyProtocol || f.Listen != "127.0.0.1:8443" || f.Allow[0].Upstream != "10.0.0.5:1556" ||
+		f.Limits.HandshakeTimeout != 5*time.Second || f.Limits.IdleTimeout != time.Minute ||
+		f.Limits.MaxConnectionsPerSource != 2 || f.Limits.RatePerSource != 0.5 || f.ShutdownTimeout != 2*time.Second {
+		t.Errorf("Load(full) = %+v", f)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name, body, wantErr string
+	}{
+		{"unknown key names key and line", "allow:\n  - target: p:1556\nlisten_addr: x\n", "line 3: field listen_addr not found"},
+		{"unknown nested key", "allow:\n  - target: p:1556\n    upstrem: x:1\n", "line 3: field upstrem not found"},
+		{"no allow list", "listen: ':1556'\n", "at least one target"},
+		{"target without port", "allow:\n  - target: primary\n", "allow[0].target"},
+		{"bad upstream", "allow:\n  - target: p:1556\n    upstream: 10.0.0.5\n", "allow[0].upstream"},
+		{"duplicate target", "allow:\n  - target: p:1556\n  - target: P.:1556\n", "listed twice"},
+		{"negative limit", "allow:\n  - target: p:1556\nlimits:\n  max_tunnels: -1\n", "limits.max_tunnels"},
+		{"bad duration", "allow:\n  - target: p:1556\nlimits:\n  idle_timeout: soon\n", "line 4: cannot unmarshal"},
+		{"tunnels above connections", "allow:\n  - target: p:1556\nlimits:\n  max_tunnels: 10\n  max_connections: 5\n", "max_connections"},
+		{"not yaml", "allow: [\n", "parse"},
+	}
+	for _, tt := range tests {
+		_, err := Load(write(t, tt.body), Overrides{})
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%s: Load = %v, want an error containing %q", tt.name, err, tt.wantErr)
+		}
+	}
+}
+
+func TestOverridesWin(t *testing.T) {
+	off := false
+	f, err := Load(write(t, "listen: ':1556'\nproxy_protocol: true\nallow:\n  - target: file:1556\n"), Overrides{
+		Listen: "127.0.0.1:9", Allow: []Allow{{Target: "flag:1556"}}, ProxyProtocol: &off,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Listen != "127.0.0.1:9" || f.ProxyProtocol || len(f.Allow) != 1 || f.Allow[0].Target != "flag:1556" {
+		t.Errorf("Load with overrides = %+v, want flag values", f)
+	}
+}
+
+func TestPackagedExampleConfig(t *testing.T) {
+	body := packaging.ExampleConfig("tunnel.yaml")
+	if body == "" {
+		t.Skip("packaging has no tunnel.yaml yet")
+	}
+	f, err := Parse([]byte(body))
+	if err != nil {
+		t.Fatalf("packaged tunnel.yaml does not parse strictly: %v", err)
+	}
+	// It ships with the allow list commented out: the tunnel refuses to
+	// start until the operator names the primary.
+	if _, err := f.Resolve(Overrides{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("packaged tunnel.yaml without allow = %v, want ErrInvalid", err)
+	}
+	if _, err := f.Resolve(Overrides{Allow: []Allow{{Target: "primary.example.com:1556"}}}); err != nil {
+		t.Errorf("packaged tunnel.yaml with an allow entry: %v", err)
+	}
+}
