@@ -241,7 +241,7 @@ func ts(t time.Time, now time.Time) string {
 	}
 	d := t.Sub(now).Round(time.Second)
 	rel := "in " + d.String()
-	if d < 0 {
+	if d <= 0 {
 		rel = (-d).String() + " ago"
 	}
 	return t.UTC().Format(time.RFC3339) + " (" + rel + ")"
@@ -291,10 +291,11 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.T
 	if st.LastRenewalError != "" {
 		line("renewal error", st.LastRenewalError)
 	}
-	line("next renewal", ts(st.NextRenewal, now))
-	if s.Check != nil && st.NextRenewal.IsZero() {
-		line("renewal due", ts(s.Check.DueAt, now))
+	next := st.NextRenewal
+	if next.IsZero() && s.Check != nil {
+		next = s.Check.DueAt
 	}
+	line("next renewal", ts(next, now))
 	line("last CRL refresh", ts(st.LastCRLRefresh, now))
 	if st.LastCRLError != "" {
 		line("CRL error", st.LastCRLError)

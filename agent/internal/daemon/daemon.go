@@ -64,7 +64,7 @@ func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
 		return nil, err
 	}
 	sel := route.NewSelector(RouteConfig(cfg), route.Outcomes{
-		Current: route.Parse(st.Route), LastDirectFailure: st.LastDirectFailure,
+		Current: route.Parse(st.Route), Known: st.Route != "", LastDirectFailure: st.LastDirectFailure,
 	}, log, func(o route.Outcomes) {
 		if _, err := store.UpdateState(func(st *certstore.State) {
 			if st.Route != o.Current.String() {

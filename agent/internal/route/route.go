@@ -56,6 +56,7 @@ type Config struct {
 // Outcomes is what the agent remembers about earlier attempts.
 type Outcomes struct {
 	Current           Route     // the last route that worked
+	Known             bool      // Current was learnt (not just the default)
 	LastDirectFailure time.Time // when the direct route last failed for reachability
 }
 
@@ -183,12 +184,16 @@ func (s *Selector) ProbeDirect(ctx context.Context, attempt Attempt) error {
 func (s *Selector) succeeded(r Route) {
 	s.mu.Lock()
 	prev := s.out.Current
-	changed := prev != r
-	s.out.Current = r
+	changed := prev != r || !s.out.Known
+	s.out.Current, s.out.Known = r, true
 	out := s.out
 	s.mu.Unlock()
 	if changed {
-		s.log.Warn().Str("from", prev.String()).Str("to", r.String()).Msg("route to the primary changed")
+		if prev != r {
+			s.log.Warn().Str("from", prev.String()).Str("to", r.String()).Msg("route to the primary changed")
+		} else {
+			s.log.Info().Str("route", r.String()).Msg("route to the primary established")
+		}
 		if s.onChange != nil {
 			s.onChange(out)
 		}
