@@ -8,11 +8,12 @@
 #     (dpkg --root, maintainer scripts run chrootless with DPKG_ROOT), checks
 #     files, modes, conffiles, the hostcert user, data directories and
 #     `--version`; reinstalls over an edited conffile (the edit must survive);
-#     purges and checks that nothing is left but a non-empty data directory.
+#     purges and checks that nothing is left but a non-empty data directory;
+#  4. RPM metadata when rpm is installed: %config(noreplace), unit, scriptlets.
 #
 #   scripts/test-packages.sh [DEB_DIR]
 #
-# Without DEB_DIR it builds this architecture's .debs with scripts/packages.sh
+# Without DEB_DIR it builds this architecture's .debs and .rpms with scripts/packages.sh
 # into a temporary directory. VERSION and COMMIT (default: from git, as the
 # Makefile does) are what `--version` must print. Needs root and dpkg.
 set -euo pipefail
@@ -40,7 +41,7 @@ trap 'rm -rf "$work"' EXIT
 debs=${1:-}
 if [ -z "$debs" ]; then
 	debs=$work/dist
-	DIST=$debs FORMATS=deb bash scripts/packages.sh "$arch" >/dev/null
+	DIST=$debs FORMATS="deb rpm" bash scripts/packages.sh "$arch" >/dev/null
 fi
 pkgs=()
 for p in "${programs[@]}"; do
@@ -154,4 +155,25 @@ extra=$(comm -13 <(echo "$seed") <(echo "$left"))
 [ -z "$extra" ] || fail "purge left files behind:"$'\n'"$extra"
 [ -z "$(dpkg --root="$r" -l 'hostcert-*' 2>/dev/null | grep '^[a-z][a-z] ')" ] || fail "packages still known to dpkg after purge"
 say "purge: clean (non-empty data directory kept, as documented)"
+
+# 4. RPM metadata (no install: rpm --root would run the scriptlets chrooted).
+rpms=("$debs"/hostcert-*.rpm)
+if ! command -v rpm >/dev/null; then
+	say "SKIP rpm checks: rpm not installed (apt-get install rpm)"
+elif [ ! -e "${rpms[0]}" ]; then
+	say "SKIP rpm checks: no .rpm in $debs"
+else
+	for c in agent:agent.yaml tunnel:tunnel.yaml primary:primary.env; do
+		p=${c%%:*} f=/etc/hostcert/${c#*:}
+		rpm=$(ls "$debs"/hostcert-"$p"-*.rpm | head -1)
+		flags=$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" 2>/dev/null)
+		echo "$flags" | grep -qx "cn $f" || fail "$f is not %config(noreplace) in ${rpm##*/}: $flags"
+		echo "$flags" | grep -q " /usr/lib/systemd/system/hostcert-$p.service$" || fail "no unit in ${rpm##*/}"
+		scripts=$(rpm -qp --scripts "$rpm" 2>/dev/null)
+		for s in postinstall preuninstall postuninstall; do
+			echo "$scripts" | grep -q "^$s scriptlet" || fail "${rpm##*/} has no $s scriptlet"
+		done
+	done
+	say "rpm: config files %config(noreplace), units and scriptlets: ok"
+fi
 say "PASS"
