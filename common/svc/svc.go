@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -199,6 +201,11 @@ func Control(cfg Config, action string) (string, error) {
 		}
 		return cfg.Name + ": unknown", nil
 	case "install", "uninstall", "start", "stop", "restart":
+		if action == "install" && s.Platform() == "linux-systemd" {
+			if err := checkUnitUser(cfg.SystemdUnit, user.Lookup); err != nil {
+				return "", fmt.Errorf("service %s install: %w", cfg.Name, err)
+			}
+		}
 		if err := service.Control(s, action); err != nil {
 			return "", fmt.Errorf("service %s %s: %w", cfg.Name, action, err)
 		}
@@ -210,4 +217,25 @@ func Control(cfg Config, action string) (string, error) {
 		return fmt.Sprintf("%s: %s done", cfg.Name, action), nil
 	}
 	return "", fmt.Errorf("service %s %q: %w (want one of %v)", cfg.Name, action, ErrUnknownAction, Actions)
+}
+
+// ErrNoServiceUser is returned by Control("install") when the systemd unit
+// runs as a user (User=) that does not exist on this host: the unit would
+// install but never start. The packages create the user; a manual install
+// must create it first.
+var ErrNoServiceUser = errors.New("the service user does not exist")
+
+// checkUnitUser checks that the User= of a systemd unit exists.
+func checkUnitUser(unit string, lookup func(string) (*user.User, error)) error {
+	for _, line := range strings.Split(unit, "\n") {
+		name, ok := strings.CutPrefix(strings.TrimSpace(line), "User=")
+		if !ok || name == "" || strings.Contains(name, "{{") {
+			continue
+		}
+		if _, err := lookup(name); err != nil {
+			return fmt.Errorf("%w: %s (create it: useradd --system --user-group --home-dir /var/lib/hostcert --no-create-home --shell /usr/sbin/nologin %s): %v",
+				ErrNoServiceUser, name, name, err)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package svc
 import (
 	"context"
 	"errors"
+	"os/user"
 	"testing"
 	"time"
 )
@@ -40,5 +41,34 @@ func TestControlUnknownAction(t *testing.T) {
 	_, err := Control(Config{Name: "hostcert-test"}, "explode")
 	if !errors.Is(err, ErrUnknownAction) {
 		t.Errorf("Control(explode) = %v, want ErrUnknownAction", err)
+	}
+}
+
+func TestCheckUnitUser(t *testing.T) {
+	lookup := func(name string) (*user.User, error) {
+		if name == "hostcert" {
+			return &user.User{Username: name}, nil
+		}
+		return nil, user.UnknownUserError(name)
+	}
+	tests := []struct {
+		unit    string
+		wantErr bool
+	}{
+		{"[Service]\nUser=hostcert\n", false},
+		{"[Service]\nUser=nobody-here\n", true},
+		{"[Service]\n  User=nobody-here  \n", true},
+		{"[Service]\nExecStart=/bin/true\n", false},
+		{"", false},
+		{"[Service]\nUser={{UserName}}\n", false},
+	}
+	for _, tt := range tests {
+		err := checkUnitUser(tt.unit, lookup)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("checkUnitUser(%q) = %v, want error %v", tt.unit, err, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrNoServiceUser) {
+			t.Errorf("checkUnitUser(%q) = %v, want ErrNoServiceUser", tt.unit, err)
+		}
 	}
 }
