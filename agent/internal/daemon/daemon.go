@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -32,6 +33,9 @@ type Options struct {
 	ConfigOptional bool // a missing file is fine (flags only); then it is not watched
 	Overrides      config.Overrides
 	Log            zerolog.Logger
+	// NewBackOff, when set, replaces the retry policy of renewal and CRL
+	// refresh (tests use short intervals).
+	NewBackOff func() backoff.BackOff
 }
 
 // Env is what every command needs: the configuration, the data directory,
@@ -138,10 +142,10 @@ func Run(ctx context.Context, o Options) error {
 		Store: env.Store, Client: env.Client, Identity: env.Identity,
 		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now,
 	}
-	renewLoop := &renew.Loop{Renewer: renewer, Log: log}
+	renewLoop := &renew.Loop{Renewer: renewer, Log: log, NewBackOff: o.NewBackOff}
 	crlLoop := &crl.Loop{
 		Refresher: &crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now},
-		Identity:  env.Identity, Log: log,
+		Identity:  env.Identity, Log: log, NewBackOff: o.NewBackOff,
 	}
 	g.Go(func() error { return renewLoop.Run(ctx) })
 	g.Go(func() error { return crlLoop.Run(ctx) })

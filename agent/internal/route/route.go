@@ -192,7 +192,7 @@ func (s *Selector) succeeded(r Route) {
 		if prev != r {
 			s.log.Warn().Str("from", prev.String()).Str("to", r.String()).Msg("route to the primary changed")
 		} else {
-			s.log.Info().Str("route", r.String()).Msg("route to the primary established")
+			s.log.Debug().Str("route", r.String()).Msg("route to the primary established")
 		}
 		if s.onChange != nil {
 			s.onChange(out)
