@@ -46,15 +46,18 @@ func TestSystemdUnitFileDirectives(t *testing.T) {
 			"StateDirectoryMode=0700",
 			"ConditionPathExists=/var/lib/hostcert/primary/ca/ca.pem",
 			"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+			"InaccessiblePaths=-/var/lib/hostcert/agent",
 		}},
 		{"hostcert-agent", []string{
 			"ExecStart=/usr/bin/hostcert-agent run --config /etc/hostcert/agent.yaml",
 			"StateDirectory=hostcert/agent",
 			"StateDirectoryMode=0700",
+			"InaccessiblePaths=-/var/lib/hostcert/primary",
 		}},
 		{"hostcert-tunnel", []string{
 			"ExecStart=/usr/bin/hostcert-tunnel run --config /etc/hostcert/tunnel.yaml",
 			"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+			"InaccessiblePaths=-/var/lib/hostcert",
 		}},
 	}
 	for _, tt := range tests {
