@@ -1,0 +1,248 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/cli"
+	"github.com/hostcert/hostcert/agent/internal/config"
+	"github.com/hostcert/hostcert/agent/internal/daemon"
+	"github.com/hostcert/hostcert/agent/internal/primarytest"
+	"github.com/hostcert/hostcert/common/svc"
+)
+
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type agent struct {
+	t      *testing.T
+	srv    *primarytest.Server
+	data   string
+	config string
+	log    *syncBuf
+}
+
+// setup enrolls an agent whose config file points at dial (the server or a proxy in front of it).
+func setup(t *testing.T, srv *primarytest.Server, dial string, yaml string) *agent {
+	t.Helper()
+	dir := t.TempDir()
+	a := &agent{t: t, srv: srv, data: filepath.Join(dir, "data"), config: filepath.Join(dir, "agent.yaml"), log: &syncBuf{}}
+	cfg := "primary: primary.test:" + srv.Port() + "\nprimary_dial: " + dial + "\ndata_dir: " + a.data + "\nlog_format: json\ndial_timeout: 300ms\nrequest_timeout: 2s\n" + yaml
+	if err := os.WriteFile(a.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"get-ca-cert", "--fingerprint", srv.Fingerprint()},
+		{"get-cert", "--name", "h1.example.com"},
+	} {
+		var out, errb bytes.Buffer
+		if err := cli.Execute(context.Background(), append(args, "--config", a.config), cli.IO{Out: &out, Err: &errb, In: strings.NewReader("")}); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errb.String())
+		}
+	}
+	return a
+}
+
+func fastBackOff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxInterval = 300 * time.Millisecond
+	b.MaxElapsedTime = 0
+	b.Reset()
+	return b
+}
+
+func (a *agent) options() daemon.Options {
+	return daemon.Options{
+		ConfigPath: a.config, Overrides: config.Overrides{},
+		Log:        zerolog.New(a.log).Level(zerolog.DebugLevel), NewBackOff: fastBackOff,
+	}
+}
+
+// start runs the agent until the test ends; it checks that Run returns nil on cancel.
+func (a *agent) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, a.options()) }()
+	a.t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				a.t.Errorf("Run() = %v after cancel, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			a.t.Errorf("Run() did not return within 10s of cancel")
+		}
+	})
+}
+
+func (a *agent) identity() *certstore.Identity {
+	a.t.Helper()
+	s, _ := certstore.Open(a.data)
+	id, err := s.Identity()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return id
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A short-lived certificate is renewed by run, again and again, over mTLS.
+func TestRunRenewsShortLivedCertificate(t *testing.T) {
+	srv, err := primarytest.New(primarytest.Options{Validity: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a := setup(t, srv, srv.Addr(), "renew_before: 2s\n")
+	first := a.identity().Cert
+	a.start()
+	eventually(t, "two renewals", func() bool { return srv.Requests("/v1/renew") >= 2 })
+	eventually(t, "renewed certificate on disk", func() bool { return !a.identity().Cert.Equal(first) })
+	if !strings.Contains(a.log.String(), "certificate renewed") {
+		t.Errorf("log lacks 'certificate renewed':\n%s", a.log.String())
+	}
+	if srv.Requests("/v1/crl") == 0 {
+		t.Errorf("run never refreshed the CRL")
+	}
+}
+
+// Faults on the agent->primary leg: the agent keeps its current certificate,
+// logs and backs off, and renews once the path is back.
+func TestRunSurvivesPartitions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inject func(*primarytest.Toxi) error
+		heal   func(*primarytest.Toxi) error
+		fails  bool
+	}{
+		{"black hole", (*primarytest.Toxi).BlackHole, (*primarytest.Toxi).Heal, true},
+		{"reset", func(x *primarytest.Toxi) error { return x.Add("reset", "reset_peer", "upstream", `{"timeout":0}`) },
+			func(x *primarytest.Toxi) error { return x.Remove("reset") }, true},
+		{"latency", func(x *primarytest.Toxi) error { return x.Add("lat", "latency", "downstream", `{"latency":150,"jitter":50}`) },
+			func(x *primarytest.Toxi) error { return x.Remove("lat") }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := primarytest.New(primarytest.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			toxi, err := primarytest.NewToxi(srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer toxi.Close()
+			a := setup(t, srv, toxi.Addr(), "")
+			before := a.identity().Cert
+			if err := tc.inject(toxi); err != nil {
+				t.Fatal(err)
+			}
+			srv.SetValidity(20 * time.Second)
+			shortLived(t, a, srv)
+			before = a.identity().Cert
+			a.start()
+			if tc.fails {
+				eventually(t, "renewal failures being logged", func() bool { return strings.Count(a.log.String(), "renewal failed") >= 2 })
+				if cur := a.identity().Cert; !cur.Equal(before) {
+					t.Fatalf("certificate changed during the fault")
+				}
+				if time.Now().After(before.NotAfter) {
+					t.Fatalf("test too slow: the certificate expired during the fault")
+				}
+				if err := tc.heal(toxi); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, "renewal after the path came back", func() bool { return !a.identity().Cert.Equal(before) })
+			if !tc.fails {
+				tc.heal(toxi)
+			}
+		})
+	}
+}
+
+// shortLived renews once straight to the primary (bypassing the faulty
+// proxy) to get a 20s certificate (plus the primary's 5 minute back-dating),
+// and sets renew_before to 5m: capped at mid-life, renewal is due at once.
+func shortLived(t *testing.T, a *agent, srv *primarytest.Server) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if err := cli.Execute(context.Background(), []string{"renew", "--config", a.config, "--primary-dial", srv.Addr()}, cli.IO{Out: &out, Err: &errb, In: strings.NewReader("")}); err != nil {
+		t.Fatalf("renew: %v\n%s", err, errb.String())
+	}
+	b, _ := os.ReadFile(a.config)
+	os.WriteFile(a.config, append(b, []byte("renew_before: 5m\n")...), 0o644)
+}
+
+// The service program (what the service manager drives) starts the agent
+// and stops it by cancelling its context.
+func TestServiceProgramStartStop(t *testing.T) {
+	srv, err := primarytest.New(primarytest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a := setup(t, srv, srv.Addr(), "")
+	crlBefore := srv.Requests("/v1/crl")
+	// Make the stored CRL stale so run refreshes it at once.
+	s, _ := certstore.Open(a.data)
+	s.UpdateState(func(st *certstore.State) { st.LastCRLRefresh = time.Time{} })
+	p := svc.NewProgram(func(ctx context.Context) error { return daemon.Run(ctx, a.options()) }, 10*time.Second)
+	if err := p.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the running agent to refresh the CRL", func() bool { return srv.Requests("/v1/crl") > crlBefore })
+	if err := p.Stop(nil); err != nil {
+		t.Fatalf("Stop() = %v, want nil", err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Errorf("Wait() = %v, want nil", err)
+	}
+}
+
+// A config edit that does not parse is rejected; the agent keeps running on the last good one.
+func TestRunKeepsLastGoodConfig(t *testing.T) {
+	srv, err := primarytest.New(primarytest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a := setup(t, srv, srv.Addr(), "")
+	a.start()
+	eventually(t, "agent running", func() bool { return strings.Contains(a.log.String(), "agent running") })
+	good, _ := os.ReadFile(a.config)
+	os.WriteFile(a.config, append(good, []byte("no_such_key: 1\n")...), 0o644)
+	eventually(t, "the bad edit to be rejected", func() bool {
+		return strings.Contains(a.log.String(), "config change rejected") && strings.Contains(a.log.String(), "no_such_key")
+	})
+	os.WriteFile(a.config, good, 0o644)
+	eventually(t, "the good config to be reloaded", func() bool { return strings.Contains(a.log.String(), "config reloaded") })
+}
