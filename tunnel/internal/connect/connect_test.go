@@ -176,6 +176,8 @@ func TestAbuseIsRefusedWithHTTPAnswers(t *testing.T) {
 		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 405},
 		{"header garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n", 400},
 		{"bad header line", "CONNECT " + target + " HTTP/1.1\r\nno colon here\r\n\r\n", 400},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 405},
+		{"lowercase connect", "connect " + target + " HTTP/1.1\r\nHost: x\r\n\r\n", 405},
 		{"bad protocol version", "CONNECT " + target + " HTTP/9.9\r\n\r\n", 505},
 		{"oversized headers", "CONNECT " + target + " HTTP/1.1\r\nX-Big: " + big + "\r\n\r\n", 431},
 	}
