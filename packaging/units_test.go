@@ -53,11 +53,14 @@ func TestSystemdUnitFileDirectives(t *testing.T) {
 			"StateDirectory=hostcert/agent",
 			"StateDirectoryMode=0700",
 			"InaccessiblePaths=-/var/lib/hostcert/primary",
+			"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
 		}},
 		{"hostcert-tunnel", []string{
 			"ExecStart=/usr/bin/hostcert-tunnel run --config /etc/hostcert/tunnel.yaml",
 			"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
 			"InaccessiblePaths=-/var/lib/hostcert",
+			// Longer than the tunnel's own drain (shutdown_timeout, 30s).
+			"TimeoutStopSec=45s",
 		}},
 	}
 	for _, tt := range tests {
