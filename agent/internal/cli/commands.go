@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/client"
@@ -429,11 +430,30 @@ func (a *app) svcConfig(cmd *cobra.Command, name string) svc.Config {
 	if p, err := filepath.Abs(a.configPath); err == nil {
 		args = append(args, "--config", p)
 	}
-	if f := cmd.Flags().Lookup("data"); f != nil && f.Changed {
-		if p, err := filepath.Abs(f.Value.String()); err == nil {
-			args = append(args, "--data", p)
+	// Every other configuration flag given to `service install` goes into
+	// the service's command line too (paths made absolute).
+	persistent := cmd.Root().PersistentFlags()
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if persistent.Lookup(f.Name) == nil {
+			return
 		}
-	}
+		switch f.Name {
+		case "config":
+			return
+		case "data":
+			if p, err := filepath.Abs(f.Value.String()); err == nil {
+				args = append(args, "--data", p)
+			}
+			return
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				args = append(args, "--"+f.Name, v)
+			}
+			return
+		}
+		args = append(args, "--"+f.Name+"="+f.Value.String())
+	})
 	return svc.Config{
 		Name: name, DisplayName: "hostcert agent",
 		Description: "Enrolls this host for a hostcert certificate and keeps it renewed.",

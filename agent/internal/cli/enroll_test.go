@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/primarytest"
 	"github.com/hostcert/hostcert/common/pki"
@@ -154,5 +156,34 @@ func TestResolveToken(t *testing.T) {
 		if got != tc.want || (err == nil) != tc.ok {
 			t.Errorf("resolveToken(%q, %q, %t, %q) = %q, %v, want %q ok=%t", tc.flag, tc.file, tc.set, tc.env, got, err, tc.want, tc.ok)
 		}
+	}
+}
+
+// `service install` passes the config flags on to the service's command line.
+func TestServiceArguments(t *testing.T) {
+	a := &app{io: IO{}}
+	root := a.root()
+	root.SetArgs([]string{"service", "status", "--config", "rel/agent.yaml", "--data", "d", "--tunnel", "m1:1556", "--tunnel", "m2:1556", "--keep-key"})
+	var got []string
+	for _, c := range root.Commands() {
+		if c.Name() == "service" {
+			c.RunE = func(cmd *cobra.Command, _ []string) error {
+				cfg := a.svcConfig(cmd, "x")
+				got = cfg.Arguments
+				if cfg.SystemdUnit == "" {
+					t.Errorf("svc.Config.SystemdUnit is empty, want the packaged unit")
+				}
+				return nil
+			}
+		}
+	}
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	cfgAbs, _ := filepath.Abs("rel/agent.yaml")
+	dataAbs, _ := filepath.Abs("d")
+	want := []string{"run", "--config", cfgAbs, "--data", dataAbs, "--keep-key=true", "--tunnel", "m1:1556", "--tunnel", "m2:1556"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("service arguments = %q, want %q", got, want)
 	}
 }

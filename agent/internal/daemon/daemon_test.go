@@ -71,7 +71,7 @@ func fastBackOff() backoff.BackOff {
 func (a *agent) options() daemon.Options {
 	return daemon.Options{
 		ConfigPath: a.config, Overrides: config.Overrides{},
-		Log:        zerolog.New(a.log).Level(zerolog.DebugLevel), NewBackOff: fastBackOff,
+		Log: zerolog.New(a.log).Level(zerolog.DebugLevel), NewBackOff: fastBackOff,
 	}
 }
 
@@ -146,7 +146,9 @@ func TestRunSurvivesPartitions(t *testing.T) {
 		{"black hole", (*primarytest.Toxi).BlackHole, (*primarytest.Toxi).Heal, true},
 		{"reset", func(x *primarytest.Toxi) error { return x.Add("reset", "reset_peer", "upstream", `{"timeout":0}`) },
 			func(x *primarytest.Toxi) error { return x.Remove("reset") }, true},
-		{"latency", func(x *primarytest.Toxi) error { return x.Add("lat", "latency", "downstream", `{"latency":150,"jitter":50}`) },
+		{"latency", func(x *primarytest.Toxi) error {
+			return x.Add("lat", "latency", "downstream", `{"latency":150,"jitter":50}`)
+		},
 			func(x *primarytest.Toxi) error { return x.Remove("lat") }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
