@@ -58,8 +58,11 @@ func (c *Client) Call(ctx context.Context, cmd string, args, out any) error {
 		return fmt.Errorf("send %s: %w", cmd, err)
 	}
 	var resp Response
-	dec := json.NewDecoder(&limitedReader{r: bufio.NewReaderSize(conn, 64*1024), n: maxMessage})
-	if err := dec.Decode(&resp); err != nil {
+	line, err := readLine(bufio.NewReaderSize(conn, 64*1024))
+	if err == nil {
+		err = json.Unmarshal(line, &resp)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

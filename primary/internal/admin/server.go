@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -104,10 +105,12 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		s.reply(conn, Response{Error: "admin: cannot identify the peer: " + err.Error()})
 		return
 	}
-	r := bufio.NewReaderSize(conn, 64*1024)
 	var req Request
-	dec := json.NewDecoder(&limitedReader{r: r, n: maxMessage})
-	if err := dec.Decode(&req); err != nil {
+	line, err := readLine(bufio.NewReaderSize(conn, 64*1024))
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	if err != nil {
 		s.reply(conn, Response{Error: "admin: malformed request: " + err.Error()})
 		return
 	}
@@ -146,22 +149,26 @@ func (s *Server) reply(conn net.Conn, resp Response) {
 	_, _ = conn.Write(append(b, '\n'))
 }
 
-// limitedReader fails once more than n bytes were read.
-type limitedReader struct {
-	r *bufio.Reader
-	n int
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, errors.New("request too large")
+// readLine reads one newline-terminated message of at most maxMessage bytes.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxMessage {
+			return nil, errors.New("message too large")
+		}
+		switch {
+		case err == nil:
+			return line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0:
+			return line, nil
+		default:
+			return nil, err
+		}
 	}
-	if len(p) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= n
-	return n, err
 }
 
 func oneLine(s string) string {
