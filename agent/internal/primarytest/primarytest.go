@@ -230,11 +230,22 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// CRL returns the current DER CRL.
+// CRL returns the current DER CRL, with the next CRL number.
 func (s *Server) CRL() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.crlNumber++
+	return s.crl(s.crlNumber)
+}
+
+// CRLNumbered returns a DER CRL with the given number (for rollback tests).
+func (s *Server) CRLNumbered(n int64) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.crl(n)
+}
+
+func (s *Server) crl(number int64) ([]byte, error) {
 	var entries []x509.RevocationListEntry
 	for _, c := range s.certs {
 		if !c.revokedAt.IsZero() {
@@ -243,7 +254,7 @@ func (s *Server) CRL() ([]byte, error) {
 	}
 	now := time.Now()
 	return x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(s.crlNumber), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(7 * 24 * time.Hour),
+		Number: big.NewInt(number), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(7 * 24 * time.Hour),
 		RevokedCertificateEntries: entries,
 	}, s.CA, s.caKey)
 }
