@@ -26,6 +26,7 @@ func TestSystemdUnitFileDirectives(t *testing.T) {
 		"ProtectHome=yes",
 		"PrivateTmp=yes",
 		"PrivateDevices=yes",
+		"PrivateMounts=yes",
 		"ProtectKernelTunables=yes",
 		"ProtectKernelModules=yes",
 		"ProtectControlGroups=yes",
