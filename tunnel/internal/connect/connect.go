@@ -65,9 +65,9 @@ type Server struct {
 	cfg   atomic.Pointer[settings]
 	adm   admission
 	proxy *goproxy.ProxyHttpServer
-	// dial reaches an upstream; a plain net.Dialer, which never consults
-	// proxy environment variables.
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// dialer reaches the upstreams; a plain net.Dialer never consults proxy
+	// environment variables.
+	dialer net.Dialer
 
 	base     context.Context // cancelled when Serve gives up on draining
 	stopBase context.CancelFunc
@@ -83,7 +83,6 @@ func New(f config.File, log zerolog.Logger) *Server {
 	s := &Server{log: log, tunnels: make(map[*tunnel]struct{}), drained: make(chan struct{})}
 	s.base, s.stopBase = context.WithCancel(context.Background())
 	s.cfg.Store(newSettings(f))
-	s.dial = (&net.Dialer{}).DialContext
 	s.proxy = s.newProxy()
 	return s
 }
@@ -220,7 +219,7 @@ func (s *Server) tunnel(client net.Conn, target, upstream string, st *settings) 
 func (s *Server) dialUpstream(upstream string, client net.Conn, st *settings) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(s.base, st.limits.dial)
 	defer cancel()
-	up, err := s.dial(ctx, "tcp", upstream)
+	up, err := s.dialer.DialContext(ctx, "tcp", upstream)
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", upstream, err)
 	}

@@ -2,7 +2,9 @@ package connect
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -553,4 +555,44 @@ func TestFloodFromOneSourceIsBounded(t *testing.T) {
 	}
 	// A new legitimate client from another source is still admitted.
 	echoRoundTrip(t, connectThrough(t, tt.addr, "127.0.0.1", "primary.test:1556"), "new legit client")
+}
+
+// TestBulkIntegrity moves megabytes both ways, with pauses that end bursts
+// in between, and checks every byte and the access log's counts.
+func TestBulkIntegrity(t *testing.T) {
+	up := echoServer(t)
+	tt := startTunnel(t, []string{"primary.test:1556=" + up.Addr().String()}, nil)
+	c := connectThrough(t, tt.addr, "", "primary.test:1556")
+	const piece, pieces = 1<<20 + 123, 3
+	data := make([]byte, piece*pieces)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	for i := range pieces {
+		if _, err := c.Write(data[i*piece : (i+1)*piece]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * burstPause)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, data) {
+			t.Fatalf("echoed %d bytes, want the %d sent, identical", len(b), len(data))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("echo did not finish")
+	}
+	waitFor(t, "access log", func() bool { return strings.Contains(tt.logs.String(), "tunnel closed") })
+	want := fmt.Sprintf(`"bytes_up":%d,"bytes_down":%d`, len(data), len(data))
+	if line := lineWith(tt.logs.String(), "tunnel closed"); !strings.Contains(line, want) {
+		t.Errorf("access log %s lacks %s", line, want)
+	}
 }

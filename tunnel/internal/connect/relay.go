@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -107,7 +108,11 @@ func (t *tunnel) pipe(dst, src net.Conn, n *atomic.Int64) {
 	t.finish(outcomeError, err)
 }
 
-func (t *tunnel) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
+// copy moves src to dst until EOF (nil) or an error. Waiting for bytes it
+// holds only a small buffer; when a read fills it, a burst has begun and the
+// copy goes through the kernel (splice, on Linux) or a pooled big buffer
+// until the burst ends.
+func (t *tunnel) copy(dst, src net.Conn, count *atomic.Int64) error {
 	small := make([]byte, smallBuf)
 	buf := small
 	var big *[]byte
@@ -116,6 +121,7 @@ func (t *tunnel) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
 			bufPool.Put(big)
 		}
 	}()
+	dstTCP, srcTCP := tcpConn(dst), tcpConn(src)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -125,14 +131,6 @@ func (t *tunnel) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
 			if werr != nil {
 				return werr
 			}
-			switch {
-			case n == len(buf) && big == nil:
-				big = bufPool.Get().(*[]byte)
-				buf = *big
-			case n < len(buf) && big != nil:
-				bufPool.Put(big)
-				big, buf = nil, small
-			}
 		}
 		if err == io.EOF {
 			return nil
@@ -140,5 +138,61 @@ func (t *tunnel) copy(dst io.Writer, src io.Reader, count *atomic.Int64) error {
 		if err != nil {
 			return err
 		}
+		switch {
+		case n == len(buf) && spliceBursts && dstTCP != nil && srcTCP != nil:
+			if err := t.splice(dstTCP, srcTCP, count); err != nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+		case n == len(buf) && big == nil:
+			big = bufPool.Get().(*[]byte)
+			buf = *big
+		case n < len(buf) && big != nil:
+			bufPool.Put(big)
+			big, buf = nil, small
+		}
 	}
+}
+
+const (
+	// burstChunk is how much one splice call may move before the idle
+	// clock is touched again.
+	burstChunk = 1 << 20
+	// burstPause ends a burst: a source quiet this long goes back to
+	// waiting with the small buffer (and no kernel pipe held).
+	burstPause = 20 * time.Millisecond
+)
+
+// splice moves a burst from src to dst with the kernel's splice(2) (what
+// (*net.TCPConn).ReadFrom does for a TCP source) until src pauses for
+// burstPause (nil), reaches EOF (io.EOF) or fails.
+func (t *tunnel) splice(dst, src *net.TCPConn, count *atomic.Int64) error {
+	defer src.SetReadDeadline(time.Time{})
+	for {
+		_ = src.SetReadDeadline(time.Now().Add(burstPause))
+		n, err := dst.ReadFrom(&io.LimitedReader{R: src, N: burstChunk})
+		if n > 0 {
+			t.touch()
+			count.Add(n)
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil
+		case err != nil:
+			return err
+		case n < burstChunk:
+			return io.EOF
+		}
+	}
+}
+
+// tcpConn is the TCP connection under c, or nil.
+func tcpConn(c net.Conn) *net.TCPConn {
+	if cc, ok := c.(*clientConn); ok {
+		c = cc.Conn
+	}
+	tc, _ := c.(*net.TCPConn)
+	return tc
 }
