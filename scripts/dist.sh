@@ -62,7 +62,11 @@ rm -f "$DIST/$name.zip"
 (cd "$build" && find "$name" -type f | LC_ALL=C sort | zip -q -X -9 "$DIST/$name.zip" -@)
 
 if command -v node >/dev/null && command -v npm >/dev/null; then
-	(cd packaging/windows/psparse && npm ci --no-audit --no-fund --ignore-scripts --legacy-peer-deps >/dev/null 2>&1 &&
+	# Outside the source tree: a node_modules under packaging/ could hold .go
+	# files that ./... would pick up.
+	mkdir -p "$build/psparse"
+	cp packaging/windows/psparse/{package.json,package-lock.json,check.mjs} "$build/psparse/"
+	(cd "$build/psparse" && npm ci --no-audit --no-fund --ignore-scripts --legacy-peer-deps >/dev/null 2>&1 &&
 		node check.mjs "$stage/install.ps1") || { echo "dist: install.ps1 does not parse" >&2; exit 1; }
 else
 	echo "dist: NOTICE: node/npm missing, install.ps1 parse check skipped" >&2
