@@ -26,7 +26,7 @@ const (
 	DefaultDialTimeout             = 10 * time.Second
 	DefaultShutdownTimeout         = 30 * time.Second
 	DefaultMaxTunnels              = 1024
-	DefaultMaxConnections          = 2048
+	DefaultMaxConnections          = 2048 // or 2 x max_tunnels when that is more
 	DefaultMaxConnectionsPerSource = 64
 	DefaultRatePerSource           = 20.0
 	DefaultBurstPerSource          = 40
@@ -144,7 +144,10 @@ func (f *File) applyDefaults() {
 	setDur(&l.IdleTimeout, DefaultIdleTimeout)
 	setDur(&l.DialTimeout, DefaultDialTimeout)
 	setInt(&l.MaxTunnels, DefaultMaxTunnels)
-	setInt(&l.MaxConnections, DefaultMaxConnections)
+	if l.MaxConnections == 0 {
+		// Room for as many connections still handshaking as there are tunnels.
+		l.MaxConnections = max(DefaultMaxConnections, 2*l.MaxTunnels)
+	}
 	setInt(&l.MaxConnectionsPerSource, DefaultMaxConnectionsPerSource)
 	setInt(&l.BurstPerSource, DefaultBurstPerSource)
 	setInt(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)

@@ -140,6 +140,16 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
+func TestMaxConnectionsFollowsMaxTunnels(t *testing.T) {
+	f, err := Load(write(t, "allow:\n  - target: p:1556\nlimits:\n  max_tunnels: 5000\n"), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Limits.MaxConnections != 10000 {
+		t.Errorf("max_connections with max_tunnels 5000 = %d, want 10000", f.Limits.MaxConnections)
+	}
+}
+
 func TestOverridesWin(t *testing.T) {
 	off := false
 	f, err := Load(write(t, "listen: ':1556'\nproxy_protocol: true\nallow:\n  - target: file:1556\n"), Overrides{
