@@ -241,9 +241,9 @@ func ts(t time.Time, now time.Time) string {
 		return "never"
 	}
 	d := t.Sub(now).Round(time.Second)
-	rel := "in " + d.String()
+	rel := "in " + human(d)
 	if d <= 0 {
-		rel = (-d).String() + " ago"
+		rel = human(-d) + " ago"
 	}
 	return t.UTC().Format(time.RFC3339) + " (" + rel + ")"
 }
@@ -302,6 +302,15 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.T
 		line("CRL error", st.LastCRLError)
 	}
 	line("next CRL refresh", ts(st.NextCRLRefresh, now))
+}
+
+// human is d rounded for people: "3d4h" beyond two days, else Go's form.
+func human(d time.Duration) string {
+	if d >= 48*time.Hour {
+		days := d / (24 * time.Hour)
+		return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+	}
+	return d.String()
 }
 
 func orNone(s string) string {

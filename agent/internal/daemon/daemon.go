@@ -36,6 +36,9 @@ type Options struct {
 	// NewBackOff, when set, replaces the retry policy of renewal and CRL
 	// refresh (tests use short intervals).
 	NewBackOff func() backoff.BackOff
+	// BlockedPoll, when set, replaces how often a revoked/expired agent looks
+	// for a reissued certificate on disk (default 30s).
+	BlockedPoll time.Duration
 }
 
 // Env is what every command needs: the configuration, the data directory,
@@ -142,7 +145,7 @@ func Run(ctx context.Context, o Options) error {
 		Store: env.Store, Client: env.Client, Identity: env.Identity,
 		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now,
 	}
-	renewLoop := &renew.Loop{Renewer: renewer, Log: log, NewBackOff: o.NewBackOff}
+	renewLoop := &renew.Loop{Renewer: renewer, Log: log, NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll}
 	crlLoop := &crl.Loop{
 		Refresher: &crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now},
 		Identity:  env.Identity, Log: log, NewBackOff: o.NewBackOff,

@@ -248,3 +248,46 @@ func TestRunKeepsLastGoodConfig(t *testing.T) {
 	os.WriteFile(a.config, good, 0o644)
 	eventually(t, "the good config to be reloaded", func() bool { return strings.Contains(a.log.String(), "config reloaded") })
 }
+
+// A revoked host: run says so loudly, does not spin on renewal, keeps the
+// CRL fresh, and picks up a certificate reissued by get-cert.
+func TestRunRevokedWaitsForReissue(t *testing.T) {
+	srv, err := primarytest.New(primarytest.Options{Validity: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a := setup(t, srv, srv.Addr(), "renew_before: 5m\n") // due at once (capped at mid-life)
+	hostID := srv.HostID("h1.example.com")
+	srv.RevokeHost(hostID)
+	before := a.identity().Cert
+	opts := a.options()
+	opts.BlockedPoll = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, opts) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "the revocation to be logged at error level", func() bool {
+		l := a.log.String()
+		return strings.Contains(l, `"level":"error"`) && strings.Contains(l, "cannot renew")
+	})
+	time.Sleep(300 * time.Millisecond) // six blocked polls
+	renewals := srv.Requests("/v1/renew")
+	if renewals != 1 {
+		t.Errorf("renewal attempts after host_revoked = %d, want exactly 1 (no retries)", renewals)
+	}
+	srv.AddReissueToken("hct_r", hostID)
+	var out, errb bytes.Buffer
+	if err := cli.Execute(context.Background(), []string{"get-cert", "--name", "h1.example.com", "--token", "hct_r", "--config", a.config}, cli.IO{Out: &out, Err: &errb, In: strings.NewReader("")}); err != nil {
+		t.Fatalf("reissue: %v\n%s", err, errb.String())
+	}
+	eventually(t, "run to pick up the reissued certificate and renew it", func() bool {
+		return strings.Contains(a.log.String(), "new certificate found on disk") && srv.Requests("/v1/renew") > renewals
+	})
+	if a.identity().Cert.Equal(before) {
+		t.Errorf("certificate unchanged after reissue")
+	}
+	if strings.Count(a.log.String(), "cannot renew") != 1 {
+		t.Errorf("'cannot renew' logged %d times, want once per hour", strings.Count(a.log.String(), "cannot renew"))
+	}
+}

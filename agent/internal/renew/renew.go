@@ -180,6 +180,7 @@ type Loop struct {
 
 	lastBlockedLog time.Time
 	lastDue        time.Time
+	notBefore      time.Time // no renewal before this (set after each renewal)
 	refused        *x509.Certificate // the certificate the primary refused to renew for good
 	refusedErr     error
 }
@@ -229,13 +230,20 @@ func (l *Loop) Run(ctx context.Context) error {
 			wait = l.BlockedPoll
 		default:
 			due := Due(id.Cert, r.Settings().RenewBefore, r.Settings().Jitter)
+			if due.Before(l.notBefore) {
+				due = l.notBefore
+			}
 			if !due.Equal(l.lastDue) {
 				l.lastDue = due
 				l.record(func(st *certstore.State) { st.NextRenewal = due })
 			}
 			if !now.Before(due) {
-				if err := l.renewWithRetry(ctx); err != nil && ctx.Err() != nil {
+				err := l.renewWithRetry(ctx)
+				if ctx.Err() != nil {
 					return nil
+				}
+				if err == nil {
+					l.notBefore = l.earliestNext(r.Now())
 				}
 				continue
 			}
@@ -252,6 +260,21 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// earliestNext keeps a certificate whose renewal is due at once (validity
+// shorter than the primary's back-dating, say) from being renewed in a
+// tight loop: the next renewal waits min(1 minute, half the remaining life).
+func (l *Loop) earliestNext(now time.Time) time.Time {
+	id := l.Renewer.Identity.Load()
+	if id == nil {
+		return now
+	}
+	gap := id.Cert.NotAfter.Sub(now) / 2
+	if gap > time.Minute {
+		gap = time.Minute
+	}
+	return now.Add(gap)
 }
 
 // isBlocked says why the identity cannot be renewed, from the clock and the stored CRL.
