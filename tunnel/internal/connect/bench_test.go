@@ -106,27 +106,19 @@ func BenchmarkBulkThroughput(b *testing.B) {
 	tunneled := dialVia(b, tt.addr, "primary.test:1556")
 	defer tunneled.Close()
 	buf := make([]byte, 128<<10)
-	transfer(b, direct, buf, chunk) // warm up both paths
-	transfer(b, tunneled, buf, chunk)
-	// Each iteration measures one pair back to back; the medians make the
-	// figures robust against other load on the machine.
-	var dDirect, dTunnel []time.Duration
-	var ratios []float64
 	b.SetBytes(chunk)
-	b.ResetTimer()
-	for range b.N {
-		d, t := transfer(b, direct, buf, chunk), transfer(b, tunneled, buf, chunk)
-		dDirect, dTunnel = append(dDirect, d), append(dTunnel, t)
-		ratios = append(ratios, d.Seconds()/t.Seconds())
-	}
-	b.StopTimer()
-	rate := func(ds []time.Duration) float64 {
-		slices.Sort(ds)
-		return float64(chunk) / (1 << 20) / ds[len(ds)/2].Seconds()
+	d, t := pairs(b,
+		func() time.Duration { return transfer(b, direct, buf, chunk) },
+		func() time.Duration { return transfer(b, tunneled, buf, chunk) })
+	// Each pair ran back to back; the median of their ratios is robust
+	// against other load on the machine.
+	ratios := make([]float64, len(d))
+	for i := range d {
+		ratios[i] = d[i].Seconds() / t[i].Seconds()
 	}
 	slices.Sort(ratios)
-	b.ReportMetric(rate(dDirect), "direct-MiB/s")
-	b.ReportMetric(rate(dTunnel), "tunnel-MiB/s")
+	b.ReportMetric(float64(chunk)/(1<<20)/median(d).Seconds(), "direct-MiB/s")
+	b.ReportMetric(float64(chunk)/(1<<20)/median(t).Seconds(), "tunnel-MiB/s")
 	b.ReportMetric(ratios[len(ratios)/2], "ratio")
 }
 
@@ -209,19 +201,7 @@ func BenchmarkTLSRequestLatency(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	one(false)
-	one(true)
-	var direct, tunneled []time.Duration
-	b.ResetTimer()
-	for range b.N {
-		direct = append(direct, one(false))
-		tunneled = append(tunneled, one(true))
-	}
-	b.StopTimer()
-	pd, pt := p50us(direct), p50us(tunneled)
-	b.ReportMetric(pd, "direct-p50-µs")
-	b.ReportMetric(pt, "tunnel-p50-µs")
-	b.ReportMetric(pt/pd, "ratio")
+	reportLatency(b, func() time.Duration { return one(false) }, func() time.Duration { return one(true) })
 }
 
 // BenchmarkHTTPSRequestLatency is the enrollment-shaped variant: one HTTPS
@@ -276,22 +256,31 @@ func BenchmarkHTTPSRequestLatency(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	one(direct)
-	one(tunneled)
-	var dd, dt []time.Duration
+	reportLatency(b, func() time.Duration { return one(direct) }, func() time.Duration { return one(tunneled) })
+}
+
+// pairs warms both paths up, then measures them back to back b.N times.
+func pairs(b *testing.B, direct, tunneled func() time.Duration) (d, t []time.Duration) {
+	direct()
+	tunneled()
 	b.ResetTimer()
 	for range b.N {
-		dd = append(dd, one(direct))
-		dt = append(dt, one(tunneled))
+		d, t = append(d, direct()), append(t, tunneled())
 	}
 	b.StopTimer()
-	pd, pt := p50us(dd), p50us(dt)
+	return d, t
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+// reportLatency reports both medians and their ratio tunnel/direct.
+func reportLatency(b *testing.B, direct, tunneled func() time.Duration) {
+	d, t := pairs(b, direct, tunneled)
+	pd, pt := float64(median(d).Microseconds()), float64(median(t).Microseconds())
 	b.ReportMetric(pd, "direct-p50-µs")
 	b.ReportMetric(pt, "tunnel-p50-µs")
 	b.ReportMetric(pt/pd, "ratio")
-}
-
-func p50us(d []time.Duration) float64 {
-	slices.Sort(d)
-	return float64(d[len(d)/2].Microseconds())
 }
