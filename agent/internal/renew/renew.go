@@ -180,7 +180,7 @@ type Loop struct {
 
 	lastBlockedLog time.Time
 	lastDue        time.Time
-	notBefore      time.Time // no renewal before this (set after each renewal)
+	notBefore      time.Time         // no renewal before this (set after each renewal)
 	refused        *x509.Certificate // the certificate the primary refused to renew for good
 	refusedErr     error
 }
