@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,7 +37,10 @@ func TestGetCACert(t *testing.T) {
 			if (r.code == 0) != tc.ok || written != tc.ok {
 				t.Fatalf("get-ca-cert %v: exit %d, trust store written %t; want ok=%t\nstderr: %s", tc.args, r.code, written, tc.ok, r.err)
 			}
-			if !strings.Contains(r.out, fp) {
+			if files := dataFiles(h); !tc.ok && len(files) != 0 {
+				t.Errorf("refused get-ca-cert left files in the data directory: %v", files)
+			}
+			if tc.name != "malformed fingerprint" && !strings.Contains(r.out, fp) {
 				t.Errorf("get-ca-cert output does not show the fingerprint %s:\n%s", fp, r.out)
 			}
 			if !tc.ok && (!strings.Contains(r.err, tc.errHas) || strings.Count(strings.TrimSpace(r.err), "\n") != 0) {
@@ -54,7 +58,7 @@ func TestGetCACertMITM(t *testing.T) {
 		h := newHarness(t, real)
 		h.dial = addrOf(evil)
 		r := h.run("get-ca-cert", "--fingerprint", real.Fingerprint())
-		if r.code == 0 || exists(filepath.Join(h.data, certstore.CAFile)) || !strings.Contains(r.err, "does not match") {
+		if r.code == 0 || len(dataFiles(h)) != 0 || !strings.Contains(r.err, "does not match") {
 			t.Fatalf("get-ca-cert via MITM: exit %d, stderr %q; want refusal and no trust store", r.code, r.err)
 		}
 		if !strings.Contains(r.out, evilFP) {
@@ -66,8 +70,18 @@ func TestGetCACertMITM(t *testing.T) {
 		h := newHarness(t, real)
 		h.dial = addrOf(evil)
 		r := h.run("get-ca-cert", "--fingerprint", real.Fingerprint())
-		if r.code == 0 || exists(filepath.Join(h.data, certstore.CAFile)) || !strings.Contains(r.err, "does not chain") {
+		if r.code == 0 || len(dataFiles(h)) != 0 || !strings.Contains(r.err, "does not chain") {
 			t.Fatalf("get-ca-cert via MITM with a copied bundle: exit %d, stderr %q; want refusal and no trust store", r.code, r.err)
 		}
 	})
+}
+
+// dataFiles lists what is in the agent's data directory.
+func dataFiles(h *harness) []string {
+	entries, _ := os.ReadDir(h.data)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/hostcert/hostcert/agent/internal/daemon"
 	"github.com/hostcert/hostcert/agent/internal/enroll"
 	"github.com/hostcert/hostcert/agent/internal/renew"
+	"github.com/hostcert/hostcert/agent/internal/route"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/svc"
 	"github.com/hostcert/hostcert/packaging"
@@ -39,11 +40,18 @@ func (a *app) getCACert() *cobra.Command {
 			"only on a match, and only if the primary's own TLS certificate chains to the confirmed CA.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fp != "" {
+				if _, err := pki.NormalizeFingerprint(fp); err != nil {
+					return err
+				}
+			}
 			env, err := a.env(cmd, true)
 			if err != nil {
 				return err
 			}
-			c := client.New(env.Selector, nil, nil, env.Config.RequestTimeout)
+			// A selector that remembers nothing: a refused bootstrap writes nothing at all.
+			sel := route.NewSelector(daemon.RouteConfig(env.Config), route.Outcomes{}, env.Log, nil)
+			c := client.New(sel, nil, nil, env.Config.RequestTimeout)
 			bundle, err := enroll.Bootstrap(cmd.Context(), c, env.Store, env.Config.PrimaryHost(), enroll.Confirm{
 				Fingerprint: fp, Yes: yes, Terminal: a.io.Terminal != nil && a.io.Terminal(), In: a.io.In, Out: a.io.Out,
 			})
@@ -288,7 +296,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.T
 		route += " since " + st.RouteSince.UTC().Format(time.RFC3339)
 	}
 	line("route", route)
-	line("last renewal", ts(st.LastRenewal, now))
+	line("last issue/renew", ts(st.LastRenewal, now))
 	if st.LastRenewalError != "" {
 		line("renewal error", st.LastRenewalError)
 	}
