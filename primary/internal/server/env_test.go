@@ -33,7 +33,7 @@ import (
 // env is a real primary (real CA, real SQLite store, real TLS) on
 // 127.0.0.1:0 with a real DNS server for verification.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	srv    *Server
 	addr   string
@@ -47,9 +47,10 @@ type env struct {
 type envOpts struct {
 	tunnels  []string
 	validity time.Duration
+	metrics  bool
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	// Short path: unix socket paths are limited to ~100 bytes.
 	dir, err := os.MkdirTemp("", "hcp")
@@ -67,7 +68,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, Config{
 		DataDir: dir, Listen: "127.0.0.1:0", TunnelAddrs: o.tunnels, DNSServer: d.Addr(),
-		CertValidity: o.validity, Log: zerolog.New(logBuf),
+		CertValidity: o.validity, Log: zerolog.New(logBuf), MetricsListen: metricsAddr(o.metrics),
 	})
 	if err != nil {
 		cancel()
@@ -173,7 +174,7 @@ type host struct {
 	leaf *x509.Certificate
 }
 
-func newHost(t *testing.T, name string) *host {
+func newHost(t testing.TB, name string) *host {
 	t.Helper()
 	k, err := pki.GenerateKey(pki.ECDSAP256)
 	if err != nil {
@@ -182,7 +183,7 @@ func newHost(t *testing.T, name string) *host {
 	return &host{name: name, key: k}
 }
 
-func (h *host) csr(t *testing.T) string {
+func (h *host) csr(t testing.TB) string {
 	t.Helper()
 	b, err := pki.CreateCSR(h.key, h.name)
 	if err != nil {
@@ -192,7 +193,7 @@ func (h *host) csr(t *testing.T) string {
 }
 
 // take keeps the certificate of a granted reply.
-func (h *host) take(t *testing.T, r reply) {
+func (h *host) take(t testing.TB, r reply) {
 	t.Helper()
 	certs, err := pki.ParseCerts([]byte(r.cert.Certificate))
 	if err != nil {
@@ -302,7 +303,7 @@ func x509VerifyOpts(e *env) x509.VerifyOptions {
 }
 
 // selfSigned is a client certificate from no CA of ours.
-func selfSigned(t *testing.T, name string) *tls.Certificate {
+func selfSigned(t testing.TB, name string) *tls.Certificate {
 	t.Helper()
 	k, err := pki.GenerateKey(pki.ECDSAP256)
 	if err != nil {
@@ -322,7 +323,7 @@ func selfSigned(t *testing.T, name string) *tls.Certificate {
 
 // corruptSignature flips a bit in the last byte of a PEM CSR's DER (inside
 // its signature), so the CSR parses but its signature does not verify.
-func corruptSignature(t *testing.T, csrPEM string) string {
+func corruptSignature(t testing.TB, csrPEM string) string {
 	t.Helper()
 	blk, _ := pem.Decode([]byte(csrPEM))
 	der := append([]byte(nil), blk.Bytes...)
@@ -331,4 +332,11 @@ func corruptSignature(t *testing.T, csrPEM string) string {
 		t.Fatalf("corrupted CSR no longer parses: %v", err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+func metricsAddr(on bool) string {
+	if on {
+		return "127.0.0.1:0"
+	}
+	return ""
 }

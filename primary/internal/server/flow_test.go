@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -451,7 +452,7 @@ func TestWrongTokensRateLimited(t *testing.T) {
 
 // TestPublicEndpoints: CA bundle, CRL in DER and PEM, info.
 func TestPublicEndpoints(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newEnv(t, envOpts{metrics: true})
 	resp, b := e.get(protocol.PathCA, nil)
 	if resp.StatusCode != 200 || string(b) != string(pki.EncodeCert(e.caCert)) {
 		t.Errorf("GET /v1/ca = %d %q, want the CA PEM", resp.StatusCode, b)
@@ -477,5 +478,28 @@ func TestPublicEndpoints(t *testing.T) {
 	l := e.crl()
 	if l.NextUpdate.Sub(l.ThisUpdate) != 7*24*time.Hour {
 		t.Errorf("CRL validity %v, want 7 days", l.NextUpdate.Sub(l.ThisUpdate))
+	}
+}
+
+// TestMetrics: decisions are counted by kind, outcome and code.
+func TestMetrics(t *testing.T) {
+	e := newEnv(t, envOpts{metrics: true})
+	e.dns.Set("m.test", loopback)
+	e.enroll(newHost(t, "m.test"), "", "", false) // unknown at high: token_required
+	e.setLevel(protocol.LevelMedium)
+	e.enroll(newHost(t, "m.test"), "", "", false) // verified at medium: granted
+	resp, err := http.Get("http://" + e.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`hostcert_primary_decisions_total{code="token_required",kind="issue",outcome="refused"} 1`,
+		`hostcert_primary_decisions_total{code="",kind="issue",outcome="granted"} 1`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, b)
+		}
 	}
 }

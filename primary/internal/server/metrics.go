@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -43,18 +44,19 @@ func (m *metrics) Decision(kind string, granted bool, code protocol.Code) {
 	m.decisions.WithLabelValues(kind, outcome, string(code)).Inc()
 }
 
-// serve serves /metrics on addr until ctx ends.
-func (m *metrics) serve(ctx context.Context, addr string, log zerolog.Logger) error {
+// serve serves /metrics on ln until ctx ends.
+func (m *metrics) serve(ctx context.Context, ln net.Listener, log zerolog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	context.AfterFunc(ctx, func() {
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	})
-	log.Info().Str("addr", addr).Msg("serving metrics")
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	defer stop()
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving metrics")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve metrics: %w", err)
 	}
 	return nil

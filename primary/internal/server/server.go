@@ -80,6 +80,7 @@ type Server struct {
 	adminSrv *admin.Server
 	adminLn  net.Listener
 	metrics  *metrics
+	metricLn net.Listener
 	names    []string
 	cert     atomic.Pointer[tls.Certificate]
 	log      zerolog.Logger
@@ -139,6 +140,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
+	if cfg.MetricsListen != "" {
+		s.metricLn, err = net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: listen on %s: %w", cfg.MetricsListen, err)
+		}
+	}
 	tcp, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -177,6 +184,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 // Addr is the bound API address.
 func (s *Server) Addr() net.Addr { return s.apiLn.Addr() }
 
+// MetricsAddr is the bound metrics address, nil when metrics are off.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricLn == nil {
+		return nil
+	}
+	return s.metricLn.Addr()
+}
+
 // CRLs is the CRL publisher (for tests and the CLI).
 func (s *Server) CRLs() *crl.Publisher { return s.crls }
 
@@ -188,8 +203,8 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.crls.Run(gctx) })
 	g.Go(func() error { return s.renewServerCert(gctx) })
 	g.Go(func() error { return s.adminSrv.Serve(gctx, s.adminLn) })
-	if s.cfg.MetricsListen != "" {
-		g.Go(func() error { return s.metrics.serve(gctx, s.cfg.MetricsListen, s.log) })
+	if s.metricLn != nil {
+		g.Go(func() error { return s.metrics.serve(gctx, s.metricLn, s.log) })
 	}
 	g.Go(func() error {
 		s.log.Info().Str("addr", s.apiLn.Addr().String()).Str("data", s.cfg.DataDir).
@@ -222,6 +237,9 @@ func (s *Server) Close() {
 	}
 	if s.adminLn != nil {
 		s.adminLn.Close()
+	}
+	if s.metricLn != nil {
+		s.metricLn.Close()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
