@@ -1,0 +1,377 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/hostcert/hostcert/common/protocol"
+)
+
+// reasonSuperseded is RFC 5280's superseded (4), for reissues.
+const reasonSuperseded = 4
+
+// Cert is an issued certificate.
+type Cert struct {
+	Serial       string // upper-case hex, no colons
+	HostID       string
+	Names        []string
+	Kind         protocol.RequestKind
+	TokenName    string
+	IssuedAt     time.Time
+	NotBefore    time.Time
+	NotAfter     time.Time
+	DER          []byte
+	RevokedAt    *time.Time
+	RevokeReason int
+}
+
+// Issuance is everything CommitIssuance writes in one transaction.
+type Issuance struct {
+	Kind      protocol.RequestKind
+	Host      Host   // for KindIssue: new host (fresh UUID, Name); else the existing host
+	Cert      Cert   // the signed certificate (DER, serial, validity)
+	TokenName string // "" when no token authorised it
+	Now       time.Time
+	Audit     Audit // decision audit row, written in the same transaction
+}
+
+// CommitIssuance records an issuance atomically and durably:
+//   - KindIssue inserts the host (ErrHostExists when the name got an ID meanwhile);
+//   - KindReissue revokes every earlier unrevoked certificate of the host
+//     (superseded, at Now), clears the host's revocation, closes its reissue
+//     window, and renames the host when Host.Name differs;
+//   - KindRenew refuses a host revoked meanwhile (ErrHostRevoked);
+//   - with a TokenName, counts one use only while uses < max uses and the
+//     token is unexpired (else ErrTokenUsedUp / ErrTokenExpired /
+//     ErrTokenMissing / ErrTokenHost, and nothing at all is written);
+//   - inserts the certificate (ErrSerialExists on a serial collision: retry
+//     with a new serial) and the audit row.
+func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
+	switch is.Kind {
+	case protocol.KindIssue, protocol.KindReissue, protocol.KindRenew:
+	default:
+		return fmt.Errorf("commit issuance: kind %q: %w", is.Kind, errInvalid)
+	}
+	c := is.Cert
+	if c.HostID == "" {
+		c.HostID = is.Host.ID
+	}
+	switch {
+	case is.Host.ID == "":
+		return fmt.Errorf("commit issuance: empty host ID: %w", errInvalid)
+	case c.HostID != is.Host.ID:
+		return fmt.Errorf("commit issuance: certificate host %s != host %s: %w", c.HostID, is.Host.ID, errInvalid)
+	case c.Serial == "" || len(c.DER) == 0:
+		return fmt.Errorf("commit issuance for %s: certificate without serial or DER: %w", is.Host.ID, errInvalid)
+	case is.Kind == protocol.KindIssue && lowerName(is.Host.Name) == "":
+		return fmt.Errorf("commit issuance: new host without a name: %w", errInvalid)
+	}
+	now := nowOr(is.Now)
+	name := lowerName(is.Host.Name)
+	serial := strings.ToUpper(strings.ReplaceAll(c.Serial, ":", ""))
+	names := make([]string, len(c.Names))
+	for i, n := range c.Names {
+		names[i] = lowerName(n)
+	}
+	namesJSON, err := json.Marshal(names)
+	if err != nil {
+		return fmt.Errorf("commit issuance: %w", err)
+	}
+	issued := c.IssuedAt
+	if issued.IsZero() {
+		issued = now
+	}
+
+	err = s.write(ctx, func(t *wtx) error {
+		switch is.Kind {
+		case protocol.KindIssue:
+			_, err := t.exec("INSERT INTO hosts (id, name, created_at) VALUES (?, ?, ?)", is.Host.ID, name, ts(now))
+			if isConstraint(err) {
+				var n int
+				if qerr := t.queryRow("SELECT COUNT(*) FROM hosts WHERE name = ?", name).Scan(&n); qerr == nil && n > 0 {
+					return fmt.Errorf("%s: %w", name, ErrHostExists)
+				}
+				return fmt.Errorf("host ID %s: %w", is.Host.ID, ErrExists)
+			}
+			if err != nil {
+				return err
+			}
+		default:
+			var (
+				cur     string
+				revoked sql.NullInt64
+			)
+			err := t.queryRow("SELECT name, revoked_at FROM hosts WHERE id = ?", is.Host.ID).Scan(&cur, &revoked)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("host %s: %w", is.Host.ID, ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			if is.Kind == protocol.KindRenew && revoked.Valid {
+				return fmt.Errorf("host %s: %w", is.Host.ID, ErrHostRevoked)
+			}
+			if is.Kind == protocol.KindReissue && name != "" && name != cur {
+				_, err := t.exec("UPDATE hosts SET name = ? WHERE id = ?", name, is.Host.ID)
+				if isConstraint(err) {
+					return fmt.Errorf("%s: %w", name, ErrHostExists)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}
+
+		if is.TokenName != "" {
+			n, err := affected(t.exec(`UPDATE tokens SET uses = uses + 1
+				WHERE name = ? AND uses < max_uses AND expires_at > ? AND (host_id IS NULL OR host_id = ?)`,
+				is.TokenName, ts(now), is.Host.ID))
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return tokenRefusal(t, is.TokenName, is.Host.ID, now)
+			}
+		}
+
+		if is.Kind == protocol.KindReissue {
+			if _, err := t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
+				ts(now), reasonSuperseded, is.Host.ID); err != nil {
+				return err
+			}
+			if _, err := t.exec("UPDATE hosts SET revoked_at = NULL, reissue_until = NULL WHERE id = ?", is.Host.ID); err != nil {
+				return err
+			}
+		}
+
+		_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			serial, is.Host.ID, string(namesJSON), string(is.Kind), is.TokenName, ts(issued), ts(c.NotBefore), ts(c.NotAfter), c.DER)
+		if isConstraint(err) {
+			return fmt.Errorf("%s: %w", serial, ErrSerialExists)
+		}
+		if err != nil {
+			return err
+		}
+
+		a := withDefaults(is.Audit, string(is.Kind), "granted")
+		if a.At.IsZero() {
+			a.At = now
+		}
+		if a.HostID == "" {
+			a.HostID = is.Host.ID
+		}
+		if a.Name == "" {
+			a.Name = name
+		}
+		if a.TokenName == "" {
+			a.TokenName = is.TokenName
+		}
+		a.Detail = withDetail(a.Detail, map[string]any{"serial": serial})
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return fmt.Errorf("commit %s for %s: %w", is.Kind, is.Host.ID, err)
+	}
+	return nil
+}
+
+// tokenRefusal explains why the conditional use count matched no row.
+func tokenRefusal(t *wtx, name, hostID string, now time.Time) error {
+	var (
+		tokHost       sql.NullString
+		uses, maxUses int
+		expires       int64
+	)
+	err := t.queryRow("SELECT host_id, uses, max_uses, expires_at FROM tokens WHERE name = ?", name).Scan(&tokHost, &uses, &maxUses, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return ErrTokenMissing
+	case err != nil:
+		return err
+	case tokHost.Valid && tokHost.String != hostID:
+		return ErrTokenHost
+	case expires <= ts(now):
+		return ErrTokenExpired
+	case uses >= maxUses:
+		return ErrTokenUsedUp
+	}
+	return fmt.Errorf("token %s: use not counted for an unknown reason", name)
+}
+
+const certColumns = "serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, revoked_at, revoke_reason"
+
+func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
+	var (
+		c                           Cert
+		names, kind                 string
+		issued, notBefore, notAfter int64
+		revoked                     sql.NullInt64
+	)
+	if err := sc.Scan(&c.Serial, &c.HostID, &names, &kind, &c.TokenName, &issued, &notBefore, &notAfter, &c.DER, &revoked, &c.RevokeReason); err != nil {
+		return Cert{}, err
+	}
+	if err := json.Unmarshal([]byte(names), &c.Names); err != nil {
+		return Cert{}, fmt.Errorf("certificate %s names: %w", c.Serial, err)
+	}
+	c.Kind = protocol.RequestKind(kind)
+	c.IssuedAt = fromTS(issued)
+	c.NotBefore = fromTS(notBefore)
+	c.NotAfter = fromTS(notAfter)
+	c.RevokedAt = fromNullTS(revoked)
+	return c, nil
+}
+
+func (s *Store) queryCerts(ctx context.Context, what, q string, args ...any) ([]Cert, error) {
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []Cert
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
+// CertBySerial finds a certificate by serial (hex, any case, colons allowed).
+func (s *Store) CertBySerial(ctx context.Context, serial string) (Cert, error) {
+	key := strings.ToUpper(strings.ReplaceAll(serial, ":", ""))
+	c, err := scanCert(s.rdb.QueryRowContext(ctx, "SELECT "+certColumns+" FROM certs WHERE serial = ?", key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Cert{}, fmt.Errorf("certificate %s: %w", serial, ErrNotFound)
+	}
+	if err != nil {
+		return Cert{}, fmt.Errorf("certificate %s: %w", serial, err)
+	}
+	return c, nil
+}
+
+// CertFilter selects certificates for ListCerts; zero fields match all.
+type CertFilter struct {
+	HostID         string
+	TokenName      string
+	IncludeRevoked bool
+}
+
+// ListCerts lists certificates matching f, oldest first.
+func (s *Store) ListCerts(ctx context.Context, f CertFilter) ([]Cert, error) {
+	q := "SELECT " + certColumns + " FROM certs WHERE 1=1"
+	var args []any
+	if f.HostID != "" {
+		q += " AND host_id = ?"
+		args = append(args, f.HostID)
+	}
+	if f.TokenName != "" {
+		q += " AND token_name = ?"
+		args = append(args, f.TokenName)
+	}
+	if !f.IncludeRevoked {
+		q += " AND revoked_at IS NULL"
+	}
+	q += " ORDER BY issued_at, serial"
+	return s.queryCerts(ctx, "list certificates", q, args...)
+}
+
+// RevokeHost marks the host revoked (keeping the first revocation time) and
+// revokes all its unrevoked certificates with reason; it returns how many
+// certificates it revoked. ErrNotFound for an unknown host.
+func (s *Store) RevokeHost(ctx context.Context, hostID string, reason int, now time.Time, a Audit) (revoked int, err error) {
+	err = s.write(ctx, func(t *wtx) error {
+		revoked = 0
+		n, err := affected(t.exec("UPDATE hosts SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", ts(now), hostID))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		n, err = affected(t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
+			ts(now), reason, hostID))
+		if err != nil {
+			return err
+		}
+		revoked = int(n)
+		a = withDefaults(a, "cert.revoke", "ok")
+		if a.HostID == "" {
+			a.HostID = hostID
+		}
+		a.Detail = withDetail(a.Detail, map[string]any{"reason": reason, "revoked": revoked})
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("revoke host %s: %w", hostID, err)
+	}
+	return revoked, nil
+}
+
+// RevokeByToken revokes every unrevoked certificate the token authorised
+// and returns how many. ErrNotFound when no such token exists and no
+// certificate ever named it.
+func (s *Store) RevokeByToken(ctx context.Context, tokenName string, reason int, now time.Time, a Audit) (revoked int, err error) {
+	if tokenName == "" {
+		return 0, fmt.Errorf("revoke by token: empty token name: %w", errInvalid)
+	}
+	err = s.write(ctx, func(t *wtx) error {
+		revoked = 0
+		var seen int
+		if err := t.queryRow(`SELECT (SELECT COUNT(*) FROM tokens WHERE name = ?) + (SELECT COUNT(*) FROM certs WHERE token_name = ?)`,
+			tokenName, tokenName).Scan(&seen); err != nil {
+			return err
+		}
+		if seen == 0 {
+			return ErrNotFound
+		}
+		n, err := affected(t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE token_name = ? AND revoked_at IS NULL",
+			ts(now), reason, tokenName))
+		if err != nil {
+			return err
+		}
+		revoked = int(n)
+		a = withDefaults(a, "cert.revoke", "ok")
+		if a.TokenName == "" {
+			a.TokenName = tokenName
+		}
+		a.Detail = withDetail(a.Detail, map[string]any{"reason": reason, "revoked": revoked})
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("revoke certificates of token %s: %w", tokenName, err)
+	}
+	return revoked, nil
+}
+
+// RevokedCerts lists every revoked certificate that has not expired yet,
+// for the CRL.
+func (s *Store) RevokedCerts(ctx context.Context) ([]Cert, error) {
+	return s.queryCerts(ctx, "revoked certificates",
+		"SELECT "+certColumns+" FROM certs WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY revoked_at, serial",
+		ts(time.Now()))
+}
+
+// NextCRLNumber allocates the next CRL number: durable and strictly
+// increasing, across restarts too.
+func (s *Store) NextCRLNumber(ctx context.Context) (*big.Int, error) {
+	var n int64
+	err := s.write(ctx, func(t *wtx) error {
+		return t.queryRow("UPDATE crl_state SET number = number + 1 WHERE id = 1 RETURNING number").Scan(&n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("next CRL number: %w", err)
+	}
+	return big.NewInt(n), nil
+}

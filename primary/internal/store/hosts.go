@@ -1,0 +1,219 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hostcert/hostcert/common/protocol"
+)
+
+// Level is the deployment security level; protocol.DefaultLevel until set.
+func (s *Store) Level(ctx context.Context) (protocol.Level, error) {
+	var v string
+	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM settings WHERE key = 'level'").Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return protocol.DefaultLevel, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read level: %w", err)
+	}
+	l, err := protocol.ParseLevel(v)
+	if err != nil {
+		return "", fmt.Errorf("read level: %w", err)
+	}
+	return l, nil
+}
+
+// SetLevel changes the deployment security level and writes a in the same
+// transaction.
+func (s *Store) SetLevel(ctx context.Context, l protocol.Level, a Audit) error {
+	if _, err := protocol.ParseLevel(string(l)); err != nil {
+		return fmt.Errorf("set level: %w", err)
+	}
+	err := s.write(ctx, func(t *wtx) error {
+		if _, err := t.exec(`INSERT INTO settings (key, value) VALUES ('level', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, string(l)); err != nil {
+			return err
+		}
+		return insertAudit(t, withDefaults(a, "level.set", "ok"))
+	})
+	if err != nil {
+		return fmt.Errorf("set level %s: %w", l, err)
+	}
+	return nil
+}
+
+// Host is a name that has a host ID, or (with ID "") a registry name that
+// has none yet.
+type Host struct {
+	ID           string
+	Name         string
+	Known        bool
+	CreatedAt    time.Time
+	RevokedAt    *time.Time // host-level revocation; cleared by a reissue
+	ReissueUntil *time.Time // auto-reissue window end, nil when none
+}
+
+// AddKnown adds names to the host registry (lower-cased; idempotent per
+// name) and returns how many were new.
+func (s *Store) AddKnown(ctx context.Context, names []string, a Audit) (added int, err error) {
+	clean := make([]string, 0, len(names))
+	for _, n := range names {
+		n = lowerName(n)
+		if n == "" {
+			return 0, fmt.Errorf("add known names: empty name: %w", errInvalid)
+		}
+		clean = append(clean, n)
+	}
+	now := nowOr(a.At)
+	err = s.write(ctx, func(t *wtx) error {
+		added = 0
+		for _, n := range clean {
+			k, err := affected(t.exec("INSERT INTO known_names (name, added_at) VALUES (?, ?) ON CONFLICT DO NOTHING", n, ts(now)))
+			if err != nil {
+				return err
+			}
+			added += int(k)
+		}
+		a = withDefaults(a, "host.add", "ok")
+		a.Detail = withDetail(a.Detail, map[string]any{"names": len(clean), "added": added})
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("add known names: %w", err)
+	}
+	return added, nil
+}
+
+// RemoveKnown removes name from the registry (ErrNotFound when absent). A
+// host ID the name already has is kept.
+func (s *Store) RemoveKnown(ctx context.Context, name string, a Audit) error {
+	name = lowerName(name)
+	err := s.write(ctx, func(t *wtx) error {
+		n, err := affected(t.exec("DELETE FROM known_names WHERE name = ?", name))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		a = withDefaults(a, "host.remove", "ok")
+		if a.Name == "" {
+			a.Name = name
+		}
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return fmt.Errorf("remove known name %s: %w", name, err)
+	}
+	return nil
+}
+
+// IsKnown reports whether name is in the registry.
+func (s *Store) IsKnown(ctx context.Context, name string) (bool, error) {
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM known_names WHERE name = ?", lowerName(name)).Scan(&n); err != nil {
+		return false, fmt.Errorf("is known %s: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+const hostColumns = `h.id, h.name, h.created_at, h.revoked_at, h.reissue_until,
+	EXISTS (SELECT 1 FROM known_names k WHERE k.name = h.name)`
+
+func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
+	var (
+		h               Host
+		created         int64
+		revoked, window sql.NullInt64
+	)
+	if err := sc.Scan(&h.ID, &h.Name, &created, &revoked, &window, &h.Known); err != nil {
+		return Host{}, err
+	}
+	h.CreatedAt = fromTS(created)
+	h.RevokedAt = fromNullTS(revoked)
+	h.ReissueUntil = fromNullTS(window)
+	return h, nil
+}
+
+// HostByName returns the host that name belongs to; ErrNotFound when the
+// name has no host ID yet (whether it is known is IsKnown's answer).
+func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
+	h, err := scanHost(s.rdb.QueryRowContext(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.name = ?", lowerName(name)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Host{}, fmt.Errorf("host %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Host{}, fmt.Errorf("host %s: %w", name, err)
+	}
+	return h, nil
+}
+
+// HostByID returns the host with that ID (ErrNotFound).
+func (s *Store) HostByID(ctx context.Context, id string) (Host, error) {
+	h, err := scanHost(s.rdb.QueryRowContext(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Host{}, fmt.Errorf("host %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Host{}, fmt.Errorf("host %s: %w", id, err)
+	}
+	return h, nil
+}
+
+// ListHosts lists every host with an ID and every registry name without
+// one (ID ""; CreatedAt is when it was added to the registry), by name.
+func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
+	rows, err := s.rdb.QueryContext(ctx, `
+		SELECT `+hostColumns+` FROM hosts h
+		UNION ALL
+		SELECT '', k.name, k.added_at, NULL, NULL, 1 FROM known_names k
+			WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.name = k.name)
+		ORDER BY 2`)
+	if err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	defer rows.Close()
+	var out []Host
+	for rows.Next() {
+		h, err := scanHost(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list hosts: %w", err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	return out, nil
+}
+
+// SetReissueWindow opens an auto-reissue window for the host until the
+// given time; a zero until closes the window. ErrNotFound for an unknown ID.
+func (s *Store) SetReissueWindow(ctx context.Context, hostID string, until time.Time, a Audit) error {
+	var v any
+	if !until.IsZero() {
+		v = ts(until)
+	}
+	err := s.write(ctx, func(t *wtx) error {
+		n, err := affected(t.exec("UPDATE hosts SET reissue_until = ? WHERE id = ?", v, hostID))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		a = withDefaults(a, "host.allow-reissue", "ok")
+		if a.HostID == "" {
+			a.HostID = hostID
+		}
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return fmt.Errorf("set reissue window of %s: %w", hostID, err)
+	}
+	return nil
+}

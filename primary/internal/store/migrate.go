@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order; migrations[i] brings the schema to
+// version i+1. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: the initial schema. Times are Unix nanoseconds (UTC).
+	`
+CREATE TABLE settings (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE known_names (
+	name     TEXT PRIMARY KEY,           -- lower-case
+	added_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE hosts (
+	id            TEXT PRIMARY KEY,      -- UUID
+	name          TEXT NOT NULL UNIQUE,  -- lower-case
+	created_at    INTEGER NOT NULL,
+	revoked_at    INTEGER,               -- host-level revocation, cleared by a reissue
+	reissue_until INTEGER                -- auto-reissue window end
+) STRICT;
+
+CREATE TABLE tokens (
+	name       TEXT PRIMARY KEY,
+	kind       TEXT NOT NULL CHECK (kind IN ('standard', 'reissue')),
+	host_id    TEXT REFERENCES hosts(id),
+	hash       BLOB NOT NULL UNIQUE,     -- SHA-256 of the value; the value is never stored
+	max_uses   INTEGER NOT NULL CHECK (max_uses >= 1),
+	uses       INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0 AND uses <= max_uses),
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL,
+	reason     TEXT NOT NULL DEFAULT '',
+	CHECK ((kind = 'reissue') = (host_id IS NOT NULL))
+) STRICT;
+
+CREATE TABLE certs (
+	serial        TEXT PRIMARY KEY,      -- upper-case hex
+	host_id       TEXT NOT NULL REFERENCES hosts(id),
+	names         TEXT NOT NULL,         -- JSON array of lower-case names
+	kind          TEXT NOT NULL CHECK (kind IN ('issue', 'reissue', 'renew')),
+	token_name    TEXT NOT NULL DEFAULT '', -- kept after the token is deleted
+	issued_at     INTEGER NOT NULL,
+	not_before    INTEGER NOT NULL,
+	not_after     INTEGER NOT NULL,
+	der           BLOB NOT NULL,
+	revoked_at    INTEGER,
+	revoke_reason INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX certs_host ON certs(host_id);
+CREATE INDEX certs_token ON certs(token_name) WHERE token_name <> '';
+CREATE INDEX certs_revoked ON certs(not_after) WHERE revoked_at IS NOT NULL;
+
+CREATE TABLE audit (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	at         INTEGER NOT NULL,
+	actor      TEXT NOT NULL,
+	source     TEXT NOT NULL,
+	action     TEXT NOT NULL,
+	outcome    TEXT NOT NULL,
+	code       TEXT NOT NULL,
+	host_id    TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	token_name TEXT NOT NULL,
+	detail     TEXT                      -- JSON object
+) STRICT;
+CREATE INDEX audit_at ON audit(at);
+
+CREATE TABLE crl_state (
+	id     INTEGER PRIMARY KEY CHECK (id = 1),
+	number INTEGER NOT NULL
+) STRICT;
+INSERT INTO crl_state (id, number) VALUES (1, 0);
+`,
+}
+
+// migrate brings the database to len(list): it creates schema_version when
+// missing and applies every migration above the stored version, each in its
+// own transaction together with its version row. A database newer than list
+// is refused rather than touched.
+func migrate(ctx context.Context, db *sql.DB, list []string) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+		version    INTEGER PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	cur, err := schemaVersion(ctx, db)
+	if err != nil {
+		return err
+	}
+	if cur > len(list) {
+		return fmt.Errorf("migrate: database schema version %d is newer than this program's %d; upgrade hostcert-primary", cur, len(list))
+	}
+	for v := cur + 1; v <= len(list); v++ {
+		if err := applyMigration(ctx, db, v, list[v-1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func schemaVersion(ctx context.Context, db *sql.DB) (int, error) {
+	var v sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT MAX(version) FROM schema_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	return int(v.Int64), nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, v int, stmt string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate to version %d: %w", v, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("migrate to version %d: %w", v, err)
+	}
+	fail := func(err error) error {
+		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		return fmt.Errorf("migrate to version %d: %w", v, err)
+	}
+	// Another process may have migrated while we waited for the lock.
+	var done int
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_version WHERE version = ?", v).Scan(&done); err != nil {
+		return fail(err)
+	}
+	if done > 0 {
+		_, err := conn.ExecContext(ctx, "COMMIT")
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, stmt); err != nil {
+		return fail(err)
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO schema_version (version, applied_at) VALUES (?, strftime('%s','now'))", v); err != nil {
+		return fail(err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fail(err)
+	}
+	return nil
+}

@@ -1,0 +1,416 @@
+// Package store keeps the primary's durable state — settings, the host
+// registry, host IDs, tokens, certificates, revocations and the audit log —
+// in an embedded SQLite database (pure Go, modernc.org/sqlite).
+//
+// Writes are group-committed: every write method queues an operation for one
+// writer goroutine, which takes everything queued, runs each operation in its
+// own SAVEPOINT inside one BEGIN IMMEDIATE transaction, commits once (one
+// fsync of the WAL for the whole batch, synchronous=FULL) and only then
+// answers each caller. A failing operation rolls back its own savepoint and
+// gets its own error; the others in the batch are unaffected. Reads use a
+// separate pool of query-only connections and see every acknowledged write.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/hostcert/hostcert/common/atomicfile"
+)
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrTokenUsedUp  = errors.New("token used up")                     // CommitIssuance lost the race for the last use
+	ErrTokenExpired = errors.New("token expired")                     // CommitIssuance: the token expired meanwhile
+	ErrHostExists   = errors.New("name already has a host ID")        // concurrent first issuance of one name
+	ErrTokenHost    = errors.New("reissue token is for another host") // CommitIssuance with a reissue token of another host
+	ErrHostRevoked  = errors.New("host is revoked")                   // CommitIssuance renew of a host revoked meanwhile
+	ErrClosed       = errors.New("store closed")                      // a write after Close
+	ErrSerialExists = fmt.Errorf("certificate serial %w", ErrExists)  // serial collision: retry with a new serial
+	ErrTokenMissing = fmt.Errorf("token %w", ErrNotFound)             // CommitIssuance: the token was deleted meanwhile
+	errInvalid      = errors.New("invalid argument")
+)
+
+// maxBatch bounds how many queued writes share one transaction.
+const maxBatch = 512
+
+// Store is the primary's database. It is safe for concurrent use.
+type Store struct {
+	path string
+	wdb  *sql.DB // one connection, owned by the writer goroutine
+	rdb  *sql.DB // query-only pool
+
+	mu     sync.RWMutex // guards closed against concurrent submit/Close
+	closed bool
+	ops    chan *op
+	done   chan struct{} // closed when the writer goroutine has exited
+	stats  *stats
+}
+
+// Stats counts the writer's work since Open.
+type Stats struct {
+	Batches int64 // transactions committed (one fsync each)
+	Ops     int64 // write operations answered in them
+}
+
+type stats struct{ batches, ops atomic.Int64 }
+
+// Stats returns the writer's counters, e.g. for metrics: Ops/Batches is the
+// mean group-commit batch size.
+func (s *Store) Stats() Stats {
+	return Stats{Batches: s.stats.batches.Load(), Ops: s.stats.ops.Load()}
+}
+
+// op is one queued write.
+type op struct {
+	ctx  context.Context
+	fn   func(*wtx) error
+	done chan error
+}
+
+// Open opens (creating if needed) the database at path, applies pending
+// migrations and starts the writer. The file's directory is created
+// owner-only when missing.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open store %s: path must not contain '?' or '#'", path)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			if err := atomicfile.MkdirPrivate(dir); err != nil {
+				return nil, fmt.Errorf("open store: %w", err)
+			}
+		}
+	}
+	// Create the file owner-only before SQLite does (SQLite would use 0644).
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	} else {
+		f.Close()
+	}
+
+	wdb, err := sql.Open("sqlite", dsn(path,
+		"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := checkWAL(ctx, wdb); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := migrate(ctx, wdb, migrations); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+
+	rdb, err := sql.Open("sqlite", dsn(path, "busy_timeout(10000)", "query_only(1)", "foreign_keys(1)"))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	if err := rdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+
+	s := &Store{
+		path:  path,
+		wdb:   wdb,
+		rdb:   rdb,
+		ops:   make(chan *op, 4*maxBatch),
+		done:  make(chan struct{}),
+		stats: &stats{},
+	}
+	w, err := newWriter(wdb, s.stats)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	go func() {
+		defer close(s.done)
+		w.run(s.ops)
+	}()
+	return s, nil
+}
+
+func dsn(path string, pragmas ...string) string {
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+func checkWAL(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal", mode)
+	}
+	var sync int
+	if err := db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return fmt.Errorf("synchronous: %w", err)
+	}
+	if sync < 2 {
+		return fmt.Errorf("synchronous is %d, want 2 (FULL)", sync)
+	}
+	return nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Close stops accepting writes, lets the writer finish everything already
+// queued, and closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.ops)
+	s.mu.Unlock()
+	<-s.done
+	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// write queues fn for the writer and waits until its transaction is
+// committed (or fn failed). Once the writer has taken the operation it is
+// carried out whatever happens to ctx, so a nil error always means durable
+// and a non-nil error means nothing of fn was written.
+func (s *Store) write(ctx context.Context, fn func(*wtx) error) error {
+	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.ops <- o:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	return <-o.done
+}
+
+// writer owns the write connection and its prepared statements.
+type writer struct {
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+	stats *stats
+}
+
+func newWriter(db *sql.DB, st *stats) (*writer, error) {
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("writer connection: %w", err)
+	}
+	return &writer{conn: conn, stmts: map[string]*sql.Stmt{}, stats: st}, nil
+}
+
+func (w *writer) run(ops <-chan *op) {
+	defer func() {
+		for _, st := range w.stmts {
+			st.Close()
+		}
+		w.conn.Close()
+	}()
+	batch := make([]*op, 0, maxBatch)
+	for {
+		first, ok := <-ops
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case o, ok := <-ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+// commit runs one batch as one transaction and answers every op.
+func (w *writer) commit(batch []*op) {
+	live := batch[:0:0]
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.done <- err
+			continue
+		}
+		live = append(live, o)
+	}
+	if len(live) == 0 {
+		return
+	}
+	fail := func(err error) {
+		for _, o := range live {
+			o.done <- err
+		}
+	}
+	t := &wtx{w: w}
+	if _, err := t.exec("BEGIN IMMEDIATE"); err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	results := make([]error, len(live))
+	for i, o := range live {
+		if _, err := t.exec("SAVEPOINT op"); err != nil {
+			w.rollback()
+			fail(fmt.Errorf("savepoint: %w", err))
+			return
+		}
+		results[i] = runOp(o.fn, t)
+		if results[i] != nil {
+			if _, err := t.exec("ROLLBACK TO op"); err != nil {
+				w.rollback()
+				fail(fmt.Errorf("rollback to savepoint: %w", err))
+				return
+			}
+		}
+		if _, err := t.exec("RELEASE op"); err != nil {
+			w.rollback()
+			fail(fmt.Errorf("release savepoint: %w", err))
+			return
+		}
+	}
+	if _, err := t.exec("COMMIT"); err != nil {
+		w.rollback()
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	w.stats.batches.Add(1)
+	w.stats.ops.Add(int64(len(live)))
+	for i, o := range live {
+		o.done <- results[i]
+	}
+}
+
+func runOp(fn func(*wtx) error, t *wtx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store operation panicked: %v", r)
+		}
+	}()
+	return fn(t)
+}
+
+func (w *writer) rollback() {
+	// Best effort: after a failed COMMIT SQLite may already have rolled back.
+	_, _ = w.conn.ExecContext(context.Background(), "ROLLBACK")
+}
+
+func (w *writer) stmt(q string) (*sql.Stmt, error) {
+	if st, ok := w.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := w.conn.PrepareContext(context.Background(), q)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[q] = st
+	return st, nil
+}
+
+// wtx is what a write operation sees: statements run inside the batch's
+// transaction, within the operation's savepoint.
+type wtx struct{ w *writer }
+
+func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
+	st, err := t.w.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(context.Background(), args...)
+}
+
+func (t *wtx) queryRow(q string, args ...any) *sql.Row {
+	st, err := t.w.stmt(q)
+	if err != nil {
+		// Surface the prepare error through Row.Scan.
+		return t.w.conn.QueryRowContext(context.Background(), q, args...)
+	}
+	return st.QueryRowContext(context.Background(), args...)
+}
+
+// affected is RowsAffected of an exec result, or its error.
+func affected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func isConstraint(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+// Time is stored as Unix nanoseconds (UTC).
+func ts(t time.Time) int64 { return t.UnixNano() }
+
+func fromTS(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func nullTS(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func fromNullTS(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromTS(n.Int64)
+	return &t
+}
+
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// lowerName normalises a host name as the store keeps it.
+func lowerName(n string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(n)), ".")
+}

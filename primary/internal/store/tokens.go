@@ -1,0 +1,216 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Token kinds.
+const (
+	KindStandard = "standard"
+	KindReissue  = "reissue"
+)
+
+// Token is a stored token. Its value is never stored: Hash is the SHA-256
+// of the value.
+type Token struct {
+	Name      string
+	Kind      string // "standard" | "reissue"
+	HostID    string // reissue tokens only
+	Hash      []byte
+	MaxUses   int
+	Uses      int
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	Reason    string
+}
+
+// Dead reports whether the token can no longer be used at now.
+func (t Token) Dead(now time.Time) bool { return t.Uses >= t.MaxUses || !now.Before(t.ExpiresAt) }
+
+// CreateToken stores a new token (ErrExists on a duplicate name; ErrNotFound
+// when a reissue token names an unknown host).
+func (s *Store) CreateToken(ctx context.Context, tok Token, a Audit) error {
+	switch {
+	case tok.Name == "":
+		return fmt.Errorf("create token: empty name: %w", errInvalid)
+	case tok.Kind != KindStandard && tok.Kind != KindReissue:
+		return fmt.Errorf("create token %s: kind %q: %w", tok.Name, tok.Kind, errInvalid)
+	case tok.Kind == KindReissue && tok.HostID == "":
+		return fmt.Errorf("create token %s: a reissue token needs a host ID: %w", tok.Name, errInvalid)
+	case tok.Kind == KindStandard && tok.HostID != "":
+		return fmt.Errorf("create token %s: a standard token has no host ID: %w", tok.Name, errInvalid)
+	case len(tok.Hash) != sha256.Size:
+		return fmt.Errorf("create token %s: hash must be %d bytes: %w", tok.Name, sha256.Size, errInvalid)
+	case tok.MaxUses < 1:
+		return fmt.Errorf("create token %s: max uses %d: %w", tok.Name, tok.MaxUses, errInvalid)
+	case tok.Uses != 0:
+		return fmt.Errorf("create token %s: a new token has no uses: %w", tok.Name, errInvalid)
+	}
+	created := nowOr(tok.CreatedAt)
+	if !tok.ExpiresAt.After(created) {
+		return fmt.Errorf("create token %s: expires before it is created: %w", tok.Name, errInvalid)
+	}
+	var hostID any
+	if tok.HostID != "" {
+		hostID = tok.HostID
+	}
+	err := s.write(ctx, func(t *wtx) error {
+		if tok.HostID != "" {
+			var n int
+			if err := t.queryRow("SELECT COUNT(*) FROM hosts WHERE id = ?", tok.HostID).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("host %s: %w", tok.HostID, ErrNotFound)
+			}
+		}
+		_, err := t.exec(`INSERT INTO tokens (name, kind, host_id, hash, max_uses, uses, created_at, expires_at, reason)
+			VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+			tok.Name, tok.Kind, hostID, tok.Hash, tok.MaxUses, ts(created), ts(tok.ExpiresAt), tok.Reason)
+		if isConstraint(err) {
+			return ErrExists
+		}
+		if err != nil {
+			return err
+		}
+		a = withDefaults(a, "token.create", "ok")
+		if a.TokenName == "" {
+			a.TokenName = tok.Name
+		}
+		if a.HostID == "" {
+			a.HostID = tok.HostID
+		}
+		a.Detail = withDetail(a.Detail, map[string]any{
+			"kind": tok.Kind, "max_uses": tok.MaxUses, "expires_at": tok.ExpiresAt.UTC(), "reason": tok.Reason,
+		})
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", tok.Name, err)
+	}
+	return nil
+}
+
+const tokenColumns = "name, kind, COALESCE(host_id, ''), hash, max_uses, uses, created_at, expires_at, reason"
+
+func scanToken(sc interface{ Scan(...any) error }) (Token, error) {
+	var (
+		t                Token
+		created, expires int64
+	)
+	if err := sc.Scan(&t.Name, &t.Kind, &t.HostID, &t.Hash, &t.MaxUses, &t.Uses, &created, &expires, &t.Reason); err != nil {
+		return Token{}, err
+	}
+	t.CreatedAt = fromTS(created)
+	t.ExpiresAt = fromTS(expires)
+	return t, nil
+}
+
+// TokenByHash finds the token whose value hashes to hash (ErrNotFound).
+func (s *Store) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
+	t, err := scanToken(s.rdb.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, fmt.Errorf("token by hash: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("token by hash: %w", err)
+	}
+	return t, nil
+}
+
+// TokenByName finds a token by name (ErrNotFound).
+func (s *Store) TokenByName(ctx context.Context, name string) (Token, error) {
+	t, err := scanToken(s.rdb.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE name = ?", name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, fmt.Errorf("token %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("token %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// ListTokens lists every token, dead ones included, by creation time.
+func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+tokenColumns+" FROM tokens ORDER BY created_at, name")
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteToken deletes a token (ErrNotFound). Certificates it authorised keep
+// its name, so they can still be listed and revoked by token.
+func (s *Store) DeleteToken(ctx context.Context, name string, a Audit) error {
+	err := s.write(ctx, func(t *wtx) error {
+		n, err := affected(t.exec("DELETE FROM tokens WHERE name = ?", name))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		a = withDefaults(a, "token.delete", "ok")
+		if a.TokenName == "" {
+			a.TokenName = name
+		}
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return fmt.Errorf("delete token %s: %w", name, err)
+	}
+	return nil
+}
+
+// CleanupTokens deletes every token that is expired or used up at now and
+// returns how many it removed. The audit row records the count and names.
+func (s *Store) CleanupTokens(ctx context.Context, now time.Time, a Audit) (removed int, err error) {
+	err = s.write(ctx, func(t *wtx) error {
+		removed = 0
+		st, err := t.w.stmt("DELETE FROM tokens WHERE uses >= max_uses OR expires_at <= ? RETURNING name")
+		if err != nil {
+			return err
+		}
+		rows, err := st.QueryContext(context.Background(), ts(now))
+		if err != nil {
+			return err
+		}
+		var names []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			names = append(names, n)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		removed = len(names)
+		a = withDefaults(a, "token.cleanup", "ok")
+		a.Detail = withDetail(a.Detail, map[string]any{"removed": removed, "tokens": names})
+		return insertAudit(t, a)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("clean up tokens: %w", err)
+	}
+	return removed, nil
+}
