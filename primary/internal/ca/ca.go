@@ -6,6 +6,7 @@ package ca
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/tls"
@@ -391,7 +392,15 @@ func (c *CA) Sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certifica
 	if tmpl == nil || pub == nil {
 		return nil, errors.New("sign: nil template or public key")
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
+	var (
+		der []byte
+		err error
+	)
+	if k, ok := c.key.(*ecdsa.PrivateKey); ok {
+		der, err = signECDSA(tmpl, c.cert, pub, k) // see sign.go
+	} else {
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sign certificate for %s: %w", tmpl.Subject.CommonName, err)
 	}

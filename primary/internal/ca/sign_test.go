@@ -1,0 +1,70 @@
+package ca
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/x509"
+	"testing"
+
+	"github.com/hostcert/hostcert/common/pki"
+)
+
+// TestSignMatchesStandardEncoding checks the ECDSA re-sign path (sign.go)
+// against x509.CreateCertificate for every CA key type: the same
+// TBSCertificate content, a signature that verifies with the CA's key, and
+// the CA's signature algorithm.
+func TestSignMatchesStandardEncoding(t *testing.T) {
+	for _, alg := range []pki.KeyAlgorithm{pki.ECDSAP256, pki.ECDSAP384, pki.RSA2048} {
+		t.Run(string(alg), func(t *testing.T) {
+			c, _ := newCA(t, InitOptions{KeyAlg: alg})
+			key, _ := pki.GenerateKey(pki.ECDSAP256)
+			serial, _ := NewSerial()
+			tmpl, err := Template(HostCertRequest{HostID: "h-1", Names: []string{"a.example.com"}, PublicKey: key.Public(), Serial: serial}, c.Certificate(), t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Sign(tmpl, key.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := got.CheckSignatureFrom(c.Certificate()); err != nil {
+				t.Fatalf("Sign(%s CA) signature does not verify: %v", alg, err)
+			}
+			if got.SignatureAlgorithm != c.Certificate().SignatureAlgorithm {
+				t.Errorf("SignatureAlgorithm = %v, want the CA's %v", got.SignatureAlgorithm, c.Certificate().SignatureAlgorithm)
+			}
+			wantDER, err := x509.CreateCertificate(rand.Reader, tmpl, c.Certificate(), key.Public(), c.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := x509.ParseCertificate(wantDER)
+			if !bytes.Equal(got.RawTBSCertificate, want.RawTBSCertificate) {
+				t.Errorf("Sign(%s CA) TBSCertificate differs from x509.CreateCertificate's", alg)
+			}
+			if !bytes.Equal(got.RawIssuer, c.Certificate().RawSubject) {
+				t.Error("issuer is not the CA's subject")
+			}
+		})
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	c, _ := newCA(&testing.T{}, InitOptions{})
+	key, _ := pki.GenerateKey(pki.ECDSAP256)
+	serial, _ := NewSerial()
+	tmpl, _ := Template(HostCertRequest{HostID: "h-1", Names: []string{"a.example.com"}, PublicKey: key.Public(), Serial: serial}, c.Certificate(), t0)
+	b.Run("resign", func(b *testing.B) {
+		for range b.N {
+			if _, err := c.Sign(tmpl, key.Public()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("x509.CreateCertificate", func(b *testing.B) {
+		for range b.N {
+			if _, err := x509.CreateCertificate(rand.Reader, tmpl, c.Certificate(), key.Public(), c.key); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
