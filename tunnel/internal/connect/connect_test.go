@@ -541,6 +541,10 @@ func TestFloodFromOneSourceIsBounded(t *testing.T) {
 	nServed := <-served
 	t.Logf("flood: %d opened, %d answered 429 within 200ms, %d dial failures, peak %d admitted from the source; legitimate round trips meanwhile: %d",
 		opened.Load(), refused.Load(), failed.Load(), peak.Load(), nServed)
+	logs := tt.logs.String()
+	t.Logf("refusals logged: rate_limited %d, too_many_connections_from_source %d, handshake_timeout %d",
+		strings.Count(logs, `"code":"rate_limited"`), strings.Count(logs, `"code":"too_many_connections_from_source"`),
+		strings.Count(logs, `"code":"handshake_timeout"`))
 	if int(opened.Load()) < total/2 {
 		t.Fatalf("only %d of %d flood connections opened; the test did not exercise the limit", opened.Load(), total)
 	}
