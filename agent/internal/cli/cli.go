@@ -150,6 +150,7 @@ func (a *app) flags(fs *pflag.FlagSet) {
 	}
 	str("primary", "primary", "the primary's HOST[:PORT] (port default 1556)", func(c *config.Config, s string) { c.Primary = s })
 	str("primary-dial", "primary_dial", "dial this ADDR instead of resolving the primary's host; TLS still verifies the host", func(c *config.Config, s string) { c.PrimaryDial = s })
+	str("source-address", "source_address", "local IP address for outgoing connections (default: the system's choice)", func(c *config.Config, s string) { c.SourceAddress = s })
 	tunnels := fs.StringSlice("tunnel", nil, "tunnel HOST:PORT, repeatable, tried in order (config: tunnels)")
 	a.over = append(a.over, func(c *config.Config) {
 		if fs.Changed("tunnel") {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,6 +47,10 @@ type Config struct {
 	// Tunnels are hostcert-tunnel addresses tried in order when the primary
 	// cannot be reached directly.
 	Tunnels []string `yaml:"tunnels"`
+	// SourceAddress, when set, is the local IP address outgoing connections
+	// use (multi-homed hosts: the address the host's name resolves to, so the
+	// primary can verify it).
+	SourceAddress string `yaml:"source_address"`
 	// DataDir holds the trust store, key, certificate, CRL and state.
 	DataDir string `yaml:"data_dir"`
 	// Name is the host name to request (default: this machine's FQDN).
@@ -198,6 +203,11 @@ func (c *Config) Validate() error {
 	for i, t := range c.Tunnels {
 		if err := checkAddr(t); err != nil {
 			bad("tunnels[%d]: %v", i, err)
+		}
+	}
+	if c.SourceAddress != "" {
+		if _, err := netip.ParseAddr(c.SourceAddress); err != nil {
+			bad("source_address: %q is not an IP address", c.SourceAddress)
 		}
 	}
 	if _, err := pki.ParseKeyAlgorithm(c.KeyAlgorithm); err != nil {

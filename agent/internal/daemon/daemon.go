@@ -55,7 +55,7 @@ type Env struct {
 // RouteConfig extracts the route settings.
 func RouteConfig(c config.Config) route.Config {
 	return route.Config{
-		Primary: c.Primary, PrimaryDial: c.PrimaryDial, Tunnels: c.Tunnels,
+		Primary: c.Primary, PrimaryDial: c.PrimaryDial, Tunnels: c.Tunnels, SourceAddress: c.SourceAddress,
 		DialTimeout: c.DialTimeout, ProbeInterval: c.ProbeInterval,
 	}
 }

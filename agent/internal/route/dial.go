@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -120,6 +121,13 @@ func isTLSError(err error) bool {
 
 func (c Config) dial(ctx context.Context, r Route) (net.Conn, error) {
 	var d net.Dialer
+	if c.SourceAddress != "" {
+		ip, err := netip.ParseAddr(c.SourceAddress)
+		if err != nil {
+			return nil, fmt.Errorf("source address %q: %w", c.SourceAddress, err)
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}
+	}
 	if r.IsDirect() {
 		addr := c.Primary
 		if c.PrimaryDial != "" {

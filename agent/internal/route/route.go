@@ -49,6 +49,7 @@ type Config struct {
 	Primary       string // HOST:PORT; HOST is the TLS server name and the CONNECT target
 	PrimaryDial   string // dial this instead of Primary on the direct route
 	Tunnels       []string
+	SourceAddress string        // local IP for outgoing connections; "" = the system's choice
 	DialTimeout   time.Duration // TCP connect (+ CONNECT) + TLS handshake, per route
 	ProbeInterval time.Duration // re-probe direct this often while on a tunnel
 }
