@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -127,7 +128,7 @@ func writeResponse(w http.ResponseWriter, r *refusal) {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(r.status)
-	_, _ = w.Write([]byte("hostcert-tunnel: " + r.msg + "\n"))
+	_, _ = io.Copy(w, resp.Body)
 }
 
 // decide is the allow list: a CONNECT target is admitted only when it is, once
