@@ -25,6 +25,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // binary builds hostcert-tunnel once per test run.
 func binary(tb testing.TB) string {
 	tb.Helper()
