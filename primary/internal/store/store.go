@@ -105,7 +105,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 
 	wdb, err := sql.Open("sqlite", dsn(path,
-		"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"))
+		"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)",
+		// Savepoint sub-journals in memory: they only matter while the batch runs.
+		"temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
