@@ -48,6 +48,7 @@ type envOpts struct {
 	tunnels  []string
 	validity time.Duration
 	metrics  bool
+	listen   string // default 127.0.0.1:0
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -65,9 +66,12 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	d := dnstest.New(t, nil)
 	logBuf := &syncWriter{w: &bytes.Buffer{}}
+	if o.listen == "" {
+		o.listen = "127.0.0.1:0"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, Config{
-		DataDir: dir, Listen: "127.0.0.1:0", TunnelAddrs: o.tunnels, DNSServer: d.Addr(),
+		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(),
 		CertValidity: o.validity, Log: zerolog.New(logBuf), MetricsListen: metricsAddr(o.metrics),
 	})
 	if err != nil {

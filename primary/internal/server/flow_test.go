@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -501,5 +502,26 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, b)
 		}
+	}
+}
+
+// TestVerifiedOverIPv6: a client on ::1 whose name has the AAAA record ::1
+// is verified (medium: no token needed); one whose name only has an A record
+// is not.
+func TestVerifiedOverIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	e := newEnv(t, envOpts{listen: "[::1]:0"})
+	e.setLevel(protocol.LevelMedium)
+	e.dns.Set("six.test", netip.MustParseAddr("::1"), faraway)
+	e.dns.Set("four.test", loopback)
+	if r := e.enroll(newHost(t, "six.test"), "", "", false); r.status != http.StatusOK || !r.cert.Decision.Verified {
+		t.Errorf("enroll six.test from ::1 = %v, want granted and verified", r)
+	}
+	if r := e.enroll(newHost(t, "four.test"), "", "", false); r.err.Code != protocol.CodeTokenRequired || r.err.Decision.Verified {
+		t.Errorf("enroll four.test from ::1 = %v, want token_required, not verified", r)
 	}
 }
