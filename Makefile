@@ -29,7 +29,7 @@ bench: build
 	bash scripts/bench.sh
 
 demo: build
-	bash scripts/demo.sh
+	$(GO) run ./scripts/demo -bin bin
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
