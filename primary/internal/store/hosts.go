@@ -38,7 +38,9 @@ func (s *Store) SetLevel(ctx context.Context, l protocol.Level, a Audit) error {
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, string(l)); err != nil {
 			return err
 		}
-		return insertAudit(t, withDefaults(a, "level.set", "ok"))
+		a = withDefaults(a, "level.set", "ok")
+		a.Detail = withDetail(a.Detail, map[string]any{"level": string(l)})
+		return insertAudit(t, a)
 	})
 	if err != nil {
 		return fmt.Errorf("set level %s: %w", l, err)
@@ -209,6 +211,11 @@ func (s *Store) SetReissueWindow(ctx context.Context, hostID string, until time.
 		a = withDefaults(a, "host.allow-reissue", "ok")
 		if a.HostID == "" {
 			a.HostID = hostID
+		}
+		if until.IsZero() {
+			a.Detail = withDetail(a.Detail, map[string]any{"until": nil})
+		} else {
+			a.Detail = withDetail(a.Detail, map[string]any{"until": until.UTC()})
 		}
 		return insertAudit(t, a)
 	})

@@ -830,3 +830,35 @@ func TestClosedAndCanceled(t *testing.T) {
 		t.Errorf("second Close = %v, want nil", err)
 	}
 }
+
+func TestBackup(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	is := issuance("backed-up.example", "")
+	if err := s.CommitIssuance(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(filepath.Dir(path), "backup.db")
+	if err := s.Backup(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Backup(ctx, dst); !errors.Is(err, ErrExists) {
+		t.Errorf("Backup over an existing file error = %v, want ErrExists", err)
+	}
+	if runtime.GOOS != "windows" {
+		if fi, err := os.Stat(dst); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("backup mode = %v (%v), want 0600", fi.Mode().Perm(), err)
+		}
+		if fi, err := os.Stat(path + "-wal"); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("WAL mode = %v (%v), want 0600", fi.Mode().Perm(), err)
+		}
+	}
+	b, err := Open(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if c, err := b.CertBySerial(ctx, is.Cert.Serial); err != nil || c.HostID != is.Host.ID {
+		t.Errorf("backup CertBySerial = %+v, %v", c, err)
+	}
+}
