@@ -23,6 +23,7 @@ func BenchmarkCommitIssuance(b *testing.B) {
 	before := s.Stats()
 
 	b.SetParallelism(32) // 32 × GOMAXPROCS callers, like a busy enrollment burst
+	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -36,7 +37,11 @@ func BenchmarkCommitIssuance(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	cpu := processCPU() - cpu0
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	}
 	after := s.Stats()
 	if batches := after.Batches - before.Batches; batches > 0 {
 		b.ReportMetric(float64(after.Ops-before.Ops)/float64(batches), "ops/commit")

@@ -16,6 +16,9 @@ import (
 // reasonSuperseded is RFC 5280's superseded (4), for reissues.
 const reasonSuperseded = 4
 
+// validReason reports whether code is an RFC 5280 CRL reason (0-10 but 7).
+func validReason(code int) bool { return code >= 0 && code <= 10 && code != 7 }
+
 // Cert is an issued certificate.
 type Cert struct {
 	Serial       string // upper-case hex, no colons
@@ -291,6 +294,9 @@ func (s *Store) ListCerts(ctx context.Context, f CertFilter) ([]Cert, error) {
 // revokes all its unrevoked certificates with reason; it returns how many
 // certificates it revoked. ErrNotFound for an unknown host.
 func (s *Store) RevokeHost(ctx context.Context, hostID string, reason int, now time.Time, a Audit) (revoked int, err error) {
+	if !validReason(reason) {
+		return 0, fmt.Errorf("revoke host %s: reason %d is not an RFC 5280 reason: %w", hostID, reason, errInvalid)
+	}
 	err = s.write(ctx, func(t *wtx) error {
 		revoked = 0
 		n, err := affected(t.exec("UPDATE hosts SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", ts(now), hostID))
@@ -325,6 +331,9 @@ func (s *Store) RevokeHost(ctx context.Context, hostID string, reason int, now t
 func (s *Store) RevokeByToken(ctx context.Context, tokenName string, reason int, now time.Time, a Audit) (revoked int, err error) {
 	if tokenName == "" {
 		return 0, fmt.Errorf("revoke by token: empty token name: %w", errInvalid)
+	}
+	if !validReason(reason) {
+		return 0, fmt.Errorf("revoke certificates of token %s: reason %d is not an RFC 5280 reason: %w", tokenName, reason, errInvalid)
 	}
 	err = s.write(ctx, func(t *wtx) error {
 		revoked = 0

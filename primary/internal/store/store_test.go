@@ -661,6 +661,14 @@ func TestRevoke(t *testing.T) {
 	if h, _ := s.HostByID(ctx, c.Host.ID); h.RevokedAt == nil || !h.RevokedAt.Equal(t0.Add(2*time.Hour)) {
 		t.Errorf("host RevokedAt = %v, want %s", h.RevokedAt, t0.Add(2*time.Hour))
 	}
+	for _, bad := range []int{-1, 7, 11} {
+		if _, err := s.RevokeHost(ctx, c.Host.ID, bad, t0, Audit{}); err == nil {
+			t.Errorf("RevokeHost(reason %d) succeeded, want an error", bad)
+		}
+		if _, err := s.RevokeByToken(ctx, "leaked", bad, t0, Audit{}); err == nil {
+			t.Errorf("RevokeByToken(reason %d) succeeded, want an error", bad)
+		}
+	}
 	if _, err := s.RevokeHost(ctx, "nope", 1, t0, Audit{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RevokeHost(nope) error = %v, want ErrNotFound", err)
 	}
