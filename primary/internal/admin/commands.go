@@ -32,7 +32,7 @@ func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, 
 		return s.caShow(), nil
 
 	case CmdLevelGet:
-		l, err := s.store.Level(ctx)
+		l, err := s.levels.Level(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("read level: %w", err)
 		}
@@ -47,12 +47,12 @@ func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, 
 		if err != nil {
 			return nil, err
 		}
-		old, err := s.store.Level(ctx)
+		old, err := s.levels.Level(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("read level: %w", err)
 		}
 		a.Detail["from"], a.Detail["to"] = string(old), string(l)
-		if err := s.store.SetLevel(ctx, l, a); err != nil {
+		if err := s.levels.SetLevel(ctx, l, a); err != nil {
 			return nil, fmt.Errorf("set level: %w", err)
 		}
 		return LevelInfo{Level: l, CRLRefreshSeconds: int64(l.CRLRefresh() / time.Second)}, nil

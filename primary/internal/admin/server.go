@@ -40,10 +40,18 @@ type CRLs interface {
 	Current() *crl.List
 }
 
+// Levels reads and sets the deployment level (the store, or a cache in
+// front of it that the API reads too).
+type Levels interface {
+	Level(ctx context.Context) (protocol.Level, error)
+	SetLevel(ctx context.Context, l protocol.Level, a store.Audit) error
+}
+
 // Server answers admin requests. The store is used concretely: the admin
 // surface is the store's whole management surface.
 type Server struct {
 	store   *store.Store
+	levels  Levels
 	ca      Authority
 	explain Explainer
 	crls    CRLs
@@ -56,8 +64,12 @@ type Server struct {
 
 // NewServer returns an admin server.
 func NewServer(st *store.Store, ca Authority, explain Explainer, crls CRLs, log zerolog.Logger) *Server {
-	return &Server{store: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now}
+	return &Server{store: st, levels: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now}
 }
+
+// UseLevels makes level get/set go through l (e.g. the API's level cache, so
+// a change applies to the very next request). Call before Serve.
+func (s *Server) UseLevels(l Levels) { s.levels = l }
 
 // mutating are the commands that change state: audited when they succeed
 // (in the same transaction) and when they fail. explain is audited too.

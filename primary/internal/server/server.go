@@ -124,17 +124,19 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("first CRL: %w", err)
 	}
 	s.metrics = newMetrics()
+	levels := enroll.NewLevelCache(s.store, 0)
 	s.enroll = enroll.New(enroll.Config{
-		Registry: s.store, Ledger: s.store, Journal: s.store, CA: s.ca,
+		Registry: s.store, Ledger: s.store, Journal: journal{levels, s.store}, CA: s.ca,
 		Resolver: verify.NewResolver(cfg.DNSServer),
 		Counter:  s.metrics,
 		Validity: cfg.CertValidity,
 		Revoked:  s.crls.Trigger,
 		Log:      log.With().Str("part", "enroll").Logger(),
 	})
-	handler := api.New(s.enroll, s.crls, s.ca, s.store, log.With().Str("part", "api").Logger())
+	handler := api.New(s.enroll, s.crls, s.ca, levels, log.With().Str("part", "api").Logger())
 
 	s.adminSrv = admin.NewServer(s.store, s.ca, s.enroll, s.crls, log.With().Str("part", "admin").Logger())
+	s.adminSrv.UseLevels(levels)
 	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -281,6 +283,17 @@ func (s *Server) renewServerCert(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// journal is the enrollment path's view of the level (cached) and the
+// audit log (the store).
+type journal struct {
+	*enroll.LevelCache
+	st *store.Store
+}
+
+func (j journal) AppendAudit(ctx context.Context, a store.Audit) error {
+	return j.st.AppendAudit(ctx, a)
 }
 
 // certNames are the DNS and IP SANs of a TLS certificate.
