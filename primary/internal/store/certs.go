@@ -373,11 +373,13 @@ func (s *Store) RevokedCerts(ctx context.Context) ([]Cert, error) {
 }
 
 // NextCRLNumber allocates the next CRL number: durable and strictly
-// increasing, across restarts too.
+// increasing, across restarts too. It is max(last+1, current Unix milliseconds),
+// so numbers keep increasing even after an older backup is restored.
 func (s *Store) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 	var n int64
+	floor := time.Now().UnixMilli()
 	err := s.write(ctx, func(t *wtx) error {
-		return t.queryRow("UPDATE crl_state SET number = number + 1 WHERE id = 1 RETURNING number").Scan(&n)
+		return t.queryRow("UPDATE crl_state SET number = MAX(number + 1, ?) WHERE id = 1 RETURNING number", floor).Scan(&n)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("next CRL number: %w", err)

@@ -815,6 +815,25 @@ func TestNextCRLNumber(t *testing.T) {
 	if err != nil || n.Int64() <= last {
 		t.Errorf("NextCRLNumber after reopen = %v, %v, want > %d", n, err, last)
 	}
+	// A restored old backup (a lower stored number) still moves forward.
+	if _, err := s2.wdbExecForTest(ctx, "UPDATE crl_state SET number = 1"); err != nil {
+		t.Fatal(err)
+	}
+	floor := time.Now().UnixMilli()
+	if again, err := s2.NextCRLNumber(ctx); err != nil || again.Int64() < floor {
+		t.Errorf("NextCRLNumber after a restore = %v, %v, want >= the current Unix time in ms %d", again, err, floor)
+	}
+}
+
+// wdbExecForTest runs a statement through the writer, as a test backdoor.
+func (s *Store) wdbExecForTest(ctx context.Context, q string) (int64, error) {
+	var n int64
+	err := s.write(ctx, func(t *wtx) error {
+		var err error
+		n, err = affected(t.exec(q))
+		return err
+	})
+	return n, err
 }
 
 func TestClosedAndCanceled(t *testing.T) {
