@@ -31,6 +31,7 @@ type primaryOpts struct {
 	names      []string // TLS names besides primaryName
 	dnsServer  string
 	tunnelAddr []string
+	extra      []string // more serve flags
 }
 
 // newPrimary runs init in a fresh data directory and starts serve.
@@ -64,6 +65,7 @@ func newPrimary(t testing.TB, o primaryOpts) *primaryProc {
 	for _, a := range o.tunnelAddr {
 		pr.serveArgs = append(pr.serveArgs, "--tunnel-addr", a)
 	}
+	pr.serveArgs = append(pr.serveArgs, o.extra...)
 	pr.start()
 	return pr
 }
