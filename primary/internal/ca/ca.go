@@ -149,8 +149,8 @@ func Init(dir string, opts InitOptions, now time.Time) (*CA, error) {
 	return c, nil
 }
 
-// Load reads the CA of dir. A missing server certificate is not an error
-// (ServerTLS then returns nil until EnsureServerCert makes one).
+// Load reads the CA of dir. A missing or unusable server certificate is not
+// an error (ServerTLS then returns nil until EnsureServerCert makes one).
 func Load(dir string) (*CA, error) {
 	certPEM, err := os.ReadFile(CertPath(dir))
 	if err != nil {
@@ -195,13 +195,11 @@ func Load(dir string) (*CA, error) {
 	}
 	c.hostID = hostID
 
-	pair, err := tls.LoadX509KeyPair(ServerCertPath(dir), ServerKeyPath(dir))
-	switch {
-	case err == nil:
+	// The server certificate is derived data: when it is missing or unusable
+	// (say a crash between writing its key and its certificate left them
+	// mismatched), ServerTLS is nil and EnsureServerCert makes a new one.
+	if pair, err := tls.LoadX509KeyPair(ServerCertPath(dir), ServerKeyPath(dir)); err == nil && pair.Leaf != nil {
 		c.server.Store(&pair)
-	case errors.Is(err, fs.ErrNotExist):
-	default:
-		return nil, fmt.Errorf("load CA: server certificate: %w", err)
 	}
 	return c, nil
 }
@@ -300,7 +298,7 @@ func (c *CA) issueServerCert(names []string, now time.Time) (*tls.Certificate, e
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
 	// Key first: a crash between the two writes leaves a new key with the
-	// old certificate, which Load reports and EnsureServerCert repairs.
+	// old certificate, which Load ignores and EnsureServerCert replaces.
 	if err := atomicfile.WritePrivate(ServerKeyPath(c.dir), keyPEM); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}

@@ -238,6 +238,23 @@ func TestEnsureServerCert(t *testing.T) {
 	if !l.ServerTLS().Leaf.Equal(c.ServerTLS().Leaf) {
 		t.Error("Load after EnsureServerCert returned the old server certificate")
 	}
+	// A server key that does not match its certificate (a crash between the
+	// two writes) is treated as missing and replaced.
+	otherKey, _ := pki.GenerateKey(pki.ECDSAP256)
+	okp, _ := pki.EncodeKey(otherKey)
+	if err := os.WriteFile(ServerKeyPath(dir), okp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Load(dir)
+	if err != nil {
+		t.Fatalf("Load with a mismatched server key: %v", err)
+	}
+	if l.ServerTLS() != nil {
+		t.Error("ServerTLS() with a mismatched server key != nil")
+	}
+	if renewed, err := l.EnsureServerCert([]string{"primary.example.com", "192.0.2.1"}, t0); err != nil || !renewed {
+		t.Errorf("EnsureServerCert(mismatched) = %v, %v, want true, nil", renewed, err)
+	}
 	// A missing server certificate is created.
 	os.Remove(ServerCertPath(dir))
 	os.Remove(ServerKeyPath(dir))
