@@ -25,7 +25,7 @@ import (
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
-func newCA(t *testing.T, opts InitOptions) (*CA, string) {
+func newCA(t testing.TB, opts InitOptions) (*CA, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	if opts.Names == nil {

@@ -49,7 +49,7 @@ func TestSignMatchesStandardEncoding(t *testing.T) {
 }
 
 func BenchmarkSign(b *testing.B) {
-	c, _ := newCA(&testing.T{}, InitOptions{})
+	c, _ := newCA(b, InitOptions{})
 	key, _ := pki.GenerateKey(pki.ECDSAP256)
 	serial, _ := NewSerial()
 	tmpl, _ := Template(HostCertRequest{HostID: "h-1", Names: []string{"a.example.com"}, PublicKey: key.Public(), Serial: serial}, c.Certificate(), t0)
