@@ -1,3 +1,5 @@
+//go:build !windows
+
 // Command demo runs hostcert end to end on loopback, the way an operator
 // meets it: a primary, a tunnel and two agents — one LAN host that enrolls
 // directly and one DMZ host that cannot reach the primary and enrolls
