@@ -107,7 +107,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	wdb, err := sql.Open("sqlite", dsn(path,
 		"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)",
 		// Savepoint sub-journals in memory: they only matter while the batch runs.
-		"temp_store(MEMORY)"))
+		"temp_store(MEMORY)",
+		// Truncate the WAL back to 64 MiB after a checkpoint that followed a burst.
+		"journal_size_limit(67108864)"))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
