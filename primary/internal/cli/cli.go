@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostcert/hostcert/common/svc"
 	"github.com/hostcert/hostcert/common/version"
 	"github.com/hostcert/hostcert/primary/internal/admin"
 )
@@ -20,8 +21,10 @@ import (
 // Program is the binary's name.
 const Program = "hostcert-primary"
 
-// DefaultDataDir is where the primary keeps its CA, database and socket.
-const DefaultDataDir = "/var/lib/hostcert-primary"
+// DefaultDataDir is where the primary keeps its CA, database and socket:
+// /var/lib/hostcert/primary (%ProgramData%\hostcert\primary on Windows), the
+// directory the packages and the systemd unit use.
+func DefaultDataDir() string { return svc.DefaultDataDir("primary") }
 
 // Main runs the command line and returns the exit code: 0 on success,
 // 1 with a one-line reason on stderr otherwise.
@@ -56,7 +59,7 @@ can open.`,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.PersistentFlags().String("data", DefaultDataDir, "data directory of the primary (CA, database, admin socket)")
+	root.PersistentFlags().String("data", DefaultDataDir(), "data directory of the primary (CA, database, admin socket)")
 	root.AddCommand(
 		initCmd(), serveCmd(),
 		caCmd(), levelCmd(), hostCmd(), tokenCmd(), certCmd(), explainCmd(), auditCmd(),
