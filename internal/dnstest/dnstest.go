@@ -54,8 +54,28 @@ func New(t testing.TB, records map[string][]netip.Addr) *Server {
 	return s
 }
 
+// ListenAddr is New on host (an IP address the machine has, for instance
+// the host side of a test network namespace) instead of 127.0.0.1.
+func ListenAddr(t testing.TB, host string, records map[string][]netip.Addr) *Server {
+	t.Helper()
+	s, err := listenOn(host, records)
+	if err != nil {
+		t.Fatalf("dnstest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("dnstest: %v", err)
+		}
+	})
+	return s
+}
+
 // Listen starts a server outside a test (the demo uses it); Close stops it.
 func Listen(records map[string][]netip.Addr) (*Server, error) {
+	return listenOn("127.0.0.1", records)
+}
+
+func listenOn(host string, records map[string][]netip.Addr) (*Server, error) {
 	s := &Server{
 		records: make(map[string][]netip.Addr),
 		silent:  make(map[string]bool),
@@ -64,7 +84,7 @@ func Listen(records map[string][]netip.Addr) (*Server, error) {
 	for name, addrs := range records {
 		s.Set(name, addrs...)
 	}
-	pc, ln, err := listen()
+	pc, ln, err := listen(host)
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +126,12 @@ func (s *Server) Close() error {
 	return first
 }
 
-// listen binds UDP on 127.0.0.1:0 and TCP on the same port, retrying when
+// listen binds UDP on host:0 and TCP on the same port, retrying when
 // the TCP port happens to be taken.
-func listen() (net.PacketConn, net.Listener, error) {
+func listen(host string) (net.PacketConn, net.Listener, error) {
 	var lastErr error
 	for i := 0; i < 20; i++ {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen udp: %w", err)
 		}
@@ -125,7 +145,8 @@ func listen() (net.PacketConn, net.Listener, error) {
 	return nil, nil, fmt.Errorf("listen tcp on the udp port: %w", lastErr)
 }
 
-// Addr is the server's "127.0.0.1:PORT", the same port for UDP and TCP.
+// Addr is the server's "HOST:PORT" (127.0.0.1 unless ListenAddr chose
+// another host), the same port for UDP and TCP.
 func (s *Server) Addr() string { return s.addr }
 
 // Set makes name resolve to addrs (IPv4 ones answer A, IPv6 ones AAAA),

@@ -152,3 +152,21 @@ func TestStart(t *testing.T) {
 		t.Fatalf("query(Start server) = %v, %v, want one AAAA", r, err)
 	}
 }
+
+func TestListenAddr(t *testing.T) {
+	v4 := netip.MustParseAddr("192.0.2.7")
+	s := ListenAddr(t, "127.0.0.2", map[string][]netip.Addr{"other.example.test": {v4}})
+	host, _, err := net.SplitHostPort(s.Addr())
+	if err != nil || host != "127.0.0.2" {
+		t.Fatalf("Addr() = %q, want 127.0.0.2:PORT", s.Addr())
+	}
+	for _, n := range []string{"udp", "tcp"} {
+		r, err := query(t, n, s.Addr(), "other.example.test", dns.TypeA, 0)
+		if err != nil {
+			t.Fatalf("query %s: %v", n, err)
+		}
+		if got := answers(r); !slices.Equal(got, []netip.Addr{v4}) {
+			t.Errorf("query %s other.example.test A = %v, want [%v]", n, got, v4)
+		}
+	}
+}
