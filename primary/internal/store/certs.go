@@ -254,7 +254,7 @@ func (s *Store) queryCerts(ctx context.Context, what, q string, args ...any) ([]
 // CertBySerial finds a certificate by serial (hex, any case, colons allowed).
 func (s *Store) CertBySerial(ctx context.Context, serial string) (Cert, error) {
 	key := strings.ToUpper(strings.ReplaceAll(serial, ":", ""))
-	c, err := scanCert(s.rdb.QueryRowContext(ctx, "SELECT "+certColumns+" FROM certs WHERE serial = ?", key))
+	c, err := scanCert(s.queryRow(ctx, "SELECT "+certColumns+" FROM certs WHERE serial = ?", key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Cert{}, fmt.Errorf("certificate %s: %w", serial, ErrNotFound)
 	}

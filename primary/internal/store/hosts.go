@@ -13,7 +13,7 @@ import (
 // Level is the deployment security level; protocol.DefaultLevel until set.
 func (s *Store) Level(ctx context.Context) (protocol.Level, error) {
 	var v string
-	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM settings WHERE key = 'level'").Scan(&v)
+	err := s.queryRow(ctx, "SELECT value FROM settings WHERE key = 'level'").Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return protocol.DefaultLevel, nil
 	}
@@ -117,7 +117,7 @@ func (s *Store) RemoveKnown(ctx context.Context, name string, a Audit) error {
 // IsKnown reports whether name is in the registry.
 func (s *Store) IsKnown(ctx context.Context, name string) (bool, error) {
 	var n int
-	if err := s.rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM known_names WHERE name = ?", lowerName(name)).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, "SELECT COUNT(*) FROM known_names WHERE name = ?", lowerName(name)).Scan(&n); err != nil {
 		return false, fmt.Errorf("is known %s: %w", name, err)
 	}
 	return n > 0, nil
@@ -144,7 +144,7 @@ func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
 // HostByName returns the host that name belongs to; ErrNotFound when the
 // name has no host ID yet (whether it is known is IsKnown's answer).
 func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
-	h, err := scanHost(s.rdb.QueryRowContext(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.name = ?", lowerName(name)))
+	h, err := scanHost(s.queryRow(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.name = ?", lowerName(name)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Host{}, fmt.Errorf("host %s: %w", name, ErrNotFound)
 	}
@@ -156,7 +156,7 @@ func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
 
 // HostByID returns the host with that ID (ErrNotFound).
 func (s *Store) HostByID(ctx context.Context, id string) (Host, error) {
-	h, err := scanHost(s.rdb.QueryRowContext(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.id = ?", id))
+	h, err := scanHost(s.queryRow(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Host{}, fmt.Errorf("host %s: %w", id, ErrNotFound)
 	}

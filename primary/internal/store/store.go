@@ -54,6 +54,9 @@ type Store struct {
 	path string
 	wdb  *sql.DB // one connection, owned by the writer goroutine
 	rdb  *sql.DB // query-only pool
+	// reads caches the prepared statements of the hot reads (keyed by their
+	// SQL): preparing is a large part of a short read's cost.
+	reads sync.Map // string -> *sql.Stmt
 
 	mu     sync.RWMutex // guards closed against concurrent submit/Close
 	closed bool
@@ -202,7 +205,31 @@ func (s *Store) Close() error {
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
+	s.reads.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// queryRow runs the single-row read q on the read pool through a prepared
+// statement, prepared on first use and cached (database/sql prepares it
+// once per pooled connection). q must be a constant: the cache is keyed by
+// it.
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st, ok := s.reads.Load(q); ok {
+		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := s.rdb.PrepareContext(ctx, q)
+	if err != nil {
+		// Surface the error through Row.Scan.
+		return s.rdb.QueryRowContext(ctx, q, args...)
+	}
+	if prev, loaded := s.reads.LoadOrStore(q, st); loaded {
+		st.Close()
+		st = prev.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // write queues fn for the writer and waits until its transaction is

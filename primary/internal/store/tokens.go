@@ -113,7 +113,7 @@ func scanToken(sc interface{ Scan(...any) error }) (Token, error) {
 
 // TokenByHash finds the token whose value hashes to hash (ErrNotFound).
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
-	t, err := scanToken(s.rdb.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash))
+	t, err := scanToken(s.queryRow(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, fmt.Errorf("token by hash: %w", ErrNotFound)
 	}
@@ -125,7 +125,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
 
 // TokenByName finds a token by name (ErrNotFound).
 func (s *Store) TokenByName(ctx context.Context, name string) (Token, error) {
-	t, err := scanToken(s.rdb.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE name = ?", name))
+	t, err := scanToken(s.queryRow(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE name = ?", name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, fmt.Errorf("token %s: %w", name, ErrNotFound)
 	}
