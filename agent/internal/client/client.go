@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hostcert/hostcert/agent/internal/pause"
 	"io"
 	"net"
 	"net/http"
@@ -237,12 +238,8 @@ func (c *Client) RunProber(ctx context.Context) error {
 		if wait <= 0 || wait > time.Minute {
 			wait = time.Minute
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause.For(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
 		if c.roots != nil && c.sel.ProbeDue() {
 			_ = c.ProbeDirect(ctx) // a failure is recorded by the selector

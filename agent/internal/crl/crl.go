@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/hostcert/hostcert/agent/internal/pause"
 	"sync/atomic"
 	"time"
 
@@ -129,12 +130,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		if wait > l.MaxSleep {
 			wait = l.MaxSleep
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause.For(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/hostcert/hostcert/agent/internal/pause"
 	"math/big"
 	"sync/atomic"
 	"time"
@@ -252,12 +253,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		if wait > l.MaxSleep {
 			wait = l.MaxSleep
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause.For(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
 	}
 }
