@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/hostcert/hostcert/agent/internal/pause"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/client"
+	"github.com/hostcert/hostcert/agent/internal/pause"
 	"github.com/hostcert/hostcert/agent/internal/renew"
 )
 

@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/hostcert/hostcert/agent/internal/pause"
 	"math/big"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/client"
 	"github.com/hostcert/hostcert/agent/internal/enroll"
+	"github.com/hostcert/hostcert/agent/internal/pause"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 )
