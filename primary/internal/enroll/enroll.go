@@ -30,10 +30,12 @@ import (
 	"github.com/hostcert/hostcert/primary/internal/verify"
 )
 
-// Registry answers who a name or host ID is.
+// Registry answers who a name or host ID is. A Host's Known says whether
+// its name is in the registry.
 type Registry interface {
-	IsKnown(ctx context.Context, name string) (bool, error)
-	HostByName(ctx context.Context, name string) (store.Host, error)
+	// LookupName is the host name belongs to (ID "" when none) and
+	// whether name is in the registry, in one read.
+	LookupName(ctx context.Context, name string) (store.Host, error)
 	HostByID(ctx context.Context, id string) (store.Host, error)
 }
 
@@ -252,18 +254,13 @@ func (s *Service) facts(ctx context.Context, now time.Time, name, hostID string,
 		case host.Name != name:
 			return f, host, &protocol.Error{Code: protocol.CodeNameNotAllowed, Message: fmt.Sprintf("host ID %s belongs to another name", hostID)}
 		}
+		f.Known = host.Known
 	} else {
-		host, err = s.cfg.Registry.HostByName(ctx, name)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			host = store.Host{}
-		case err != nil:
+		host, err = s.cfg.Registry.LookupName(ctx, name)
+		if err != nil {
 			return f, host, fmt.Errorf("look up host %s: %w", name, err)
 		}
-	}
-	f.Known, err = s.cfg.Registry.IsKnown(ctx, name)
-	if err != nil {
-		return f, host, fmt.Errorf("look up registry %s: %w", name, err)
+		f.Known = host.Known
 	}
 	if host.ID == "" {
 		f.Kind = protocol.KindIssue
@@ -392,12 +389,8 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, csrPEM [
 	if err != nil {
 		return Result{}, s.internal(ctx, now, rec, fmt.Errorf("read level: %w", err))
 	}
-	known, err := s.cfg.Registry.IsKnown(ctx, host.Name)
-	if err != nil {
-		return Result{}, s.internal(ctx, now, rec, fmt.Errorf("look up registry %s: %w", host.Name, err))
-	}
 	dec := policy.Decide(policy.Facts{
-		Level: level, Kind: protocol.KindRenew, HostID: host.ID, Known: known,
+		Level: level, Kind: protocol.KindRenew, HostID: host.ID, Known: host.Known,
 		HostRevoked: stored.RevokedAt != nil || host.RevokedAt != nil,
 		CertExpired: expired,
 	})

@@ -154,6 +154,22 @@ func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
 	return h, nil
 }
 
+// LookupName answers both HostByName and IsKnown in one read: the host that
+// name belongs to, or, when the name has no host ID yet, a Host with ID ""
+// and only Name and Known set.
+func (s *Store) LookupName(ctx context.Context, name string) (Host, error) {
+	h, err := scanHost(s.queryRow(ctx, `SELECT COALESCE(h.id, ''), q.name, COALESCE(h.created_at, 0), h.revoked_at, h.reissue_until,
+			EXISTS (SELECT 1 FROM known_names k WHERE k.name = q.name)
+		FROM (SELECT ? AS name) q LEFT JOIN hosts h ON h.name = q.name`, lowerName(name)))
+	if err != nil {
+		return Host{}, fmt.Errorf("look up %s: %w", name, err)
+	}
+	if h.ID == "" {
+		h.CreatedAt = time.Time{}
+	}
+	return h, nil
+}
+
 // HostByID returns the host with that ID (ErrNotFound).
 func (s *Store) HostByID(ctx context.Context, id string) (Host, error) {
 	h, err := scanHost(s.queryRow(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.id = ?", id))

@@ -22,6 +22,45 @@ import (
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
+// TestLookupName: one read answers HostByName and IsKnown alike, for every
+// combination of "has a host ID" and "is in the registry".
+func TestLookupName(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	if _, err := s.AddKnown(ctx, []string{"known.example", "known-id.example"}, Audit{}); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, n := range []string{"known-id.example", "id-only.example"} {
+		is := issuance(n, "")
+		if err := s.CommitIssuance(ctx, is); err != nil {
+			t.Fatal(err)
+		}
+		ids[n] = is.Host.ID
+	}
+	for _, name := range []string{"known.example", "KNOWN-ID.example.", "id-only.example", "nobody.example"} {
+		got, err := s.LookupName(ctx, name)
+		if err != nil {
+			t.Fatalf("LookupName(%s): %v", name, err)
+		}
+		want := Host{Name: lowerName(name)}
+		if h, err := s.HostByName(ctx, name); err == nil {
+			want = h
+		} else if !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		if want.Known, err = s.IsKnown(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != want.ID || got.Name != want.Name || got.Known != want.Known || !got.CreatedAt.Equal(want.CreatedAt) {
+			t.Errorf("LookupName(%s) = %+v, want %+v", name, got, want)
+		}
+		if got.ID != ids[lowerName(name)] {
+			t.Errorf("LookupName(%s).ID = %q, want %q", name, got.ID, ids[lowerName(name)])
+		}
+	}
+}
+
 func openTemp(t testing.TB) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "primary.db")
