@@ -87,7 +87,9 @@ type Server struct {
 }
 
 // New loads the data directory, opens the store, generates the first CRL and
-// binds the API and admin listeners. Close it if Run is never called.
+// binds the API and admin listeners. Close it if Run is never called. It
+// also sets the process's garbage collector for serving (see gc.go) unless
+// GOGC / GOMEMLIMIT are set.
 func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Listen == "" {
 		cfg.Listen = fmt.Sprintf(":%d", protocol.DefaultPort)
@@ -97,6 +99,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	tuneGC()
 	s := &Server{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
