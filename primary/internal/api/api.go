@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -295,10 +296,21 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.writeJSON(w, st, perr)
 }
 
+// writeJSON writes v as the JSON body with its Content-Length: one write
+// for header and body (a certificate response is larger than net/http's
+// 2 KiB buffer, which would otherwise answer chunked, in several writes).
 func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		h.log.Error().Err(err).Msg("encoding response")
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	body = append(body, '\n')
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	if _, err := w.Write(body); err != nil {
 		h.log.Debug().Err(err).Msg("writing response")
 	}
 }
