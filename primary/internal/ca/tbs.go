@@ -113,7 +113,7 @@ func encodeTBS(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sigAlg asn1
 		return nil, err
 	}
 
-	var b cryptobyte.Builder
+	b := cryptobyte.NewBuilder(make([]byte, 0, 768+len(spki)+len(san)))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
 			b.AddASN1Int64(2) // v3
@@ -134,31 +134,31 @@ func encodeTBS(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sigAlg asn1
 		b.AddASN1(cbasn1.Tag(3).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				if tmpl.KeyUsage != 0 {
-					addExtension(b, oidExtKeyUsage, true, keyUsageValue(tmpl.KeyUsage))
+					addExtension(b, oidExtKeyUsage, true, func(v *cryptobyte.Builder) { v.AddBytes(keyUsageValue(tmpl.KeyUsage)) })
 				}
 				if len(tmpl.ExtKeyUsage) > 0 {
-					var v cryptobyte.Builder
-					v.AddASN1(cbasn1.SEQUENCE, func(v *cryptobyte.Builder) {
-						for _, u := range tmpl.ExtKeyUsage {
-							v.AddASN1ObjectIdentifier(extKeyUsageOIDs[u])
-						}
+					addExtension(b, oidExtExtKeyUsage, false, func(v *cryptobyte.Builder) {
+						v.AddASN1(cbasn1.SEQUENCE, func(v *cryptobyte.Builder) {
+							for _, u := range tmpl.ExtKeyUsage {
+								v.AddASN1ObjectIdentifier(extKeyUsageOIDs[u])
+							}
+						})
 					})
-					addExtension(b, oidExtExtKeyUsage, false, v.BytesOrPanic())
 				}
 				if tmpl.BasicConstraintsValid {
 					// Not a CA, no path length: an empty SEQUENCE.
-					addExtension(b, oidExtBasicConstraints, true, []byte{0x30, 0})
+					addExtension(b, oidExtBasicConstraints, true, func(v *cryptobyte.Builder) { v.AddBytes([]byte{0x30, 0}) })
 				}
 				if aki != nil {
-					var v cryptobyte.Builder
-					v.AddASN1(cbasn1.SEQUENCE, func(v *cryptobyte.Builder) {
-						v.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(v *cryptobyte.Builder) { v.AddBytes(aki) })
+					addExtension(b, oidExtAuthorityKeyID, false, func(v *cryptobyte.Builder) {
+						v.AddASN1(cbasn1.SEQUENCE, func(v *cryptobyte.Builder) {
+							v.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(v *cryptobyte.Builder) { v.AddBytes(aki) })
+						})
 					})
-					addExtension(b, oidExtAuthorityKeyID, false, v.BytesOrPanic())
 				}
 				if san != nil {
 					// RFC 5280 §4.2.1.6: critical when the subject is empty.
-					addExtension(b, oidExtSubjectAltName, bytes.Equal(subject, emptySubject), san)
+					addExtension(b, oidExtSubjectAltName, bytes.Equal(subject, emptySubject), func(v *cryptobyte.Builder) { v.AddBytes(san) })
 				}
 			})
 		})
@@ -177,15 +177,15 @@ func addTime(b *cryptobyte.Builder, t time.Time) {
 	b.AddASN1UTCTime(t)
 }
 
-// addExtension adds one Extension (RFC 5280 §4.1): critical is omitted when
-// false (DER leaves out a default value).
-func addExtension(b *cryptobyte.Builder, id asn1.ObjectIdentifier, critical bool, value []byte) {
+// addExtension adds one Extension (RFC 5280 §4.1) whose value value adds:
+// critical is omitted when false (DER leaves out a default value).
+func addExtension(b *cryptobyte.Builder, id asn1.ObjectIdentifier, critical bool, value cryptobyte.BuilderContinuation) {
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1ObjectIdentifier(id)
 		if critical {
 			b.AddASN1Boolean(true)
 		}
-		b.AddASN1OctetString(value)
+		b.AddASN1(cbasn1.OCTET_STRING, value)
 	})
 }
 
@@ -234,7 +234,7 @@ func sanValue(dns []string, ips []net.IP, uris []*url.URL) ([]byte, error) {
 			return nil, errUnsupportedTemplate
 		}
 	}
-	var b cryptobyte.Builder
+	b := cryptobyte.NewBuilder(make([]byte, 0, 256))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		for _, n := range dns {
 			b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(n)) })

@@ -210,3 +210,20 @@ func TestEncodeTBSLeavesOtherTemplatesToX509(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkEncodeTBS(b *testing.B) {
+	c, _ := newCA(b, InitOptions{})
+	key, _ := pki.GenerateKey(pki.ECDSAP256)
+	serial, _ := NewSerial()
+	tmpl, err := Template(HostCertRequest{HostID: "0d6f3c3e-7c1a-4c55-9a3e-8e1f3f0b6a11", Names: []string{"a.example.com"}, PublicKey: key.Public(), Serial: serial}, c.Certificate(), t0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	alg, _, _, _ := ecdsaAlgorithm(c.key.(*ecdsa.PrivateKey))
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := encodeTBS(tmpl, c.Certificate(), key.Public(), alg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
