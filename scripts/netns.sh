@@ -17,7 +17,8 @@
 #   dmz        198.18.6.2 ── 198.18.6.1 media (second interface; media does not forward)
 #
 # The DMZ host has no route beyond 198.18.6.0/24: it reaches only the media server.
-# /etc/netns/PREFIX-lan/hosts makes the primary's name resolve on the LAN host only.
+# /etc/netns/PREFIX-{lan,nat,media}/hosts make the primary's name (primary.hc.test)
+# resolve there; the DMZ host cannot resolve it.
 set -euo pipefail
 cmd=${1:?usage: netns.sh up|down|cut|heal PREFIX [LINK]}
 p=${2:?prefix}
@@ -75,6 +76,7 @@ down() {
     rm -rf "/etc/netns/$(ns $n)"
   done
   ip link del "${p}h" 2>/dev/null || true
+  rmdir /etc/netns 2>/dev/null || true # only when no other namespace uses it
 }
 
 case $cmd in
