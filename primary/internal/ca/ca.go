@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,10 @@ type CA struct {
 
 	mu     sync.Mutex // serialises EnsureServerCert
 	server atomic.Pointer[tls.Certificate]
+
+	// bundlePEM is BundlePEM, encoded on first use: every certificate
+	// response carries it, and the bundle never changes once loaded.
+	bundlePEM atomic.Pointer[[]byte]
 }
 
 // CertPath, KeyPath and the like name the files of a data directory.
@@ -220,8 +225,16 @@ func (c *CA) Bundle() []*x509.Certificate {
 	return out
 }
 
-// BundlePEM is Bundle as PEM.
-func (c *CA) BundlePEM() []byte { return pki.EncodeCerts(c.Bundle()) }
+// BundlePEM is Bundle as PEM (a copy the caller may keep or modify).
+func (c *CA) BundlePEM() []byte {
+	p := c.bundlePEM.Load()
+	if p == nil {
+		b := pki.EncodeCerts(c.Bundle())
+		p = &b
+		c.bundlePEM.Store(p)
+	}
+	return slices.Clone(*p)
+}
 
 // Fingerprint is the SHA-256 fingerprint of the current CA certificate.
 func (c *CA) Fingerprint() string { return pki.Fingerprint(c.cert) }

@@ -651,3 +651,26 @@ func TestOpenSSLVerifyWithCRL(t *testing.T) {
 		})
 	}
 }
+
+// TestBundlePEMCached: BundlePEM is Bundle encoded, the same on every call,
+// and a caller modifying its copy changes nothing for the next one.
+func TestBundlePEMCached(t *testing.T) {
+	c, _ := newCA(t, InitOptions{})
+	want := pki.EncodeCerts(c.Bundle())
+	first := c.BundlePEM()
+	if !bytes.Equal(first, want) {
+		t.Fatalf("BundlePEM = %q, want %q", first, want)
+	}
+	first[0] = 'X'
+	if got := c.BundlePEM(); !bytes.Equal(got, want) {
+		t.Errorf("BundlePEM after modifying an earlier result = %q, want %q", got, want)
+	}
+}
+
+func BenchmarkBundlePEM(b *testing.B) {
+	c, _ := newCA(b, InitOptions{})
+	b.ReportAllocs()
+	for range b.N {
+		_ = c.BundlePEM()
+	}
+}
