@@ -80,6 +80,15 @@ func (tp *topology) ns(name string) string { return tp.prefix + "-" + name }
 func (tp *topology) cut(link string)  { tp.t.Helper(); tp.script1("cut", link) }
 func (tp *topology) heal(link string) { tp.t.Helper(); tp.script1("heal", link) }
 
+// healLater is heal for deferred calls on a failing path: it reports a
+// failure without stopping the goroutine it runs on (netns.sh down removes
+// the rule in any case).
+func (tp *topology) healLater(link string) {
+	if out, err := exec.Command("bash", tp.script, "heal", tp.prefix, link).CombinedOutput(); err != nil {
+		tp.t.Errorf("netns.sh heal %s %s: %v\n%s", tp.prefix, link, err, out)
+	}
+}
+
 func (tp *topology) script1(cmd string, args ...string) {
 	tp.t.Helper()
 	c := exec.Command("bash", append([]string{tp.script, cmd, tp.prefix}, args...)...)

@@ -113,7 +113,7 @@ func TestPartitions(t *testing.T) {
 		healed := false
 		defer func() {
 			if !healed {
-				tp.heal("media-primary")
+				tp.healLater("media-primary")
 			}
 		}()
 		before, old := checkStore(t, dmz, pr.caPEM, false)
@@ -184,7 +184,7 @@ func TestPartitions(t *testing.T) {
 		healed := true
 		defer func() {
 			if !healed {
-				tp.heal("primary")
+				tp.healLater("primary")
 			}
 		}()
 		runUntilRenewed("black-holed",
