@@ -42,16 +42,7 @@ func Start(t testing.TB, records map[string][]netip.Addr) (addr string) {
 // New is Start returning the Server, for tests that change records while it runs.
 func New(t testing.TB, records map[string][]netip.Addr) *Server {
 	t.Helper()
-	s, err := Listen(records)
-	if err != nil {
-		t.Fatalf("dnstest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("dnstest: %v", err)
-		}
-	})
-	return s
+	return ListenAddr(t, "127.0.0.1", records)
 }
 
 // ListenAddr is New on host (an IP address the machine has, for instance
