@@ -36,7 +36,7 @@ func BenchmarkEnroll(b *testing.B) {
 			value := strings.TrimSpace(pr.admin("token", "create", "--name", tok, "--max-uses", strconv.Itoa(n), "--valid-for", "1h"))
 			reqs := make([]protocol.EnrollRequest, n)
 			for i := range reqs {
-				name := fmt.Sprintf("c%d-h%d.bench.hostcert.test", conc, i)
+				name := fmt.Sprintf("h%d.%s.bench.hostcert.test", i, tok) // unique per run: -count N works
 				reqs[i] = protocol.EnrollRequest{Name: name, CSR: csrFor(b, name), Token: value}
 			}
 			client := newPinnedClient(b, pr.listen, primaryName, pr.caPEM)
