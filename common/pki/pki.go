@@ -58,6 +58,29 @@ func GenerateKey(alg KeyAlgorithm) (crypto.Signer, error) {
 	return nil, fmt.Errorf("generate key: unknown algorithm %q", alg)
 }
 
+// AlgorithmOf names key's algorithm, or "" for a key of another kind or size.
+func AlgorithmOf(key crypto.Signer) KeyAlgorithm {
+	switch k := key.Public().(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return ECDSAP256
+		case elliptic.P384():
+			return ECDSAP384
+		}
+	case *rsa.PublicKey:
+		switch k.N.BitLen() {
+		case 2048:
+			return RSA2048
+		case 3072:
+			return RSA3072
+		case 4096:
+			return RSA4096
+		}
+	}
+	return ""
+}
+
 // HostURI is the URI SAN every host certificate carries: urn:hostcert:host:<host-id>.
 func HostURI(hostID string) *url.URL {
 	return &url.URL{Scheme: "urn", Opaque: "hostcert:host:" + hostID}

@@ -100,3 +100,15 @@ func TestHostURI(t *testing.T) {
 		t.Errorf("HostIDFromCert = %q, want 5f0c", got)
 	}
 }
+
+func TestAlgorithmOf(t *testing.T) {
+	for _, alg := range []KeyAlgorithm{ECDSAP256, ECDSAP384, RSA2048} {
+		key, err := GenerateKey(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AlgorithmOf(key); got != alg {
+			t.Errorf("AlgorithmOf(%s key) = %q, want %q", alg, got, alg)
+		}
+	}
+}

@@ -2,7 +2,9 @@
 // store (ca.pem), the host identity (host.pem: certificate and private key in
 // one owner-only file, so a crash can never leave a key that does not match
 // its certificate), a public copy of the certificate (cert.pem), the CRL
-// (crl.pem) and the agent's state (state.json). Every write is atomic
+// (crl.pem), the agent's state (state.json) and, while a get-cert is
+// unanswered, the key its CSR was made with (pending-key.pem, owner-only), so
+// a retry after a lost answer asks with the same key. Every write is atomic
 // (temp file, fsync, rename).
 package certstore
 
@@ -32,6 +34,7 @@ const (
 	CertFile     = "cert.pem"
 	CRLFile      = "crl.pem"
 	StateFile    = "state.json"
+	PendingFile  = "pending-key.pem"
 )
 
 // Sentinel errors for files that do not exist yet.
@@ -189,6 +192,42 @@ func (s *Store) WriteIdentity(id *Identity) error {
 	}
 	if err := atomicfile.Write(s.Path(CertFile), pki.EncodeCert(id.Cert), 0o644); err != nil {
 		return fmt.Errorf("write certificate copy: %w", err)
+	}
+	return nil
+}
+
+// PendingKey is the key of an enrollment not yet answered, or nil when there is none.
+func (s *Store) PendingKey() (crypto.Signer, error) {
+	data, err := os.ReadFile(s.Path(PendingFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pending key: %w", err)
+	}
+	key, err := pki.ParseKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("pending key %s: %w", s.Path(PendingFile), err)
+	}
+	return key, nil
+}
+
+// WritePendingKey keeps key (owner-only) until the enrollment it was made for succeeds.
+func (s *Store) WritePendingKey(key crypto.Signer) error {
+	data, err := pki.EncodeKey(key)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WritePrivate(s.Path(PendingFile), data); err != nil {
+		return fmt.Errorf("write pending key: %w", err)
+	}
+	return nil
+}
+
+// RemovePendingKey forgets the pending key once its certificate is installed.
+func (s *Store) RemovePendingKey() error {
+	if err := os.Remove(s.Path(PendingFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove pending key: %w", err)
 	}
 	return nil
 }

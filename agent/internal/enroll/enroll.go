@@ -120,8 +120,12 @@ type Request struct {
 	KeyAlg pki.KeyAlgorithm
 }
 
-// Enroll generates a key, sends the CSR (with the stored host ID, making it a
-// reissue, when there is one) and stores the granted certificate.
+// Enroll sends a CSR (with the stored host ID, making it a reissue, when
+// there is one) and stores the granted certificate. The key is kept as the
+// pending key until then: when the answer to an enrollment is lost, the next
+// get-cert asks again with the same key, and the primary hands back the
+// certificate it already issued for that key instead of needing a reissue
+// token.
 func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req Request) (*certstore.Identity, protocol.CertResponse, error) {
 	cas, err := store.CA()
 	if err != nil {
@@ -131,7 +135,7 @@ func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req R
 	if err != nil {
 		return nil, protocol.CertResponse{}, err
 	}
-	key, err := pki.GenerateKey(req.KeyAlg)
+	key, err := pendingKey(store, req.KeyAlg)
 	if err != nil {
 		return nil, protocol.CertResponse{}, err
 	}
@@ -154,7 +158,29 @@ func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req R
 	if err := Save(store, id, resp, time.Now()); err != nil {
 		return nil, resp, err
 	}
+	if err := store.RemovePendingKey(); err != nil {
+		return nil, resp, err
+	}
 	return id, resp, nil
+}
+
+// pendingKey is the pending key when there is one of the wanted algorithm,
+// else a new key, stored as pending before any CSR made with it is sent.
+func pendingKey(store *certstore.Store, alg pki.KeyAlgorithm) (crypto.Signer, error) {
+	key, err := store.PendingKey()
+	if err != nil {
+		return nil, err
+	}
+	if key != nil && pki.AlgorithmOf(key) == alg {
+		return key, nil
+	}
+	if key, err = pki.GenerateKey(alg); err != nil {
+		return nil, err
+	}
+	if err := store.WritePendingKey(key); err != nil {
+		return nil, err
+	}
+	return key, nil
 }
 
 // Accept checks a granted certificate — it chains to the trusted CA, is for

@@ -10,6 +10,7 @@
 package enroll
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -43,6 +44,7 @@ type Registry interface {
 type Ledger interface {
 	TokenByHash(ctx context.Context, hash []byte) (store.Token, error)
 	CertBySerial(ctx context.Context, serial string) (store.Cert, error)
+	ListCerts(ctx context.Context, f store.CertFilter) ([]store.Cert, error)
 	CommitIssuance(ctx context.Context, is store.Issuance) error
 }
 
@@ -192,6 +194,15 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 			return Result{}, s.internal(ctx, now, rec, err)
 		}
 		rec.action, rec.hostID = string(f.Kind), host.ID
+		if f.Kind == protocol.KindReissue {
+			res, ok, err := s.resend(ctx, now, f, host, csr.PublicKey, rec)
+			if err != nil {
+				return Result{}, s.internal(ctx, now, rec, err)
+			}
+			if ok {
+				return res, nil
+			}
+		}
 		dec := policy.Decide(f)
 		if f.Kind == protocol.KindIssue && !f.Verified && f.Token.Present && dec.TokenState == protocol.TokenValid && !f.NAT {
 			dec.Reason += " DNS was not checked: the valid token authorises the request."
@@ -487,4 +498,53 @@ func clip(s string) string {
 		return s[:255]
 	}
 	return s
+}
+
+// resend answers a retried enrollment. When the host's current certificate
+// (its newest unrevoked, unexpired one, of a host that is not revoked) was
+// issued for the very key of this CSR — whose signature proves that the
+// requester holds that key — the certificate is sent again: a client whose
+// answer was lost on the way gets it without a reissue token. Nothing is
+// issued and no token is used; the resend is audited.
+func (s *Service) resend(ctx context.Context, now time.Time, f policy.Facts, host store.Host, pub crypto.PublicKey, rec record) (Result, bool, error) {
+	if host.RevokedAt != nil {
+		return Result{}, false, nil
+	}
+	certs, err := s.cfg.Ledger.ListCerts(ctx, store.CertFilter{HostID: host.ID})
+	if err != nil {
+		return Result{}, false, fmt.Errorf("certificates of %s: %w", host.ID, err)
+	}
+	if len(certs) == 0 {
+		return Result{}, false, nil
+	}
+	cur := certs[len(certs)-1] // oldest first
+	if cur.RevokedAt != nil || !now.Before(cur.NotAfter) {
+		return Result{}, false, nil
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return Result{}, false, nil
+	}
+	cert, err := x509.ParseCertificate(cur.DER)
+	if err != nil {
+		return Result{}, false, fmt.Errorf("stored certificate %s: %w", cur.Serial, err)
+	}
+	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
+		return Result{}, false, nil
+	}
+	dec := protocol.Decision{
+		Kind: cur.Kind, Level: f.Level, Known: f.Known, NAT: f.NAT, Granted: true, TokenState: protocol.TokenNone,
+		Reason: "granted: the host's current certificate was issued for this very key (a retried request), so it is sent again; nothing new is issued.",
+	}
+	rec.action = "resend"
+	audit := s.auditRow(now, rec, &dec, "granted", "")
+	audit.Action = "resend"
+	audit.Detail["serial"] = cur.Serial
+	if err := s.cfg.Journal.AppendAudit(ctx, audit); err != nil {
+		return Result{}, false, fmt.Errorf("audit resend of %s: %w", cur.Serial, err)
+	}
+	s.count("resend", true, "")
+	s.cfg.Log.Info().Str("host_id", host.ID).Str("name", host.Name).Str("serial", cur.Serial).
+		Str("source", rec.source.String()).Msg("certificate sent again to a retried enrollment")
+	return Result{HostID: host.ID, Names: cur.Names, Cert: cert, Serial: cur.Serial, Level: f.Level, Decision: dec}, true, nil
 }
