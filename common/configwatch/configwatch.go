@@ -32,12 +32,16 @@ type Watcher[T any] struct {
 	debounce time.Duration
 	current  atomic.Pointer[T]
 
+	fw        *fsnotify.Watcher
 	mu        sync.Mutex
 	listeners []func(T)
 	lastErr   error
 }
 
-// New loads path once; it fails when that first load fails.
+// New loads path once (it fails when that first load fails) and starts
+// watching its directory at once, so no edit made after New returns is
+// missed. Run delivers the changes and closes the watch when it returns;
+// a caller that never calls Run calls Close.
 func New[T any](path string, load Loader[T], log zerolog.Logger) (*Watcher[T], error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -47,10 +51,21 @@ func New[T any](path string, load Loader[T], log zerolog.Logger) (*Watcher[T], e
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher[T]{path: abs, load: load, log: log, debounce: DefaultDebounce}
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch config %s: %w", abs, err)
+	}
+	if err := fw.Add(filepath.Dir(abs)); err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("watch config directory %s: %w", filepath.Dir(abs), err)
+	}
+	w := &Watcher[T]{path: abs, load: load, log: log, debounce: DefaultDebounce, fw: fw}
 	w.current.Store(&cfg)
 	return w, nil
 }
+
+// Close stops watching; Run does it itself when it returns.
+func (w *Watcher[T]) Close() error { return w.fw.Close() }
 
 // SetDebounce changes the debounce delay; call before Run.
 func (w *Watcher[T]) SetDebounce(d time.Duration) { w.debounce = d }
@@ -74,14 +89,8 @@ func (w *Watcher[T]) OnChange(f func(T)) {
 
 // Run watches until ctx ends.
 func (w *Watcher[T]) Run(ctx context.Context) error {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch config %s: %w", w.path, err)
-	}
+	fw := w.fw
 	defer fw.Close()
-	if err := fw.Add(filepath.Dir(w.path)); err != nil {
-		return fmt.Errorf("watch config directory %s: %w", filepath.Dir(w.path), err)
-	}
 	base := filepath.Base(w.path)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()

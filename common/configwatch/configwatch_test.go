@@ -40,7 +40,6 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	time.Sleep(50 * time.Millisecond) // let the watch start
 
 	// An editor-style save: write a temp file and rename it over the config.
 	tmp := filepath.Join(dir, "c.conf.swp")
@@ -75,7 +74,8 @@ func TestReloadKeepsLastGood(t *testing.T) {
 func TestNewFailsOnBadFirstLoad(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.conf")
 	os.WriteFile(p, []byte("x"), 0o600)
-	if _, err := New(p, loadInt, zerolog.Nop()); err == nil {
+	if w, err := New(p, loadInt, zerolog.Nop()); err == nil {
+		w.Close()
 		t.Error("New(bad file) = nil error, want an error")
 	}
 }

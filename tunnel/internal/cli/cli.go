@@ -154,6 +154,9 @@ func (a *app) runCmd() *cobra.Command {
 func serve(ctx context.Context, f config.File, w *configwatch.Watcher[config.File], log zerolog.Logger) error {
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
+		if w != nil {
+			w.Close()
+		}
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := connect.New(f, log)
