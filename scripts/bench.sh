@@ -12,10 +12,11 @@ bench() { # bench TITLE PACKAGE PATTERN BENCHTIME
   go test -run '^$' -bench "$3" -benchtime "$4" -count 1 -timeout 20m "$2" 2>&1 | grep -E '^(Benchmark|ok|FAIL|---|panic)|\berror\b' | tee -a "$out"
 }
 bench "primary: enrollment against a real hostcert-primary serve process (target >= 1400/s at c=64, p99 < 100 ms, <= 0.6 ms CPU, RSS < 100 MiB)" \
-  ./scripts/e2e/ Enroll 1x
+  ./scripts/e2e/ 'Enroll$' 1x
 bench "primary store: group-committed issuance, 64 concurrent callers" ./primary/internal/store/ 'CommitIssuance$' 20000x
 bench "primary ca: signing one host certificate" ./primary/internal/ca/ Sign 1s
 bench "agent: idle RSS (<= 20 MiB) and CPU (no busy loop), direct black-holed -> enrolled via tunnel (<= 5 s)" ./agent/ . 1x
+bench "tunnel: enrollment latency, direct vs through hostcert-tunnel (p50 ratio <= 1.2)" ./scripts/e2e/ EnrollDirectVsTunnel 1x
 bench "tunnel: bulk bytes/s and TLS latency, tunnel vs direct (ratios >= 0.7, <= 1.2)" ./tunnel/internal/connect/ . 1s
 bench "tunnel: RSS with 1,000 idle tunnels (<= 64 MiB)" ./tunnel/ . 1x
 echo "figures saved in $out"
