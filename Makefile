@@ -7,7 +7,11 @@ LDFLAGS   := -s -w -X github.com/hostcert/hostcert/common/version.Version=$(VERS
 PROGRAMS  := primary agent tunnel
 BINARIES  := $(addprefix bin/hostcert-,$(PROGRAMS))
 
-.PHONY: all build test test-short bench demo lint clean $(BINARIES)
+.PHONY: all build test test-short bench demo lint fuzz clean $(BINARIES)
+# Seconds each fuzz target runs: `make fuzz` (default 60s), and in `make test`
+# (20s: CI runs every target at least that long).
+FUZZTIME      ?= 60s
+FUZZTIME_TEST ?= 20s
 all: build
 
 build: $(BINARIES)
@@ -21,9 +25,13 @@ test:
 	$(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) build ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
+	GO='$(GO)' bash scripts/fuzz.sh $(FUZZTIME_TEST)
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+fuzz:
+	GO='$(GO)' bash scripts/fuzz.sh $(FUZZTIME)
 
 bench: build
 	bash scripts/bench.sh
