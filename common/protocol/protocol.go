@@ -74,11 +74,12 @@ type TokenState string
 const (
 	TokenNone      TokenState = "none"
 	TokenValid     TokenState = "valid"
-	TokenInvalid   TokenState = "invalid"    // unknown value; never says whether a name exists
-	TokenExpired   TokenState = "expired"    // known, past its validity
-	TokenUsedUp    TokenState = "used_up"    // known, no uses left
-	TokenWrongKind TokenState = "wrong_kind" // a standard token presented for a reissue
-	TokenWrongHost TokenState = "wrong_host" // a reissue token made for another host
+	TokenInvalid   TokenState = "invalid"         // unknown value; never says whether a name exists
+	TokenExpired   TokenState = "expired"         // known, past its validity
+	TokenUsedUp    TokenState = "used_up"         // known, no uses left
+	TokenWrongKind TokenState = "wrong_kind"      // a standard token presented for a reissue
+	TokenWrongHost TokenState = "wrong_host"      // a reissue token made for another host
+	TokenOutside   TokenState = "outside_binding" // a live token bound to other host names or source networks
 )
 
 // EnrollRequest asks for a first certificate (issue) or a new one for a host

@@ -343,7 +343,15 @@ func (s *Server) tokenCreate(ctx context.Context, now time.Time, args TokenArgs,
 		}
 		kind, hostID = tokens.KindReissue, h.ID
 		a.HostID, a.Name = h.ID, h.Name
+		if len(args.BindNames) > 0 {
+			return CreatedToken{}, errors.New("a reissue token is already bound to its host: --bind-name is for standard tokens (--bind-net works for both)")
+		}
 	}
+	bind, err := tokens.ParseBinding(args.BindNames, args.BindNets, enroll.NormalizeName)
+	if err != nil {
+		return CreatedToken{}, err
+	}
+	bindNames, bindNets := bind.Strings()
 	maxUses, err := tokens.MaxUses(kind, args.MaxUses)
 	if err != nil {
 		return CreatedToken{}, err
@@ -359,6 +367,7 @@ func (s *Server) tokenCreate(ctx context.Context, now time.Time, args TokenArgs,
 	t := store.Token{
 		Name: args.Name, Kind: kind, HostID: hostID, Hash: hash, MaxUses: maxUses,
 		CreatedAt: now, ExpiresAt: now.Add(validity), Reason: args.Reason,
+		BindNames: bindNames, BindNets: bindNets,
 	}
 	a.TokenName = t.Name
 	a.Detail["kind"], a.Detail["max_uses"], a.Detail["expires_at"] = kind, maxUses, t.ExpiresAt.UTC().Format(time.RFC3339)
@@ -441,6 +450,7 @@ func tokenView(t store.Token, now time.Time) Token {
 	return Token{
 		Name: t.Name, Kind: t.Kind, HostID: t.HostID, MaxUses: t.MaxUses, Uses: t.Uses,
 		CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Reason: t.Reason, State: state,
+		BindNames: t.BindNames, BindNets: t.BindNets,
 	}
 }
 

@@ -132,13 +132,18 @@ type WindowResult struct {
 	Until  time.Time `json:"until"`
 }
 
-// TokenArgs are the arguments of token.create.
+// TokenArgs are the arguments of token.create. MaxUses 0 (absent) means the
+// default, 1; the CLI refuses an explicit --max-uses 0.
 type TokenArgs struct {
 	Name        string `json:"name"`
 	MaxUses     int    `json:"max_uses,omitempty"`
 	ValidFor    string `json:"valid_for,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 	ReissueHost string `json:"reissue_host,omitempty"`
+	// BindNames and BindNets bind the token to host names or "*."
+	// patterns and to source networks (CIDR or address); see tokens.Binding.
+	BindNames []string `json:"bind_names,omitempty"`
+	BindNets  []string `json:"bind_nets,omitempty"`
 }
 
 // Token is one token as the admin sees it (never its value or hash).
@@ -152,6 +157,10 @@ type Token struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Reason    string    `json:"reason,omitempty"`
 	State     string    `json:"state"` // live, expired, used_up
+	// BindNames and BindNets: the token's bindings, normalised (absent
+	// when it is not bound).
+	BindNames []string `json:"bind_names,omitempty"`
+	BindNets  []string `json:"bind_nets,omitempty"`
 }
 
 // CreatedToken answers token.create: the only time the value is shown.

@@ -225,16 +225,29 @@ func tokenCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "enrollment tokens (values are shown once, stored only as hashes)"}
 	var args admin.TokenArgs
 	create := &cobra.Command{
-		Use:   "create --name N [--max-uses 1] [--valid-for 24h] [--reason R] [--reissue-host NAME|HOSTID]",
+		Use:   "create --name N [--max-uses 1] [--valid-for 24h] [--reason R] [--reissue-host NAME|HOSTID] [--bind-name P]... [--bind-net CIDR]...",
 		Short: "create a token and print its value (the only time it is shown)",
 		Long: `create makes a token and prints its value on standard output, alone on one
 line (so T=$(hostcert-primary token create --name n) works); the value is never
 shown again. With --reissue-host it makes a single-use reissue token bound to
-that host.`,
+that host.
+
+--bind-name (repeatable) limits the token to these host names or patterns: a
+name, or *. and a name of at least two labels (*.dmz.example.com matches
+a.dmz.example.com, not dmz.example.com nor a.b.dmz.example.com). --bind-net
+(repeatable) limits it to requests from these networks (192.0.2.0/24,
+2001:db8::/48 or one address): the TCP peer, or the client address a tunnel
+relays. A bound token refuses every other request with token_invalid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if args.Name == "" {
 				return errors.New("token create: --name is required")
+			}
+			if err := tokens.CheckMaxUses(args.MaxUses); err != nil {
+				return fmt.Errorf("token create: --max-uses: %w", err)
+			}
+			if _, err := tokens.ParseValidity(args.ValidFor); err != nil {
+				return fmt.Errorf("token create: --valid-for: %w", err)
 			}
 			var t admin.CreatedToken
 			if err := call(cmd, admin.CmdTokenCreate, args, &t); err != nil {
@@ -248,8 +261,8 @@ that host.`,
 			if t.HostID != "" {
 				host = " for host " + t.HostID
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "token %q created: %s%s, %d use(s), expires %s. The value above is shown only once.\n",
-				t.Name, t.Kind, host, t.MaxUses, fmtTime(t.ExpiresAt))
+			fmt.Fprintf(cmd.ErrOrStderr(), "token %q created: %s%s, %d use(s), expires %s%s. The value above is shown only once.\n",
+				t.Name, t.Kind, host, t.MaxUses, fmtTime(t.ExpiresAt), bindingText(t.Token, ", bound to "))
 			return nil
 		},
 	}
@@ -259,6 +272,8 @@ that host.`,
 	f.StringVar(&args.ValidFor, "valid-for", tokens.DefaultValidity.String(), "validity (Go duration or days, e.g. 24h, 30d; at most 999d)")
 	f.StringVar(&args.Reason, "reason", "", "why the token exists (goes to the audit log)")
 	f.StringVar(&args.ReissueHost, "reissue-host", "", "make a single-use reissue token for this host (NAME or HOSTID)")
+	f.StringArrayVar(&args.BindNames, "bind-name", nil, "only for this host name or pattern (*.dmz.example.com); repeatable")
+	f.StringArrayVar(&args.BindNets, "bind-net", nil, "only for requests from this network (CIDR or address); repeatable")
 
 	list := &cobra.Command{
 		Use: "list", Short: "list tokens (live, expired and used up)", Args: cobra.NoArgs,
@@ -271,9 +286,9 @@ that host.`,
 				return printJSON(cmd, ts)
 			}
 			w := table(cmd.OutOrStdout())
-			fmt.Fprintln(w, "NAME\tKIND\tHOST ID\tUSES\tSTATE\tEXPIRES\tREASON")
+			fmt.Fprintln(w, "NAME\tKIND\tHOST ID\tUSES\tSTATE\tEXPIRES\tBOUND TO\tREASON")
 			for _, t := range ts {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.Name, t.Kind, orDash(t.HostID), t.Uses, t.MaxUses, t.State, fmtTime(t.ExpiresAt), t.Reason)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", t.Name, t.Kind, orDash(t.HostID), t.Uses, t.MaxUses, t.State, fmtTime(t.ExpiresAt), orDash(bindingText(t, "")), t.Reason)
 			}
 			return w.Flush()
 		},
@@ -495,4 +510,20 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// bindingText renders a token's bindings on one line ("" when unbound):
+// "names *.dmz.example.com; nets 192.0.2.0/24", after prefix.
+func bindingText(t admin.Token, prefix string) string {
+	var parts []string
+	if len(t.BindNames) > 0 {
+		parts = append(parts, "names "+strings.Join(t.BindNames, ","))
+	}
+	if len(t.BindNets) > 0 {
+		parts = append(parts, "nets "+strings.Join(t.BindNets, ","))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return prefix + strings.Join(parts, "; ")
 }

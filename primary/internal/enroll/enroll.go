@@ -169,12 +169,16 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 			t, err := s.cfg.Ledger.TokenByHash(ctx, tokens.Hash(req.Token))
 			switch {
 			case err == nil:
-				tok = t
+				tok, rec.token = t, t.Name
+				bind, err := tokens.ParseBinding(t.BindNames, t.BindNets, NormalizeName)
+				if err != nil {
+					return Result{}, s.internal(ctx, now, rec, fmt.Errorf("token %s: stored binding: %w", t.Name, err))
+				}
 				tf = policy.TokenFacts{
 					Present: true, Found: true, Kind: t.Kind, HostID: t.HostID,
 					Expired: !now.Before(t.ExpiresAt), UsedUp: t.Uses >= t.MaxUses,
+					Outside: !bind.Allows(name, src),
 				}
-				rec.token = t.Name
 			case errors.Is(err, store.ErrNotFound):
 			default:
 				return Result{}, s.internal(ctx, now, rec, fmt.Errorf("look up token: %w", err))
@@ -208,16 +212,16 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 			dec.Reason += " DNS was not checked: the valid token authorises the request."
 		}
 		if !dec.Granted {
-			if wrongToken(dec.TokenState) {
+			if policy.Guess(tf) {
 				s.limiter.Fail(src, now)
 			}
 			return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
 		}
-		tokenName := ""
+		tokenName, tokenHash := "", []byte(nil)
 		if dec.TokenState == protocol.TokenValid {
-			tokenName = tok.Name
+			tokenName, tokenHash = tok.Name, tok.Hash
 		}
-		res, err := s.issue(ctx, now, f.Kind, host, name, csr.PublicKey, tokenName, rec, dec)
+		res, err := s.issue(ctx, now, f.Kind, host, name, csr.PublicKey, tokenName, tokenHash, rec, dec)
 		switch {
 		case err == nil:
 			return res, nil
@@ -277,7 +281,7 @@ func (s *Service) facts(ctx context.Context, now time.Time, name, hostID string,
 		f.Kind = protocol.KindIssue
 		// A valid standard token authorises an issue at every level, so DNS
 		// would change nothing: skip the lookup.
-		validToken := tf.Found && tf.Kind == tokens.KindStandard && !tf.Expired && !tf.UsedUp
+		validToken := tf.Usable() && tf.Kind == tokens.KindStandard
 		if !nat && !validToken && s.cfg.Resolver != nil {
 			vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 			f.Verified, _ = verify.Verify(vctx, s.cfg.Resolver, name, src, nat)
@@ -292,7 +296,7 @@ func (s *Service) facts(ctx context.Context, now time.Time, name, hostID string,
 }
 
 // issue builds, signs and commits one certificate.
-func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.RequestKind, host store.Host, name string, pub crypto.PublicKey, tokenName string, rec record, dec protocol.Decision) (Result, error) {
+func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.RequestKind, host store.Host, name string, pub crypto.PublicKey, tokenName string, tokenHash []byte, rec record, dec protocol.Decision) (Result, error) {
 	if kind == protocol.KindIssue {
 		known := dec.Known
 		host = store.Host{ID: uuid.NewString(), Name: name, Known: known, CreatedAt: now}
@@ -323,6 +327,7 @@ func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.Reques
 				IssuedAt: now, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw,
 			},
 			TokenName: tokenName,
+			TokenHash: tokenHash,
 			Now:       now,
 			Audit:     audit,
 		})
@@ -418,7 +423,7 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, csrPEM [
 	if err := CSRNamesMatch(csr, host.Name); err != nil {
 		return Result{}, s.refuse(ctx, now, rec, &dec, protocol.CodeNameNotAllowed, err.Error())
 	}
-	res, err := s.issue(ctx, now, protocol.KindRenew, host, host.Name, csr.PublicKey, "", rec, dec)
+	res, err := s.issue(ctx, now, protocol.KindRenew, host, host.Name, csr.PublicKey, "", nil, rec, dec)
 	if errors.Is(err, store.ErrHostRevoked) {
 		dec.Granted, dec.Code = false, protocol.CodeHostRevoked
 		dec.Reason = "refused (host_revoked): the host was revoked while this renewal was decided; the certificate was discarded."
@@ -480,16 +485,6 @@ func (s *Service) Reject(ctx context.Context, kind protocol.RequestKind, source 
 		action = string(kind)
 	}
 	return s.refuse(ctx, s.now(), record{action: action, source: source.Unmap()}, nil, code, msg)
-}
-
-// wrongToken reports token states that count against the source's
-// wrong-token allowance.
-func wrongToken(st protocol.TokenState) bool {
-	switch st {
-	case protocol.TokenInvalid, protocol.TokenExpired, protocol.TokenUsedUp, protocol.TokenWrongHost:
-		return true
-	}
-	return false
 }
 
 // clip bounds attacker-controlled strings before they reach the audit log.

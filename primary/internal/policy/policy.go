@@ -24,7 +24,26 @@ type TokenFacts struct {
 	HostID  string // reissue tokens: the host it was made for
 	Expired bool
 	UsedUp  bool
+	// Outside: the token is bound (tokens.Binding) to other host names or
+	// source networks than this request's.
+	Outside bool
 }
+
+// Usable reports whether the token matched a stored token that is alive
+// (unexpired, uses left) and bound to nothing that excludes this request.
+// Kind and host still decide what it may authorise (State).
+func (t TokenFacts) Usable() bool {
+	return t.Present && t.Found && !t.Expired && !t.UsedUp && !t.Outside
+}
+
+// Guess reports whether the presented value counts as a guess against the
+// per-source wrong-token limiter (SPEC §5): only a value that matches no
+// stored token does. A dead token, a token of the wrong kind, for another
+// host or outside its bindings is a real token in a holder's hands — a host
+// that lost a max-uses race, a script run once too often — and charging it
+// would lock every host behind the same address (a tunnel, a NAT) out. The
+// answer does not tell the cases apart (see Decide and Public).
+func Guess(t TokenFacts) bool { return t.Present && !t.Found }
 
 // Facts are the inputs of the decision.
 type Facts struct {
@@ -42,9 +61,12 @@ type Facts struct {
 }
 
 // State classifies the presented token for this request. A token the store
-// knows is checked in this order: kind (a standard token on a reissue is
-// wrong_kind), host (a reissue token made for another host, or presented on
-// a first issue, is wrong_host), expiry, uses.
+// knows is checked in this order: a dead one (expired, then used up) and one
+// outside its bindings are settled first, so that they answer exactly like
+// an unknown value whatever the request (SPEC §5); then kind (a live
+// standard token on a reissue is wrong_kind, the one case that earns
+// "reissue token required"); then host (a reissue token made for another
+// host, or presented on a first issue, is wrong_host).
 func State(f Facts) protocol.TokenState {
 	t := f.Token
 	switch {
@@ -52,16 +74,18 @@ func State(f Facts) protocol.TokenState {
 		return protocol.TokenNone
 	case !t.Found:
 		return protocol.TokenInvalid
-	case f.Kind == protocol.KindReissue && t.Kind != tokens.KindReissue:
-		return protocol.TokenWrongKind
-	case t.Kind == tokens.KindReissue && (t.HostID == "" || t.HostID != f.HostID):
-		return protocol.TokenWrongHost
 	case t.Kind != tokens.KindStandard && t.Kind != tokens.KindReissue:
 		return protocol.TokenInvalid // a store row of unknown kind authorises nothing
 	case t.Expired:
 		return protocol.TokenExpired
 	case t.UsedUp:
 		return protocol.TokenUsedUp
+	case t.Outside:
+		return protocol.TokenOutside
+	case f.Kind == protocol.KindReissue && t.Kind != tokens.KindReissue:
+		return protocol.TokenWrongKind
+	case t.Kind == tokens.KindReissue && (t.HostID == "" || t.HostID != f.HostID):
+		return protocol.TokenWrongHost
 	}
 	return protocol.TokenValid
 }
@@ -159,6 +183,8 @@ func Decide(f Facts) protocol.Decision {
 		d.Code, why = protocol.CodeTokenInvalid, "the token has expired"
 	case protocol.TokenUsedUp:
 		d.Code, why = protocol.CodeTokenInvalid, "the token has no uses left"
+	case protocol.TokenOutside:
+		d.Code, why = protocol.CodeTokenInvalid, "the token is bound to other host names or source networks"
 	default: // invalid
 		d.Code, why = protocol.CodeTokenInvalid, "the token matches no token on this primary"
 	}
@@ -262,6 +288,8 @@ func tokenName(s protocol.TokenState) string {
 		return "standard (wrong kind)"
 	case protocol.TokenWrongHost:
 		return "for another host"
+	case protocol.TokenOutside:
+		return "bound to other names or networks"
 	}
 	return string(s)
 }

@@ -40,6 +40,12 @@ type Issuance struct {
 	Host      Host   // for KindIssue: new host (fresh UUID, Name); else the existing host
 	Cert      Cert   // the signed certificate (DER, serial, validity)
 	TokenName string // "" when no token authorised it
+	// TokenHash is the hash of the value presented (required with
+	// TokenName): the use is counted only on the token row with that name
+	// AND that hash, so a token deleted and re-created under the same name
+	// (with other bindings or limits) between the decision and the commit
+	// is never charged for, or recorded with, a value it does not have.
+	TokenHash []byte
 	Now       time.Time
 	Audit     Audit // decision audit row, written in the same transaction
 }
@@ -50,9 +56,10 @@ type Issuance struct {
 //     (superseded, at Now), clears the host's revocation, closes its reissue
 //     window, and renames the host when Host.Name differs;
 //   - KindRenew refuses a host revoked meanwhile (ErrHostRevoked);
-//   - with a TokenName, counts one use only while uses < max uses and the
-//     token is unexpired (else ErrTokenUsedUp / ErrTokenExpired /
-//     ErrTokenMissing / ErrTokenHost, and nothing at all is written);
+//   - with a TokenName, counts one use of the token row with that name and
+//     TokenHash only while uses < max uses and the token is unexpired (else
+//     ErrTokenUsedUp / ErrTokenExpired / ErrTokenMissing / ErrTokenHost, and
+//     nothing at all is written);
 //   - inserts the certificate (ErrSerialExists on a serial collision: retry
 //     with a new serial) and the audit row.
 func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
@@ -74,6 +81,8 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 		return fmt.Errorf("commit issuance for %s: certificate without serial or DER: %w", is.Host.ID, errInvalid)
 	case is.Kind == protocol.KindIssue && lowerName(is.Host.Name) == "":
 		return fmt.Errorf("commit issuance: new host without a name: %w", errInvalid)
+	case is.TokenName != "" && len(is.TokenHash) == 0:
+		return fmt.Errorf("commit issuance for %s: token %s without its hash: %w", is.Host.ID, is.TokenName, errInvalid)
 	}
 	now := nowOr(is.Now)
 	name := lowerName(is.Host.Name)
@@ -133,13 +142,13 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 
 		if is.TokenName != "" {
 			n, err := affected(t.exec(`UPDATE tokens SET uses = uses + 1
-				WHERE name = ? AND uses < max_uses AND expires_at > ? AND (host_id IS NULL OR host_id = ?)`,
-				is.TokenName, ts(now), is.Host.ID))
+				WHERE name = ? AND hash = ? AND uses < max_uses AND expires_at > ? AND (host_id IS NULL OR host_id = ?)`,
+				is.TokenName, is.TokenHash, ts(now), is.Host.ID))
 			if err != nil {
 				return err
 			}
 			if n == 0 {
-				return tokenRefusal(t, is.TokenName, is.Host.ID, now)
+				return tokenRefusal(t, is.TokenName, is.TokenHash, is.Host.ID, now)
 			}
 		}
 
@@ -186,13 +195,13 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 }
 
 // tokenRefusal explains why the conditional use count matched no row.
-func tokenRefusal(t *wtx, name, hostID string, now time.Time) error {
+func tokenRefusal(t *wtx, name string, hash []byte, hostID string, now time.Time) error {
 	var (
 		tokHost       sql.NullString
 		uses, maxUses int
 		expires       int64
 	)
-	err := t.queryRow("SELECT host_id, uses, max_uses, expires_at FROM tokens WHERE name = ?", name).Scan(&tokHost, &uses, &maxUses, &expires)
+	err := t.queryRow("SELECT host_id, uses, max_uses, expires_at FROM tokens WHERE name = ? AND hash = ?", name, hash).Scan(&tokHost, &uses, &maxUses, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return ErrTokenMissing

@@ -80,6 +80,13 @@ CREATE TABLE crl_state (
 ) STRICT;
 INSERT INTO crl_state (id, number) VALUES (1, 0);
 `,
+	// 2: token bindings (SPEC §5): JSON arrays of normalised host names or
+	// "*." patterns, and of CIDR prefixes. Empty arrays bind nothing. They
+	// are written once, at creation, and never updated.
+	`
+ALTER TABLE tokens ADD COLUMN bind_names TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tokens ADD COLUMN bind_nets  TEXT NOT NULL DEFAULT '[]';
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

@@ -82,6 +82,14 @@ func randomSerial() string {
 
 func hashOf(v string) []byte { h := sha256.Sum256([]byte(v)); return h[:] }
 
+// tokenHash is the hash mustToken gives token name ("" for no token).
+func tokenHash(name string) []byte {
+	if name == "" {
+		return nil
+	}
+	return hashOf("value-of-" + name)
+}
+
 // issuance builds a first issuance of name.
 func issuance(name, token string) Issuance {
 	id := uuid.NewString()
@@ -94,6 +102,7 @@ func issuance(name, token string) Issuance {
 			DER: []byte("der of " + name),
 		},
 		TokenName: token,
+		TokenHash: tokenHash(token),
 		Now:       t0,
 		Audit:     Audit{Actor: "api", Source: "192.0.2.1", Outcome: "granted"},
 	}
@@ -108,6 +117,7 @@ func reissuance(h Host, token string, now time.Time) Issuance {
 			NotBefore: now, NotAfter: now.Add(365 * 24 * time.Hour), DER: []byte("reissued"),
 		},
 		TokenName: token,
+		TokenHash: tokenHash(token),
 		Now:       now,
 		Audit:     Audit{Actor: "api", Source: "192.0.2.1"},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -27,6 +28,13 @@ type Token struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	Reason    string
+	// BindNames and BindNets restrict the token to these host names or
+	// patterns and source networks (package tokens parses and checks
+	// them; the store keeps the text). They are set at creation and never
+	// change, so a token row matched by name and hash at commit has the
+	// bindings the decision checked.
+	BindNames []string
+	BindNets  []string
 }
 
 // Dead reports whether the token can no longer be used at now.
@@ -59,7 +67,15 @@ func (s *Store) CreateToken(ctx context.Context, tok Token, a Audit) error {
 	if tok.HostID != "" {
 		hostID = tok.HostID
 	}
-	err := s.write(ctx, func(t *wtx) error {
+	bindNames, err := jsonList(tok.BindNames)
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", tok.Name, err)
+	}
+	bindNets, err := jsonList(tok.BindNets)
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", tok.Name, err)
+	}
+	err = s.write(ctx, func(t *wtx) error {
 		if tok.HostID != "" {
 			var n int
 			if err := t.queryRow("SELECT COUNT(*) FROM hosts WHERE id = ?", tok.HostID).Scan(&n); err != nil {
@@ -69,9 +85,9 @@ func (s *Store) CreateToken(ctx context.Context, tok Token, a Audit) error {
 				return fmt.Errorf("host %s: %w", tok.HostID, ErrNotFound)
 			}
 		}
-		_, err := t.exec(`INSERT INTO tokens (name, kind, host_id, hash, max_uses, uses, created_at, expires_at, reason)
-			VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)`,
-			tok.Name, tok.Kind, hostID, tok.Hash, tok.MaxUses, ts(created), ts(tok.ExpiresAt), tok.Reason)
+		_, err := t.exec(`INSERT INTO tokens (name, kind, host_id, hash, max_uses, uses, created_at, expires_at, reason, bind_names, bind_nets)
+			VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
+			tok.Name, tok.Kind, hostID, tok.Hash, tok.MaxUses, ts(created), ts(tok.ExpiresAt), tok.Reason, bindNames, bindNets)
 		if isConstraint(err) {
 			return ErrExists
 		}
@@ -85,9 +101,16 @@ func (s *Store) CreateToken(ctx context.Context, tok Token, a Audit) error {
 		if a.HostID == "" {
 			a.HostID = tok.HostID
 		}
-		a.Detail = withDetail(a.Detail, map[string]any{
+		detail := map[string]any{
 			"kind": tok.Kind, "max_uses": tok.MaxUses, "expires_at": tok.ExpiresAt.UTC(), "reason": tok.Reason,
-		})
+		}
+		if len(tok.BindNames) > 0 {
+			detail["bind_names"] = tok.BindNames
+		}
+		if len(tok.BindNets) > 0 {
+			detail["bind_nets"] = tok.BindNets
+		}
+		a.Detail = withDetail(a.Detail, detail)
 		return insertAudit(t, a)
 	})
 	if err != nil {
@@ -96,19 +119,41 @@ func (s *Store) CreateToken(ctx context.Context, tok Token, a Audit) error {
 	return nil
 }
 
-const tokenColumns = "name, kind, COALESCE(host_id, ''), hash, max_uses, uses, created_at, expires_at, reason"
+const tokenColumns = "name, kind, COALESCE(host_id, ''), hash, max_uses, uses, created_at, expires_at, reason, bind_names, bind_nets"
 
 func scanToken(sc interface{ Scan(...any) error }) (Token, error) {
 	var (
-		t                Token
-		created, expires int64
+		t                   Token
+		created, expires    int64
+		bindNames, bindNets string
 	)
-	if err := sc.Scan(&t.Name, &t.Kind, &t.HostID, &t.Hash, &t.MaxUses, &t.Uses, &created, &expires, &t.Reason); err != nil {
+	if err := sc.Scan(&t.Name, &t.Kind, &t.HostID, &t.Hash, &t.MaxUses, &t.Uses, &created, &expires, &t.Reason, &bindNames, &bindNets); err != nil {
 		return Token{}, err
 	}
 	t.CreatedAt = fromTS(created)
 	t.ExpiresAt = fromTS(expires)
+	if err := json.Unmarshal([]byte(bindNames), &t.BindNames); err != nil {
+		return Token{}, fmt.Errorf("token %s: bind_names: %w", t.Name, err)
+	}
+	if err := json.Unmarshal([]byte(bindNets), &t.BindNets); err != nil {
+		return Token{}, fmt.Errorf("token %s: bind_nets: %w", t.Name, err)
+	}
+	if len(t.BindNames) == 0 {
+		t.BindNames = nil
+	}
+	if len(t.BindNets) == 0 {
+		t.BindNets = nil
+	}
 	return t, nil
+}
+
+// jsonList encodes a list of strings as a JSON array ("[]" for none).
+func jsonList(l []string) (string, error) {
+	if l == nil {
+		l = []string{}
+	}
+	b, err := json.Marshal(l)
+	return string(b), err
 }
 
 // TokenByHash finds the token whose value hashes to hash (ErrNotFound).

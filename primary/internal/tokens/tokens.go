@@ -190,7 +190,28 @@ func CheckValidity(d time.Duration) error {
 	case d < time.Second:
 		return fmt.Errorf("token validity %v: must be at least 1s", d)
 	case d > MaxValidity:
-		return fmt.Errorf("token validity %v: at most 999 days", d)
+		return fmt.Errorf("token validity %s: at most 999 days", days(d))
+	}
+	return nil
+}
+
+// days renders a duration in whole days when it is one ("1000d"), else as Go does.
+func days(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// CheckMaxUses checks a max-uses value an admin typed (token create
+// --max-uses): at least 1, at most MaxMaxUses. Unlike MaxUses, 0 is not
+// "the default" here: it is a mistake, refused.
+func CheckMaxUses(n int) error {
+	switch {
+	case n < 1:
+		return fmt.Errorf("max uses %d: a token must allow at least 1 use", n)
+	case n > MaxMaxUses:
+		return fmt.Errorf("max uses %d: at most %d", n, MaxMaxUses)
 	}
 	return nil
 }
