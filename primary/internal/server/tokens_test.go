@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,6 +243,21 @@ func TestBoundToken(t *testing.T) {
 	e.call(admin.CmdTokenList, nil, &toks)
 	if toks[0].Uses != 1 {
 		t.Errorf("bound token uses = %d, want 1", toks[0].Uses)
+	}
+
+	// A reissue token is bound to its host already; it may be bound to a
+	// network too, not to names.
+	err := e.admin.Call(t.Context(), admin.CmdTokenCreate, admin.TokenArgs{
+		Name: "re-names", ReissueHost: "h1.dmz.test", BindNames: []string{"h1.dmz.test"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "--bind-name is for standard tokens") {
+		t.Errorf("reissue token with --bind-name = %v, want refused", err)
+	}
+	re := e.tokenArgs(admin.TokenArgs{Name: "re-dmz", ReissueHost: "h1.dmz.test", BindNets: []string{"198.51.100.0/24"}})
+	if r := e.enrollVia(elsewhere, newHost(t, "h1.dmz.test"), re); r.err.Code != protocol.CodeTokenInvalid {
+		t.Errorf("network-bound reissue token from outside = %v, want token_invalid", r)
+	}
+	if r := e.enrollVia(dmz, newHost(t, "h1.dmz.test"), re); r.status != http.StatusOK || r.cert.Decision.Kind != protocol.KindReissue {
+		t.Errorf("network-bound reissue token from inside = %v, want a granted reissue", r)
 	}
 }
 

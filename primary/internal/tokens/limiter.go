@@ -14,9 +14,13 @@ const (
 	DefaultMaxSources = 65536            // sources remembered at most
 )
 
-// Limiter limits wrong-token attempts per source address with a token bucket:
-// each source starts with Burst credits, each wrong token costs one, and one
-// credit comes back every Per. A source with no credit left is refused before
+// Limiter limits token guesses per source address with a token bucket:
+// each source starts with Burst credits, each guess costs one, and one
+// credit comes back every Per. A guess is a value that matches no stored
+// token (policy.Guess): the caller charges nothing for a real token refused
+// for another reason (used up, expired, wrong kind or host, outside its
+// bindings), so that hosts behind one address that lost a race for a
+// token's last uses are not locked out. A source with no credit left is refused before
 // its token is even looked up. IPv4 sources are limited per address, IPv6
 // sources per /64 (one host usually owns a whole /64).
 //
