@@ -50,6 +50,24 @@ type Store struct {
 	mu  sync.Mutex // serialises state read-modify-write within this process
 }
 
+// ErrNoDataDir is returned by OpenExisting for a data directory that does not exist.
+var ErrNoDataDir = errors.New("no data directory")
+
+// OpenExisting opens dir without creating it: for commands that only look
+// (status, self-check), so a mistyped --data creates nothing.
+func OpenExisting(dir string) (*Store, error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%w %s: check --data (or data_dir); get-ca-cert creates it", ErrNoDataDir, dir)
+	case err != nil:
+		return nil, fmt.Errorf("open data directory: %w", err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("open data directory: %s is not a directory", dir)
+	}
+	return &Store{dir: dir}, nil
+}
+
 // Open creates dir (owner-only) when needed.
 func Open(dir string) (*Store, error) {
 	if dir == "" {
@@ -276,6 +294,23 @@ func (s *Store) WriteCRL(crl *x509.RevocationList) error {
 	return atomicfile.Write(s.Path(CRLFile), data, 0o644)
 }
 
+// ForgetPrimary drops what belonged to the primary this host trusted before
+// its trust store was replaced: the CRL (signed by the old CA) and, in the
+// state, the host ID, name, level, route and refresh times. host.pem stays
+// (the new primary will not renew it: get-cert with a token from the new
+// primary replaces it).
+func (s *Store) ForgetPrimary() error {
+	if err := os.Remove(s.Path(CRLFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove old crl: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := atomicfile.WritePrivate(s.Path(StateFile), []byte("{}\n")); err != nil {
+		return fmt.Errorf("reset state: %w", err)
+	}
+	return nil
+}
+
 // State is what the agent remembers between runs (state.json).
 type State struct {
 	HostID            string         `json:"host_id,omitempty"`
@@ -302,7 +337,16 @@ func (st State) CRLInterval() time.Duration {
 	return st.Level.CRLRefresh()
 }
 
-// State reads state.json; a missing file is the zero State.
+// ErrStateDamaged marks a state.json that cannot be decoded. State returns
+// it together with a usable state rebuilt from host.pem.
+var ErrStateDamaged = errors.New("state.json is damaged")
+
+// State reads state.json; a missing file is the zero State. A damaged file
+// (truncated, garbage, wrong types) does not stop the agent: State returns
+// the state rebuilt from host.pem (host ID and name; level, route and times
+// are learnt again at the next contact with the primary) and an error
+// wrapping ErrStateDamaged, for the caller to warn about. The next
+// UpdateState writes a good file again.
 func (s *Store) State() (State, error) {
 	var st State
 	data, err := os.ReadFile(s.Path(StateFile))
@@ -313,17 +357,44 @@ func (s *Store) State() (State, error) {
 		return st, fmt.Errorf("read state: %w", err)
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return State{}, fmt.Errorf("state %s: %w", s.Path(StateFile), err)
+		return s.rebuildState(), fmt.Errorf("%w (%s: %w); rebuilt host ID and name from %s, level and route are learnt again from the primary",
+			ErrStateDamaged, s.Path(StateFile), err, IdentityFile)
 	}
 	return st, nil
 }
 
-// UpdateState reads the state, applies f and writes it back atomically.
+// rebuildState is what host.pem tells about the state: the host ID and
+// name, when the certificate comes from the trusted CA (after a move to
+// another primary, the old host ID means nothing to the new one).
+func (s *Store) rebuildState() State {
+	var st State
+	id, err := s.Identity()
+	if err != nil {
+		return st
+	}
+	cas, err := s.CA()
+	if err != nil {
+		return st
+	}
+	if _, err := id.Cert.Verify(x509.VerifyOptions{
+		Roots: Pool(cas), CurrentTime: id.Cert.NotBefore.Add(time.Second),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err == nil {
+		st.HostID = pki.HostIDFromCert(id.Cert)
+		if len(id.Cert.DNSNames) > 0 {
+			st.Name = id.Cert.DNSNames[0]
+		}
+	}
+	return st
+}
+
+// UpdateState reads the state, applies f and writes it back atomically. A
+// damaged state.json is replaced by the rebuilt state with f applied.
 func (s *Store) UpdateState(f func(*State)) (State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, err := s.State()
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrStateDamaged) {
 		return State{}, err
 	}
 	f(&st)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/config"
 	"github.com/hostcert/hostcert/agent/internal/daemon"
 	"github.com/hostcert/hostcert/common/logging"
@@ -77,29 +78,43 @@ func Execute(ctx context.Context, args []string, stdio IO) error {
 func OneLine(err error) string {
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
-		s := fmt.Sprintf("refused (%s): %s", pe.Code, pe.Message)
-		if h := hint(pe.Code); h != "" {
-			s += "; " + h
-		}
-		return s
+		return refusal(pe.Code, pe.Message)
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
+// refusal is "refused (code): message; what to do", saying nothing twice:
+// a message that opens by restating the code ("token required: …") loses
+// that opening, and a hint the message already gives is left out.
+func refusal(code protocol.Code, msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	spoken := strings.ReplaceAll(string(code), "_", " ")
+	if len(msg) > len(spoken) && strings.EqualFold(msg[:len(spoken)], spoken) && strings.HasPrefix(msg[len(spoken):], ": ") {
+		msg = msg[len(spoken)+2:]
+	}
+	s := fmt.Sprintf("refused (%s): %s", code, msg)
+	if h := hint(code); h != "" && !strings.Contains(strings.ToLower(msg), strings.ToLower(h)) {
+		s += "; " + h
+	}
+	return s
+}
+
+// hint is what to do about a refusal; it does not restate why (the
+// primary's message says that).
 func hint(c protocol.Code) string {
 	switch c {
 	case protocol.CodeTokenRequired:
-		return "run get-cert with --token (or --token-file, or HOSTCERT_TOKEN)"
+		return "run get-cert with --token-file FILE (or --token, or HOSTCERT_TOKEN)"
 	case protocol.CodeReissueTokenRequired:
-		return "this host already has a host ID: run get-cert with a reissue token made for it"
+		return "run get-cert with a reissue token made for this host (--token-file FILE)"
 	case protocol.CodeTokenInvalid:
-		return "the token is wrong, expired, used up or for another host: ask the primary's admin for a new one"
+		return "it may be mistyped, expired, used up or bound to another host: ask the primary's admin for a new one"
 	case protocol.CodeHostRevoked, protocol.CodeCertExpired:
-		return "renewal is impossible: run get-cert with a reissue token"
+		return "run get-cert with a reissue token"
 	case protocol.CodeNotVerified:
-		return "the name does not resolve to this host's address: run get-cert with --token"
+		return "run get-cert with --token-file FILE"
 	case protocol.CodeRateLimited:
-		return "too many wrong tokens from this address: wait and retry"
+		return "wait and retry"
 	case protocol.CodeNameNotAllowed:
 		return "check --name"
 	}
@@ -148,7 +163,9 @@ func (a *app) flags(fs *pflag.FlagSet) {
 			}
 		})
 	}
-	str("primary", "primary", "the primary's HOST[:PORT] (port default 1556)", func(c *config.Config, s string) { c.Primary = s })
+	str("primary", "primary", "the primary's HOST[:PORT] or https://HOST[:PORT]/ (port default 1556; get-ca-cert records it for later commands)", func(c *config.Config, s string) {
+		c.Primary, c.PrimarySource = s, config.SourceFlag
+	})
 	str("primary-dial", "primary_dial", "dial this ADDR instead of resolving the primary's host; TLS still verifies the host", func(c *config.Config, s string) { c.PrimaryDial = s })
 	str("source-address", "source_address", "local IP address for outgoing connections (default: the system's choice)", func(c *config.Config, s string) { c.SourceAddress = s })
 	tunnels := fs.StringSlice("tunnel", nil, "tunnel HOST:PORT, repeatable, tried in order (config: tunnels)")
@@ -179,14 +196,27 @@ func (a *app) logger(c config.Config) (zerolog.Logger, error) {
 	return logging.New(logging.Options{Format: logging.Format(c.LogFormat), Level: c.LogLevel, Out: a.io.Err})
 }
 
+// need says what a command needs before it starts.
+type need int
+
+const (
+	needPrimary need = 1 << iota // a primary's address (network commands)
+	needDataDir                  // an existing data directory (status, self-check: they only look)
+)
+
 // env loads the configuration, the logger and the data directory.
-func (a *app) env(cmd *cobra.Command, needPrimary bool) (*daemon.Env, error) {
+func (a *app) env(cmd *cobra.Command, n need) (*daemon.Env, error) {
 	cfg, err := a.loadConfig(cmd)
 	if err != nil {
 		return nil, err
 	}
-	if needPrimary {
+	if n&needPrimary != 0 {
 		if err := cfg.NeedPrimary(); err != nil {
+			return nil, err
+		}
+	}
+	if n&needDataDir != 0 {
+		if _, err := certstore.OpenExisting(cfg.DataDir); err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,9 +17,11 @@ import (
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/client"
+	"github.com/hostcert/hostcert/agent/internal/config"
 	"github.com/hostcert/hostcert/agent/internal/crl"
 	"github.com/hostcert/hostcert/agent/internal/daemon"
 	"github.com/hostcert/hostcert/agent/internal/enroll"
+	"github.com/hostcert/hostcert/agent/internal/health"
 	"github.com/hostcert/hostcert/agent/internal/renew"
 	"github.com/hostcert/hostcert/agent/internal/route"
 	"github.com/hostcert/hostcert/common/pki"
@@ -31,13 +34,16 @@ func stdout() *os.File { return os.Stdout }
 
 func (a *app) getCACert() *cobra.Command {
 	var fp string
-	var yes bool
+	var yes, replace bool
 	cmd := &cobra.Command{
-		Use:   "get-ca-cert --primary HOST[:PORT] [--fingerprint FP] [--yes]",
+		Use:   "get-ca-cert --primary HOST[:PORT] [--tunnel T ...] [--fingerprint FP] [--yes] [--replace]",
 		Short: "Fetch the primary's CA, confirm its fingerprint and store it as the trust store",
 		Long: "Fetches /v1/ca without verifying TLS (the one unverified call), prints each CA's SHA-256\n" +
 			"fingerprint and asks y/n on a terminal, or compares --fingerprint. The trust store is written\n" +
-			"only on a match, and only if the primary's own TLS certificate chains to the confirmed CA.",
+			"only on a match, and only if the primary's own TLS certificate chains to the confirmed CA.\n" +
+			"The primary (and --tunnel addresses) are then recorded in the data directory (defaults.json)\n" +
+			"for every later command and run; a flag or the config file still wins.\n" +
+			"A trust store holding another CA is never replaced without --replace.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if fp != "" {
@@ -45,25 +51,36 @@ func (a *app) getCACert() *cobra.Command {
 					return err
 				}
 			}
-			env, err := a.env(cmd, true)
+			env, err := a.env(cmd, needPrimary)
 			if err != nil {
 				return err
 			}
 			// A selector that remembers nothing: a refused bootstrap writes nothing at all.
 			sel := route.NewSelector(daemon.RouteConfig(env.Config), route.Outcomes{}, env.Log, nil)
 			c := client.New(sel, nil, nil, env.Config.RequestTimeout)
+			before, _ := env.Store.CA()
 			bundle, err := enroll.Bootstrap(cmd.Context(), c, env.Store, env.Config.PrimaryHost(), enroll.Confirm{
 				Fingerprint: fp, Yes: yes, Terminal: a.io.Terminal != nil && a.io.Terminal(), In: a.io.In, Out: a.io.Out,
+				Replace: replace,
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.io.Out, "trusted %d CA certificate(s); trust store written to %s\n", len(bundle), env.Store.Path(certstore.CAFile))
+			if before != nil && !enroll.SameCA(before, bundle) {
+				fmt.Fprintln(a.io.Out, "trust replaced: the certificate from the previous primary no longer chains; run get-cert with a token from this primary")
+			}
+			rec := config.Recorded{Primary: env.Config.Primary, Tunnels: env.Config.Tunnels}
+			if err := config.WriteRecorded(env.Store.Dir(), rec); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.io.Out, "primary %s recorded in %s for later commands\n", rec.Primary, config.RecordedPath(env.Store.Dir()))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&fp, "fingerprint", "", "expected SHA-256 fingerprint of the CA (from `hostcert-primary ca show`)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "accept the fingerprint shown without asking (trust on first use; insecure)")
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace a trust store that holds another CA (moving this host to another primary)")
 	return cmd
 }
 
@@ -80,7 +97,7 @@ func (a *app) getCert() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			env, err := a.env(cmd, true)
+			env, err := a.env(cmd, needPrimary)
 			if err != nil {
 				return err
 			}
@@ -164,36 +181,60 @@ func FQDN() (string, error) {
 	return h, nil
 }
 
-// Status is what `status --json` prints.
+// Status is what `status --json` prints (every key snake_case).
 type Status struct {
-	DataDir       string        `json:"data_dir"`
-	Primary       string        `json:"primary"`
-	Trusted       bool          `json:"trusted"`
-	CAFingerprint []string      `json:"ca_fingerprints,omitempty"`
-	Enrolled      bool          `json:"enrolled"`
-	HostID        string        `json:"host_id,omitempty"`
-	Names         []string      `json:"names,omitempty"`
-	Serial        string        `json:"serial,omitempty"`
-	NotBefore     time.Time     `json:"not_before,omitzero"`
-	NotAfter      time.Time     `json:"not_after,omitzero"`
-	Issuer        string        `json:"issuer,omitempty"`
-	Check         *renew.Report `json:"check,omitempty"`
-	State         certstore.State
+	DataDir       string          `json:"data_dir"`
+	Primary       string          `json:"primary"`
+	PrimarySource string          `json:"primary_source,omitempty"` // flag, config file, recorded by get-ca-cert
+	Tunnels       []string        `json:"tunnels,omitempty"`
+	Trusted       bool            `json:"trusted"`
+	CAFingerprint []string        `json:"ca_fingerprints,omitempty"`
+	Enrolled      bool            `json:"enrolled"`
+	HostID        string          `json:"host_id,omitempty"`
+	Names         []string        `json:"names,omitempty"`
+	Serial        string          `json:"serial,omitempty"`
+	NotBefore     time.Time       `json:"not_before,omitzero"`
+	NotAfter      time.Time       `json:"not_after,omitzero"`
+	Issuer        string          `json:"issuer,omitempty"`
+	Health        health.Report   `json:"health"` // the same verdict self-check gives
+	State         certstore.State `json:"state"`
+}
+
+// checkHealth is the verdict on this host's certificate, from the files in
+// the data directory and the clock: what self-check and status both show.
+func checkHealth(env *daemon.Env, now time.Time) (health.Report, []*x509.Certificate, error) {
+	in := health.Input{Now: now, RenewBefore: env.Config.RenewBefore}
+	cas, err := env.Store.CA()
+	if err != nil && !errors.Is(err, certstore.ErrNoTrust) {
+		return health.Report{}, nil, err
+	}
+	in.CAs = cas
+	if id := env.Identity.Load(); id != nil {
+		in.Cert = id.Cert
+	}
+	list, err := env.Store.CRL()
+	switch {
+	case err == nil:
+		in.CRL = list
+	case !errors.Is(err, certstore.ErrNoCRL):
+		env.Log.Warn().Err(err).Msg("stored crl unreadable; treating it as missing")
+	}
+	return health.Check(in), cas, nil
 }
 
 func (a *app) collectStatus(env *daemon.Env) (Status, error) {
-	s := Status{DataDir: env.Store.Dir(), Primary: env.Config.Primary}
-	cas, err := env.Store.CA()
-	switch {
-	case err == nil:
-		s.Trusted = true
-		for _, ca := range cas {
-			s.CAFingerprint = append(s.CAFingerprint, pki.Fingerprint(ca))
-		}
-	case !errors.Is(err, certstore.ErrNoTrust):
+	s := Status{DataDir: env.Store.Dir(), Primary: env.Config.Primary, PrimarySource: string(env.Config.PrimarySource), Tunnels: env.Config.Tunnels}
+	rep, cas, err := checkHealth(env, time.Now())
+	if err != nil {
 		return s, err
 	}
-	if s.State, err = env.Store.State(); err != nil {
+	s.Health = rep
+	s.Trusted = cas != nil
+	for _, ca := range cas {
+		s.CAFingerprint = append(s.CAFingerprint, pki.Fingerprint(ca))
+	}
+	// NewEnv has warned about a damaged state.json; this is the rebuilt one.
+	if s.State, err = env.Store.State(); err != nil && !errors.Is(err, certstore.ErrStateDamaged) {
 		return s, err
 	}
 	id := env.Identity.Load()
@@ -206,13 +247,6 @@ func (a *app) collectStatus(env *daemon.Env) (Status, error) {
 	s.Serial = renew.Serial(id.Cert.SerialNumber)
 	s.NotBefore, s.NotAfter = id.Cert.NotBefore, id.Cert.NotAfter
 	s.Issuer = id.Cert.Issuer.String()
-	list, err := env.Store.CRL()
-	if err != nil && !errors.Is(err, certstore.ErrNoCRL) {
-		return s, err
-	}
-	now := time.Now()
-	rep := renew.Check(id.Cert, list, now, renew.Due(id.Cert, env.Config.RenewBefore, 0))
-	s.Check = &rep
 	return s, nil
 }
 
@@ -220,10 +254,11 @@ func (a *app) status() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status [--json]",
-		Short: "Show the certificate, trust, level, route and renewal/CRL times",
+		Short: "Show the primary, trust, certificate, health (as self-check), level, route and renewal/CRL times",
+		Long:  "Exits 0 whenever it can show the data directory; the health line is self-check's verdict\n(self-check is the one whose exit code says good 0, cannot tell 1, bad 2).",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := a.env(cmd, false)
+			env, err := a.env(cmd, needDataDir)
 			if err != nil {
 				return err
 			}
@@ -244,6 +279,17 @@ func (a *app) status() *cobra.Command {
 	return cmd
 }
 
+// healthLine is the verdict in words, as status and self-check print it.
+func healthLine(r health.Report) string {
+	switch r.Verdict {
+	case health.Good:
+		return "good: " + r.Reason
+	case health.Bad:
+		return "BAD: " + r.Reason
+	}
+	return "cannot tell: " + r.Reason
+}
+
 func ts(t time.Time, now time.Time) string {
 	if t.IsZero() {
 		return "never"
@@ -259,7 +305,14 @@ func ts(t time.Time, now time.Time) string {
 func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.Time) {
 	line := func(k, v string) { fmt.Fprintf(w, "%-17s %s\n", k+":", v) }
 	line("data directory", s.DataDir)
-	line("primary", orNone(s.Primary))
+	primary := orNone(s.Primary)
+	if s.PrimarySource != "" {
+		primary += " (" + s.PrimarySource + ")"
+	}
+	line("primary", primary)
+	if len(s.Tunnels) > 0 {
+		line("tunnels", strings.Join(s.Tunnels, ", "))
+	}
 	if !s.Trusted {
 		line("trust", "none: run get-ca-cert")
 	} else {
@@ -274,17 +327,8 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.T
 		line("issuer", s.Issuer)
 		line("valid from", ts(s.NotBefore, now))
 		line("valid until", ts(s.NotAfter, now))
-		health := "ok"
-		switch {
-		case s.Check.Revoked:
-			health = "REVOKED at " + s.Check.RevokedAt.UTC().Format(time.RFC3339) + ": run get-cert with a reissue token"
-		case s.Check.Expired:
-			health = "EXPIRED: run get-cert with a reissue token"
-		case s.Check.RenewalDue:
-			health = "renewal due"
-		}
-		line("health", health)
 	}
+	line("health", healthLine(s.Health))
 	st := s.State
 	level := "unknown"
 	if st.Level != "" {
@@ -300,11 +344,9 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.T
 	if st.LastRenewalError != "" {
 		line("renewal error", st.LastRenewalError)
 	}
-	next := st.NextRenewal
-	if next.IsZero() && s.Check != nil {
-		next = s.Check.DueAt
+	if s.Enrolled {
+		line("next renewal", ts(s.Health.RenewalAt, now))
 	}
-	line("next renewal", ts(next, now))
 	line("last CRL refresh", ts(st.LastCRLRefresh, now))
 	if st.LastCRLError != "" {
 		line("CRL error", st.LastCRLError)
@@ -332,23 +374,21 @@ func (a *app) selfCheck() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "self-check [--json]",
-		Short: "Check this host's certificate against the stored CRL: exit 2 when revoked or expired",
-		Args:  cobra.NoArgs,
+		Short: "Check this host's certificate: exit 0 good, 2 bad (revoked, expired, not from the trusted CA), 1 cannot tell",
+		Long: "Checks the certificate against the trust store, the stored CRL and the clock (no network).\n" +
+			"Exit 0: good. Exit 2: bad — revoked, expired, not yet valid, or not chaining to the trusted CA.\n" +
+			"Exit 1: cannot tell — no certificate, no trust store, no CRL, a CRL not signed by the trusted CA\n" +
+			"or past its next update (run get-crl), or the data directory cannot be read.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := a.env(cmd, false)
+			env, err := a.env(cmd, needDataDir)
 			if err != nil {
 				return err
 			}
-			id := env.Identity.Load()
-			if id == nil {
-				return certstore.ErrNoIdentity
-			}
-			list, err := env.Store.CRL()
-			if err != nil && !errors.Is(err, certstore.ErrNoCRL) {
+			rep, _, err := checkHealth(env, time.Now())
+			if err != nil {
 				return err
 			}
-			now := time.Now()
-			rep := renew.Check(id.Cert, list, now, renew.Due(id.Cert, env.Config.RenewBefore, 0))
 			if asJSON {
 				enc := json.NewEncoder(a.io.Out)
 				enc.SetIndent("", "  ")
@@ -356,26 +396,28 @@ func (a *app) selfCheck() *cobra.Command {
 					return err
 				}
 			} else {
-				fmt.Fprintf(a.io.Out, "serial %s: revoked=%t expired=%t renewal_due=%t (due %s) crl=%s\n",
-					rep.Serial, rep.Revoked, rep.Expired, rep.RenewalDue, rep.DueAt.UTC().Format(time.RFC3339), crlWord(rep))
+				if rep.Serial != "" {
+					fmt.Fprintf(a.io.Out, "serial %s: revoked=%t expired=%t chains=%t renewal_due=%t (due %s) crl=%s\n",
+						rep.Serial, rep.Revoked, rep.Expired, rep.ChainsToTrustedCA, rep.RenewalDue, rep.RenewalAt.UTC().Format(time.RFC3339), crlWord(rep))
+				}
+				fmt.Fprintln(a.io.Out, "health: "+healthLine(rep))
 			}
-			switch {
-			case rep.Revoked:
-				return &ExitError{Code: 2, Err: fmt.Errorf("certificate %s is REVOKED (since %s): run get-cert with a reissue token", rep.Serial, rep.RevokedAt.UTC().Format(time.RFC3339))}
-			case rep.Expired:
-				return &ExitError{Code: 2, Err: fmt.Errorf("certificate %s EXPIRED at %s: run get-cert with a reissue token", rep.Serial, rep.NotAfter.UTC().Format(time.RFC3339))}
+			if rep.Verdict == health.Good {
+				return nil
 			}
-			return nil
+			return &ExitError{Code: rep.ExitCode, Err: errors.New(healthLine(rep))}
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
-func crlWord(r renew.Report) string {
+func crlWord(r health.Report) string {
 	switch {
-	case !r.CRLKnown:
-		return "none (run get-crl)"
+	case !r.CRLPresent:
+		return "none"
+	case !r.CRLSignedByTrustedCA:
+		return "not-from-trusted-ca"
 	case r.CRLStale:
 		return "stale"
 	}
@@ -388,7 +430,7 @@ func (a *app) getCRL() *cobra.Command {
 		Short: "Fetch the primary's CRL now (verified against the trust store)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := a.env(cmd, true)
+			env, err := a.env(cmd, needPrimary)
 			if err != nil {
 				return err
 			}
@@ -410,13 +452,13 @@ func (a *app) renew() *cobra.Command {
 		Short: "Renew the certificate now over mutual TLS (new key unless keep_key)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			env, err := a.env(cmd, true)
+			env, err := a.env(cmd, needPrimary)
 			if err != nil {
 				return err
 			}
 			cfg := env.Config
 			r := &renew.Renewer{Store: env.Store, Client: env.Client, Identity: env.Identity, Now: time.Now,
-				Settings: func() renew.Settings { return daemon.Settings(cfg, 0) }}
+				Settings: func() renew.Settings { return daemon.Settings(cfg) }}
 			id, err := r.Renew(cmd.Context())
 			if err != nil {
 				return err

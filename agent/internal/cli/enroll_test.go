@@ -39,7 +39,7 @@ func TestEnrollRenewRevoke(t *testing.T) {
 		}
 	}
 	st := h.status()
-	if !st.Trusted || !st.Enrolled || st.HostID != hostID || st.State.Level != "high" || st.Check == nil || !st.Check.CRLKnown {
+	if !st.Trusted || !st.Enrolled || st.HostID != hostID || st.State.Level != "high" || !st.Health.CRLPresent {
 		t.Errorf("status = %+v, want trusted, enrolled, host %s, level high, CRL known", st, hostID)
 	}
 	if st.State.Route != "direct" {

@@ -72,7 +72,21 @@ type Config struct {
 	// LogFormat is auto, console or json; LogLevel debug, info, warn or error.
 	LogFormat string `yaml:"log_format"`
 	LogLevel  string `yaml:"log_level"`
+
+	// PrimarySource says where Primary came from: a flag, the config file,
+	// or the record get-ca-cert left in the data directory. Not a file key.
+	PrimarySource Source `yaml:"-"`
 }
+
+// Source is where the primary's address came from.
+type Source string
+
+// Sources of the primary's address, strongest first.
+const (
+	SourceFlag     Source = "flag"
+	SourceFile     Source = "config file"
+	SourceRecorded Source = "recorded by get-ca-cert"
+)
 
 // DefaultPath is the configuration file's default location on this OS.
 func DefaultPath() string {
@@ -120,7 +134,8 @@ func Parse(data []byte) (Config, error) {
 }
 
 // Load reads path (a missing file is an error unless optional), applies the
-// overrides and the defaults, and validates.
+// overrides, then what get-ca-cert recorded in the data directory (for what
+// neither set; see Resolve), then the defaults, and validates.
 func Load(path string, optional bool, o Overrides) (Config, error) {
 	var c Config
 	data, err := os.ReadFile(path)
@@ -130,11 +145,27 @@ func Load(path string, optional bool, o Overrides) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
+		if c.Primary != "" {
+			c.PrimarySource = SourceFile
+		}
 	case optional && errors.Is(err, os.ErrNotExist):
 	default:
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	o.Apply(&c)
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.Primary == "" || c.Tunnels == nil {
+		rec, err := ReadRecorded(c.DataDir)
+		switch {
+		case err == nil:
+			c = Resolve(c, rec)
+		case c.Primary == "":
+			// Only an error when the record is what would give the primary.
+			return Config{}, err
+		}
+	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
@@ -168,14 +199,39 @@ func (c *Config) applyDefaults() {
 		c.LogLevel = "info"
 	}
 	if c.Primary != "" {
-		c.Primary = WithDefaultPort(c.Primary)
+		c.Primary = NormalizeAddr(c.Primary)
 	}
 	if c.PrimaryDial != "" {
-		c.PrimaryDial = WithDefaultPort(c.PrimaryDial)
+		c.PrimaryDial = NormalizeAddr(c.PrimaryDial)
 	}
 	for i, t := range c.Tunnels {
-		c.Tunnels[i] = WithDefaultPort(t)
+		c.Tunnels[i] = NormalizeAddr(t)
 	}
+}
+
+// NormalizeAddr is addr as HOST:PORT: an "https://HOST[:PORT][/]" URL is
+// understood as its host and port, and the default API port (1556) is added
+// when none is given. Anything else with a scheme is left for Validate to
+// refuse.
+func NormalizeAddr(addr string) string {
+	addr = strings.TrimSpace(addr)
+	if rest, ok := cutPrefixFold(addr, "https://"); ok {
+		rest = strings.TrimSuffix(rest, "/")
+		if rest != "" && !strings.ContainsAny(rest, "/?#@") {
+			addr = rest
+		}
+	}
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	return WithDefaultPort(addr)
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
 }
 
 // WithDefaultPort adds the default API port (1556) to an address without one.
@@ -241,7 +297,7 @@ func (c *Config) Validate() error {
 }
 
 // ErrNoPrimary is returned by NeedPrimary when no primary is configured.
-var ErrNoPrimary = errors.New("no primary configured (set primary: in the config file or pass --primary HOST[:PORT])")
+var ErrNoPrimary = errors.New("no primary configured: run get-ca-cert --primary HOST[:PORT] (it is remembered), or set primary: in the config file")
 
 // NeedPrimary fails when the primary's address is missing.
 func (c *Config) NeedPrimary() error {
@@ -262,6 +318,9 @@ func (c *Config) PrimaryHost() string {
 }
 
 func checkAddr(addr string) error {
+	if strings.Contains(addr, "://") {
+		return fmt.Errorf("%q: give HOST[:PORT] or https://HOST[:PORT]/ (the API speaks HTTPS only, no path)", addr)
+	}
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%q is not HOST:PORT: %w", addr, err)

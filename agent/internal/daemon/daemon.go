@@ -8,7 +8,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"sync/atomic"
 	"time"
@@ -67,19 +66,23 @@ func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
 		return nil, err
 	}
 	st, err := store.State()
-	if err != nil {
+	switch {
+	case errors.Is(err, certstore.ErrStateDamaged):
+		log.Warn().Err(err).Str("data_dir", cfg.DataDir).Msg("state damaged; carrying on with the state rebuilt from the certificate")
+	case err != nil:
 		return nil, err
 	}
+	routeLog := log.With().Str("part", "route").Logger()
 	sel := route.NewSelector(RouteConfig(cfg), route.Outcomes{
 		Current: route.Parse(st.Route), Known: st.Route != "", LastDirectFailure: st.LastDirectFailure,
-	}, log, func(o route.Outcomes) {
+	}, routeLog, func(o route.Outcomes) {
 		if _, err := store.UpdateState(func(st *certstore.State) {
 			if st.Route != o.Current.String() {
 				st.Route, st.RouteSince = o.Current.String(), time.Now()
 			}
 			st.LastDirectFailure = o.LastDirectFailure
 		}); err != nil {
-			log.Warn().Err(err).Msg("cannot write state")
+			routeLog.Warn().Err(err).Msg("cannot write state")
 		}
 	})
 	ident := new(atomic.Pointer[certstore.Identity])
@@ -98,9 +101,10 @@ func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
 	}, nil
 }
 
-// Settings are the renewal settings of a configuration, with the jitter drawn at load.
-func Settings(c config.Config, jitter float64) renew.Settings {
-	return renew.Settings{RenewBefore: c.RenewBefore, KeepKey: c.KeepKey, KeyAlg: pki.KeyAlgorithm(c.KeyAlgorithm), Jitter: jitter}
+// Settings are the renewal settings of a configuration (the jitter belongs
+// to each certificate: renew.DueFor).
+func Settings(c config.Config) renew.Settings {
+	return renew.Settings{RenewBefore: c.RenewBefore, KeepKey: c.KeepKey, KeyAlg: pki.KeyAlgorithm(c.KeyAlgorithm)}
 }
 
 // Run runs the agent until ctx ends or a part fails.
@@ -120,14 +124,14 @@ func Run(ctx context.Context, o Options) error {
 	if _, err := env.Store.CA(); err != nil {
 		return err
 	}
-	log := o.Log
+	log := part(o.Log, "agent")
 	settings := new(atomic.Pointer[renew.Settings])
-	set := Settings(cfg, rand.Float64()) // jitter drawn once
+	set := Settings(cfg)
 	settings.Store(&set)
 
 	g, ctx := errgroup.WithContext(ctx)
 	if _, statErr := os.Stat(o.ConfigPath); statErr == nil {
-		w, err := configwatch.New(o.ConfigPath, load, log)
+		w, err := configwatch.New(o.ConfigPath, load, part(o.Log, "config"))
 		if err != nil {
 			return err
 		}
@@ -136,7 +140,7 @@ func Run(ctx context.Context, o Options) error {
 				log.Warn().Str("data_dir", c.DataDir).Msg("data_dir changes take effect at restart")
 			}
 			env.Selector.SetConfig(RouteConfig(c))
-			s := Settings(c, set.Jitter)
+			s := Settings(c)
 			settings.Store(&s)
 		})
 		g.Go(func() error { return w.Run(ctx) })
@@ -145,16 +149,21 @@ func Run(ctx context.Context, o Options) error {
 		Store: env.Store, Client: env.Client, Identity: env.Identity,
 		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now,
 	}
-	renewLoop := &renew.Loop{Renewer: renewer, Log: log, NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll}
+	renewLoop := &renew.Loop{Renewer: renewer, Log: part(o.Log, "renew"), NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll}
 	crlLoop := &crl.Loop{
 		Refresher: &crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now},
-		Identity:  env.Identity, Log: log, NewBackOff: o.NewBackOff,
+		Identity:  env.Identity, Log: part(o.Log, "crl"), NewBackOff: o.NewBackOff,
 	}
 	g.Go(func() error { return renewLoop.Run(ctx) })
 	g.Go(func() error { return crlLoop.Run(ctx) })
 	g.Go(func() error { return env.Client.RunProber(ctx) })
-	log.Info().Str("primary", cfg.Primary).Str("data_dir", cfg.DataDir).Msg("agent running")
+	log.Info().Str("primary", cfg.Primary).Str("primary_source", string(cfg.PrimarySource)).Str("data_dir", cfg.DataDir).Msg("agent running")
 	err = g.Wait()
 	log.Info().Msg("agent stopped")
 	return err
+}
+
+// part is log for one part of the agent: every line it writes names the part.
+func part(log zerolog.Logger, name string) zerolog.Logger {
+	return log.With().Str("part", name).Logger()
 }

@@ -35,6 +35,9 @@ type Confirm struct {
 	Terminal    bool      // In/Out are a terminal a person can answer on
 	In          io.Reader // answers
 	Out         io.Writer // fingerprints and the question
+	// Replace allows replacing a trust store that holds another CA (moving
+	// the host to another primary); without it that is a TrustChangeError.
+	Replace bool
 }
 
 // Bootstrap fetches the CA bundle without verification, has it confirmed,
@@ -48,6 +51,10 @@ func Bootstrap(ctx context.Context, c *client.Client, store *certstore.Store, ho
 	for _, ca := range bundle {
 		fmt.Fprintf(cf.Out, "CA %q\n  SHA-256 fingerprint: %s\n  valid until %s\n", ca.Subject.String(), pki.Fingerprint(ca), ca.NotAfter.UTC().Format(time.RFC3339))
 	}
+	replacing, err := trustChange(store, bundle, cf.Replace)
+	if err != nil {
+		return nil, err
+	}
 	if err := confirm(bundle, cf); err != nil {
 		return nil, err
 	}
@@ -57,7 +64,31 @@ func Bootstrap(ctx context.Context, c *client.Client, store *certstore.Store, ho
 	if err := store.WriteCA(bundle); err != nil {
 		return nil, err
 	}
+	if replacing {
+		if err := store.ForgetPrimary(); err != nil {
+			return nil, err
+		}
+	}
 	return bundle, nil
+}
+
+// trustChange says whether writing bundle replaces another CA, and refuses
+// that unless replace.
+func trustChange(store *certstore.Store, bundle []*x509.Certificate, replace bool) (bool, error) {
+	trusted, err := store.CA()
+	switch {
+	case errors.Is(err, certstore.ErrNoTrust):
+		return false, nil
+	case err != nil && replace:
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("%w; pass --replace to overwrite it", err)
+	case SameCA(trusted, bundle):
+		return false, nil
+	case !replace:
+		return false, &TrustChangeError{Trusted: fingerprints(trusted), Offered: fingerprints(bundle)}
+	}
+	return true, nil
 }
 
 func confirm(bundle []*x509.Certificate, cf Confirm) error {
@@ -131,8 +162,8 @@ func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req R
 	if err != nil {
 		return nil, protocol.CertResponse{}, err
 	}
-	st, err := store.State()
-	if err != nil {
+	st, err := store.State() // a damaged state.json comes back rebuilt from host.pem
+	if err != nil && !errors.Is(err, certstore.ErrStateDamaged) {
 		return nil, protocol.CertResponse{}, err
 	}
 	key, err := pendingKey(store, req.KeyAlg)

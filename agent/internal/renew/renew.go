@@ -32,7 +32,7 @@ const JitterFraction = 0.1
 // Due is when renewal of cert should start: renewBefore before NotAfter
 // (capped at half the certificate's lifetime, so short-lived certificates
 // renew at mid-life), moved earlier by jitter×10% of that; jitter is in [0,1)
-// and drawn once when the agent loads its configuration.
+// and drawn once per certificate (see DueFor).
 func Due(cert *x509.Certificate, renewBefore time.Duration, jitter float64) time.Time {
 	life := cert.NotAfter.Sub(cert.NotBefore)
 	eff := renewBefore
@@ -98,7 +98,6 @@ type Settings struct {
 	RenewBefore time.Duration
 	KeepKey     bool
 	KeyAlg      pki.KeyAlgorithm
-	Jitter      float64
 }
 
 // Renewer renews the current identity once.
@@ -230,7 +229,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.blocked(now, l.isBlocked(id, now))
 			wait = l.BlockedPoll
 		default:
-			due := Due(id.Cert, r.Settings().RenewBefore, r.Settings().Jitter)
+			due := DueFor(id.Cert, r.Settings().RenewBefore)
 			if due.Before(l.notBefore) {
 				due = l.notBefore
 			}
@@ -294,7 +293,11 @@ func (l *Loop) blocked(now time.Time, why error) {
 		return
 	}
 	l.lastBlockedLog = now
-	l.Log.Error().Err(why).Str("data_dir", l.Renewer.Store.Dir()).Msg("cannot renew; waiting for a reissued certificate")
+	msg := "cannot renew; waiting for a reissued certificate"
+	if errors.Is(why, certstore.ErrNoIdentity) {
+		msg = "no certificate yet: run get-cert; waiting for it"
+	}
+	l.Log.Error().Err(why).Str("data_dir", l.Renewer.Store.Dir()).Msg(msg)
 	l.record(func(st *certstore.State) { st.LastRenewalError = why.Error() })
 }
 
@@ -320,7 +323,7 @@ func (l *Loop) renewWithRetry(ctx context.Context) error {
 	b := backoff.WithContext(l.NewBackOff(), ctx)
 	op := func() error {
 		l.reloadIdentity()
-		if id := r.Identity.Load(); id != nil && r.Now().Before(Due(id.Cert, r.Settings().RenewBefore, r.Settings().Jitter)) {
+		if id := r.Identity.Load(); id != nil && r.Now().Before(DueFor(id.Cert, r.Settings().RenewBefore)) {
 			return nil // renewed meanwhile (another process)
 		}
 		l.Log.Info().Msg("renewing certificate")
