@@ -1,5 +1,14 @@
 // Package logging builds the one zerolog logger each program passes down:
-// human console output on a terminal, JSON lines otherwise.
+// human console output on a terminal, JSON lines otherwise. It also fixes,
+// once for the three programs, how values are written and named:
+//
+//   - a duration is written in milliseconds (a float) and its key ends in
+//     "_ms" (retry_in_ms, duration_ms);
+//   - one key per concept: "part" names the part of a program that logs
+//     (renew, crl, route, config, api, enroll…), "data_dir" a data
+//     directory, "source" the address a request or connection came from.
+//
+// A test walks the sources and holds every log call to these keys.
 package logging
 
 import (
@@ -21,6 +30,20 @@ const (
 	FormatConsole Format = "console"
 	FormatJSON    Format = "json"
 )
+
+// DurationUnit is the unit every duration field is written in; keys of
+// duration fields end in DurationSuffix.
+const (
+	DurationUnit   = time.Millisecond
+	DurationSuffix = "_ms"
+)
+
+func init() {
+	// zerolog keeps these as package variables; they are set here, once,
+	// for every program (all three build their logger with New).
+	zerolog.DurationFieldUnit = DurationUnit
+	zerolog.DurationFieldInteger = false
+}
 
 // Options configure New.
 type Options struct {

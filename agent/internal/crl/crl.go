@@ -119,7 +119,7 @@ func (l *Loop) Run(ctx context.Context) error {
 					b = l.NewBackOff()
 				}
 				wait = b.NextBackOff()
-				l.Log.Warn().Err(err).Dur("retry_in", wait).Msg("crl refresh failed; keeping the stored crl")
+				l.Log.Warn().Err(err).Dur("retry_in_ms", wait).Msg("crl refresh failed; keeping the stored crl")
 			default:
 				b = nil
 				l.Log.Debug().Time("this_update", list.ThisUpdate).Msg("crl refreshed")

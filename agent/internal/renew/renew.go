@@ -345,7 +345,7 @@ func (l *Loop) renewWithRetry(ctx context.Context) error {
 		return nil
 	}
 	notify := func(err error, next time.Duration) {
-		l.Log.Warn().Err(err).Dur("retry_in", next).Msg("renewal failed; keeping the current certificate")
+		l.Log.Warn().Err(err).Dur("retry_in_ms", next).Msg("renewal failed; keeping the current certificate")
 	}
 	return backoff.RetryNotify(op, b, notify)
 }

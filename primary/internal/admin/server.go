@@ -127,7 +127,7 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		return
 	}
 	if s.secret != "" && subtle.ConstantTimeCompare([]byte(req.Secret), []byte(s.secret)) != 1 {
-		s.log.Warn().Str("peer", conn.RemoteAddr().String()).Msg("admin request with a wrong secret refused")
+		s.log.Warn().Str("source", conn.RemoteAddr().String()).Msg("admin request with a wrong secret refused")
 		s.reply(conn, Response{Error: "admin: wrong or missing admin secret"})
 		return
 	}

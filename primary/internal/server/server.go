@@ -212,7 +212,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return s.metrics.serve(gctx, s.metricLn, s.log) })
 	}
 	g.Go(func() error {
-		s.log.Info().Str("addr", s.apiLn.Addr().String()).Str("data", s.cfg.DataDir).
+		s.log.Info().Str("addr", s.apiLn.Addr().String()).Str("data_dir", s.cfg.DataDir).
 			Strs("tunnels", s.cfg.TunnelAddrs).Str("ca_fingerprint", s.ca.Fingerprint()).Msg("serving")
 		if err := s.api.Serve(s.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve API: %w", err)

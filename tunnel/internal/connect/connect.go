@@ -102,7 +102,7 @@ var errNoForwarding = errors.New("hostcert-tunnel does not forward requests")
 
 func (s *Server) newProxy() *goproxy.ProxyHttpServer {
 	p := goproxy.NewProxyHttpServer()
-	p.Logger = log.New(s.log.With().Str("component", "goproxy").Logger(), "", 0)
+	p.Logger = log.New(s.log.With().Str("part", "goproxy").Logger(), "", 0)
 	// Deny by default and never follow HTTP_PROXY/HTTPS_PROXY: replace the
 	// defaults (a transport using ProxyFromEnvironment and an env dialer)
 	// with ones that refuse.
@@ -191,7 +191,7 @@ func (s *Server) tunnel(client net.Conn, target, upstream string, st *settings) 
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 			r = &refuseDialTimeout
 		}
-		s.log.Warn().Err(err).Str("client", clientAddr).Str("target", target).Str("upstream", upstream).
+		s.log.Warn().Err(err).Str("source", clientAddr).Str("target", target).Str("upstream", upstream).
 			Int("status", r.status).Str("code", r.code).Msg("connect refused")
 		_ = r.writeTo(client)
 		return
@@ -209,9 +209,9 @@ func (s *Server) tunnel(client net.Conn, target, upstream string, st *settings) 
 	case outcomeReset:
 		ev = ev.Err(t.err)
 	}
-	ev.Str("client", clientAddr).Str("target", target).Str("upstream", up.RemoteAddr().String()).
+	ev.Str("source", clientAddr).Str("target", target).Str("upstream", up.RemoteAddr().String()).
 		Int64("bytes_up", t.up.Load()).Int64("bytes_down", t.down.Load()).
-		Dur("duration", time.Since(t.start)).Str("outcome", t.outcome).
+		Dur("duration_ms", time.Since(t.start)).Str("outcome", t.outcome).
 		Bool("proxy_protocol", st.proxyProtocol).Msg("tunnel closed")
 }
 
@@ -285,7 +285,7 @@ func (s *Server) logRefusal(client, target string, r *refusal) {
 	if len(target) > 256 {
 		target = target[:256]
 	}
-	s.log.Warn().Str("client", client).Str("target", target).Int("status", r.status).Str("code", r.code).Msg("connect refused")
+	s.log.Warn().Str("source", client).Str("target", target).Int("status", r.status).Str("code", r.code).Msg("connect refused")
 }
 
 // Serve answers on ln until ctx ends, then stops accepting, lets open
@@ -297,7 +297,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:                      s,
 		DisableGeneralOptionsHandler: true, // "OPTIONS *" gets the 405 too
 		MaxHeaderBytes:               st.limits.maxHeaderBytes,
-		ErrorLog:                     log.New(s.log.With().Str("component", "http").Logger(), "", 0),
+		ErrorLog:                     log.New(s.log.With().Str("part", "http").Logger(), "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
@@ -325,7 +325,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		close(s.drained)
 	}
 	s.mu.Unlock()
-	s.log.Info().Int("open_tunnels", open).Dur("deadline", drain).Msg("draining tunnels")
+	s.log.Info().Int("open_tunnels", open).Dur("drain_timeout_ms", drain).Msg("draining tunnels")
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	_ = hs.Shutdown(dctx) // stops accepting; waits for requests still being read

@@ -67,7 +67,7 @@ func TestCurlThroughTunnel(t *testing.T) {
 	}
 	waitFor(t, "access log line", func() bool { return strings.Contains(tt.logs.String(), `tunnel closed`) })
 	line := lineWith(tt.logs.String(), "tunnel closed")
-	for _, field := range []string{`"client":"127.0.0.1:`, `"target":"` + target, `"outcome":"`, `"bytes_up":`, `"bytes_down":`, `"duration":`} {
+	for _, field := range []string{`"source":"127.0.0.1:`, `"target":"` + target, `"outcome":"`, `"bytes_up":`, `"bytes_down":`, `"duration_ms":`} {
 		if !strings.Contains(line, field) {
 			t.Errorf("access log line %s lacks %s", line, field)
 		}
