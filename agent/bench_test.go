@@ -14,11 +14,12 @@ import (
 	"time"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
-	"github.com/hostcert/hostcert/agent/internal/primarytest"
+	"github.com/hostcert/hostcert/internal/nettest"
+	"github.com/hostcert/hostcert/primary/primarytest"
 )
 
 // Footprint benchmarks: they build hostcert-agent, run it as a separate
-// process against primarytest on loopback and report what they measure with
+// process against the real primary (in-process, primary/primarytest) on loopback and report what they measure with
 // b.ReportMetric. Bounded: one idle window of idleWindow, one enrollment per
 // iteration.
 
@@ -34,17 +35,12 @@ func buildAgent(b *testing.B) string {
 	return bin
 }
 
-func startServer(b *testing.B) *primarytest.Server {
+func startServer(b *testing.B) *primarytest.Primary {
 	b.Helper()
-	srv, err := primarytest.New(primarytest.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Close() })
-	return srv
+	return primarytest.Start(b, primarytest.Options{})
 }
 
-func agentArgs(srv *primarytest.Server, data, dial string, args ...string) []string {
+func agentArgs(srv *primarytest.Primary, data, dial string, args ...string) []string {
 	return append(args, "--config", filepath.Join(data, "none.yaml"), "--data", data,
 		"--primary", "primary.test:"+srv.Port(), "--primary-dial", dial, "--log-format", "json")
 }
@@ -76,6 +72,7 @@ func BenchmarkIdle(b *testing.B) {
 	data := filepath.Join(b.TempDir(), "data")
 	writeEmptyConfig(b, data)
 	mustRun(b, bin, agentArgs(srv, data, srv.Addr(), "get-ca-cert", "--fingerprint", srv.Fingerprint())...)
+	srv.AddHost("idle.example.com")
 	mustRun(b, bin, agentArgs(srv, data, srv.Addr(), "get-cert", "--name", "idle.example.com")...)
 	for i := 0; i < b.N; i++ {
 		var stderr bytes.Buffer
@@ -124,12 +121,12 @@ func BenchmarkIdle(b *testing.B) {
 func BenchmarkFallbackToTunnel(b *testing.B) {
 	bin := buildAgent(b)
 	srv := startServer(b)
-	toxi, err := primarytest.NewToxi(srv.Addr())
+	toxi, err := nettest.NewToxi(srv.Addr())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(toxi.Close)
-	relay, err := primarytest.NewRelay("primary.test:"+srv.Port(), srv.Addr())
+	relay, err := nettest.NewRelay("primary.test:"+srv.Port(), srv.Addr())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,8 +144,10 @@ func BenchmarkFallbackToTunnel(b *testing.B) {
 		data := filepath.Join(b.TempDir(), fmt.Sprintf("d%d", i))
 		writeEmptyConfig(b, data)
 		os.WriteFile(filepath.Join(data, certstore.CAFile), ca, 0o644)
+		name := fmt.Sprintf("dmz%d.example.com", i)
+		srv.AddHost(name)
 		start := time.Now()
-		mustRun(b, bin, agentArgs(srv, data, toxi.Addr(), "get-cert", "--name", fmt.Sprintf("dmz%d.example.com", i), "--tunnel", relay.Addr())...)
+		mustRun(b, bin, agentArgs(srv, data, toxi.Addr(), "get-cert", "--name", name, "--tunnel", relay.Addr())...)
 		total += time.Since(start)
 		st, _ := os.ReadFile(filepath.Join(data, certstore.StateFile))
 		if !strings.Contains(string(st), "tunnel "+relay.Addr()) {

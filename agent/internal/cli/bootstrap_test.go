@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
-	"github.com/hostcert/hostcert/agent/internal/primarytest"
+	"github.com/hostcert/hostcert/primary/primarytest"
 )
 
 func TestGetCACert(t *testing.T) {

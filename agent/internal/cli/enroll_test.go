@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
-	"github.com/hostcert/hostcert/agent/internal/primarytest"
 	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/primary/primarytest"
 )
 
 func TestEnrollRenewRevoke(t *testing.T) {
@@ -71,7 +71,7 @@ func TestEnrollRenewRevoke(t *testing.T) {
 	}
 
 	// Revoke on the primary: self-check sees it after get-crl; renew is refused.
-	srv.RevokeHost(hostID)
+	srv.Revoke(hostID)
 	h.must("get-crl")
 	r := h.run("self-check")
 	if r.code != 2 || !strings.Contains(r.err, "REVOKED") {
@@ -86,8 +86,8 @@ func TestEnrollRenewRevoke(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.err, "refused (reissue_token_required)") {
 		t.Errorf("get-cert without a reissue token: exit %d, %q; want reissue_token_required", r.code, r.err)
 	}
-	srv.AddReissueToken("hct_reissue", hostID)
-	h.must("get-cert", "--name", "web01.example.com", "--token", "hct_reissue")
+	reissue := srv.ReissueToken("reissue-web01", hostID)
+	h.must("get-cert", "--name", "web01.example.com", "--token", reissue)
 	if got := pki.HostIDFromCert(h.identity().Cert); got != hostID {
 		t.Errorf("reissue host ID = %q, want %q", got, hostID)
 	}
@@ -100,10 +100,9 @@ func samePub(a, b *x509.Certificate) bool {
 }
 
 func TestGetCertTokens(t *testing.T) {
-	srv := newServer(t, primarytest.Options{RequireToken: true})
-	srv.AddToken("hct_flag")
-	srv.AddToken("hct_file")
-	srv.AddToken("hct_env")
+	// The names are not in the host registry: at level high, issue needs a token.
+	srv := newServer(t, primarytest.Options{})
+	flagTok, fileTok, envTok := srv.Token("flag", 1), srv.Token("file", 1), srv.Token("env", 1)
 
 	h := newHarness(t, srv)
 	h.must("get-ca-cert", "--fingerprint", srv.Fingerprint())
@@ -118,12 +117,12 @@ func TestGetCertTokens(t *testing.T) {
 	if strings.Contains(r.err, "hct_wrong") {
 		t.Errorf("the token value appears in the output: %q", r.err)
 	}
-	h.must("get-cert", "--name", "a.example.com", "--token", "hct_flag")
+	h.must("get-cert", "--name", "a.example.com", "--token", flagTok)
 
 	h2 := newHarness(t, srv)
 	h2.must("get-ca-cert", "--fingerprint", srv.Fingerprint())
 	tf := filepath.Join(h2.dir, "token")
-	os.WriteFile(tf, []byte("hct_file\n"), 0o600)
+	os.WriteFile(tf, []byte(fileTok+"\n"), 0o600)
 	h2.must("get-cert", "--name", "b.example.com", "--token-file", tf, "--key-algorithm", "rsa-3072")
 	if _, ok := h2.identity().Cert.PublicKey.(interface{ Size() int }); !ok {
 		t.Errorf("--key-algorithm rsa-3072 gave a %T key", h2.identity().Cert.PublicKey)
@@ -131,7 +130,7 @@ func TestGetCertTokens(t *testing.T) {
 
 	h3 := newHarness(t, srv)
 	h3.must("get-ca-cert", "--fingerprint", srv.Fingerprint())
-	t.Setenv("HOSTCERT_TOKEN", "hct_env")
+	t.Setenv("HOSTCERT_TOKEN", envTok)
 	h3.must("get-cert", "--name", "c.example.com", "--nat")
 }
 

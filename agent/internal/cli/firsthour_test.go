@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,9 +13,9 @@ import (
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/config"
 	"github.com/hostcert/hostcert/agent/internal/health"
-	"github.com/hostcert/hostcert/agent/internal/primarytest"
 	"github.com/hostcert/hostcert/agent/internal/renew"
 	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/primary/primarytest"
 )
 
 // bare runs the agent with exactly args (no harness defaults) and an empty
@@ -68,6 +67,7 @@ func TestByHandWithoutConfig(t *testing.T) {
 	if err != nil || rec.Primary != primary || len(rec.Tunnels) != 1 || rec.Tunnels[0] != "127.0.0.1:1" {
 		t.Fatalf("recorded = %+v, %v; want primary %s and tunnel 127.0.0.1:1", rec, err, primary)
 	}
+	srv.AddHost("web01.example.com")
 	mustBare(t, append([]string{"get-cert", "--name", "web01.example.com"}, d...)...)
 	mustBare(t, append([]string{"get-crl"}, d...)...)
 	mustBare(t, append([]string{"self-check"}, d...)...)
@@ -140,13 +140,13 @@ func TestHealthVerdicts(t *testing.T) {
 	// Trust moved to another CA: the certificate no longer chains.
 	caPEM, _ := os.ReadFile(filepath.Join(h.data, certstore.CAFile))
 	st := h.store()
-	if err := st.WriteCA([]*x509.Certificate{other.CA}); err != nil {
+	if err := st.WriteCA(other.CA()); err != nil {
 		t.Fatal(err)
 	}
 	agree("trust store of another CA", health.Bad, "does not chain to the trusted CA")
 	os.WriteFile(filepath.Join(h.data, certstore.CAFile), caPEM, 0o644)
 
-	srv.RevokeHost(srv.HostID("web01.example.com"))
+	srv.Revoke("web01.example.com")
 	h.must("get-crl")
 	agree("revoked", health.Bad, "REVOKED")
 
@@ -198,6 +198,7 @@ func TestTrustReplace(t *testing.T) {
 	if r := h.run("self-check"); r.code != 2 || !strings.Contains(r.err, "does not chain") {
 		t.Errorf("self-check with the old certificate: exit %d, %q; want 2, does not chain", r.code, r.err)
 	}
+	next.AddHost("web01.example.com")
 	h.must("get-cert", "--name", "web01.example.com")
 	if st := h.status(); st.HostID == oldHostID || st.HostID != next.HostID("web01.example.com") || st.Health.Verdict != health.Good {
 		t.Errorf("get-cert on the new primary: host %q, health %s; want the new primary's host ID %q, good", st.HostID, st.Health.Verdict, next.HostID("web01.example.com"))

@@ -17,14 +17,16 @@ import (
 	"time"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
-	"github.com/hostcert/hostcert/agent/internal/primarytest"
 	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/internal/pkitest"
+	"github.com/hostcert/hostcert/primary/primarytest"
 )
 
-// harness is one agent (its own data dir and config) against one primarytest.
+// harness is one agent (its own data dir and config) against one real
+// primary (primary/primarytest).
 type harness struct {
 	t      *testing.T
-	srv    *primarytest.Server
+	srv    *primarytest.Primary
 	dir    string
 	data   string
 	config string
@@ -32,17 +34,12 @@ type harness struct {
 	extra  []string
 }
 
-func newServer(t *testing.T, o primarytest.Options) *primarytest.Server {
+func newServer(t *testing.T, o primarytest.Options) *primarytest.Primary {
 	t.Helper()
-	s, err := primarytest.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return primarytest.Start(t, o)
 }
 
-func newHarness(t *testing.T, srv *primarytest.Server) *harness {
+func newHarness(t *testing.T, srv *primarytest.Primary) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, srv: srv, dir: dir, data: filepath.Join(dir, "data"), config: filepath.Join(dir, "agent.yaml"), dial: srv.Addr()}
@@ -82,9 +79,11 @@ func (h *harness) must(args ...string) result {
 	return r
 }
 
-// enroll bootstraps trust and gets a certificate for name.
+// enroll bootstraps trust and gets a certificate for name, which it first
+// makes known and verified on the primary (no token at level high).
 func (h *harness) enroll(name string, extra ...string) {
 	h.t.Helper()
+	h.srv.AddHost(name)
 	h.must("get-ca-cert", "--fingerprint", h.srv.Fingerprint())
 	h.must(append([]string{"get-cert", "--name", name}, extra...)...)
 }
@@ -119,26 +118,20 @@ func exists(path string) bool { _, err := os.Stat(path); return err == nil }
 
 // mitm is a TLS server with a certificate from another CA. bundle is what it
 // serves at /v1/ca (its own CA, or a copy of the real one).
-func mitm(t *testing.T, serveRealCA *primarytest.Server) (*httptest.Server, string) {
+func mitm(t *testing.T, serveRealCA *primarytest.Primary) (*httptest.Server, string) {
 	t.Helper()
-	ca, key, err := primarytest.NewCA("evil CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := primarytest.ServerCert(ca, key, []string{"localhost", "primary.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle := pki.EncodeCert(ca)
+	ca := pkitest.NewCA(t, "evil CA")
+	cert := ca.ServerCert(t, "localhost", "primary.test", "127.0.0.1")
+	bundle := pki.EncodeCert(ca.Cert)
 	if serveRealCA != nil {
-		bundle = pki.EncodeCert(serveRealCA.CA)
+		bundle = pki.EncodeCerts(serveRealCA.CA())
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(bundle) }))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return srv, pki.Fingerprint(ca)
+	return srv, pki.Fingerprint(ca.Cert)
 }
 
 func addrOf(s *httptest.Server) string { return s.Listener.Addr().(*net.TCPAddr).String() }

@@ -4,25 +4,26 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hostcert/hostcert/agent/internal/primarytest"
+	"github.com/hostcert/hostcert/internal/nettest"
+	"github.com/hostcert/hostcert/primary/primarytest"
 )
 
 // Direct black-holed (toxiproxy accepts and drops): the agent enrolls through
 // the tunnel, remembers it, and shows it in status.
 func TestFallbackToTunnel(t *testing.T) {
 	srv := newServer(t, primarytest.Options{})
-	toxi, err := primarytest.NewToxi(srv.Addr())
+	toxi, err := nettest.NewToxi(srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(toxi.Close)
-	relay, err := primarytest.NewRelay("primary.test:"+srv.Port(), srv.Addr())
+	relay, err := nettest.NewRelay("primary.test:"+srv.Port(), srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
 	// A first tunnel that refuses, then the working one: tried in order.
-	refusing, err := primarytest.NewRelay("somewhere-else:1", srv.Addr())
+	refusing, err := nettest.NewRelay("somewhere-else:1", srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +33,7 @@ func TestFallbackToTunnel(t *testing.T) {
 	h.dial = toxi.Addr()
 	h.extra = []string{"--tunnel", refusing.Addr(), "--tunnel", relay.Addr()}
 	h.must("get-ca-cert", "--fingerprint", srv.Fingerprint())
+	srv.AddHost("dmz1.example.com")
 	if relay.Connections() != 0 {
 		t.Fatalf("the tunnel was used while direct worked")
 	}
@@ -64,7 +66,7 @@ func TestFallbackToTunnel(t *testing.T) {
 // A certificate error on the direct route never falls back to a tunnel.
 func TestNoFallbackOnCertificateError(t *testing.T) {
 	srv := newServer(t, primarytest.Options{})
-	relay, err := primarytest.NewRelay("primary.test:"+srv.Port(), srv.Addr())
+	relay, err := nettest.NewRelay("primary.test:"+srv.Port(), srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestAllRoutesDown(t *testing.T) {
 	srv := newServer(t, primarytest.Options{})
 	h := newHarness(t, srv)
 	h.must("get-ca-cert", "--fingerprint", srv.Fingerprint())
-	srv.Close()
+	srv.Stop()
 	h.extra = []string{"--tunnel", "127.0.0.1:1"}
 	r := h.run("get-cert", "--name", "x.example.com")
 	if r.code == 0 || !strings.Contains(r.err, "unreachable on every route") || !strings.Contains(r.err, "tunnel 127.0.0.1:1") {

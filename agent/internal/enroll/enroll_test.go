@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hostcert/hostcert/agent/internal/primarytest"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/internal/pkitest"
 )
 
 func issue(t *testing.T, ca *x509.Certificate, caKey any, pub any, uris []*url.URL) string {
@@ -33,8 +33,9 @@ func issue(t *testing.T, ca *x509.Certificate, caKey any, pub any, uris []*url.U
 }
 
 func TestAccept(t *testing.T) {
-	ca, caKey, _ := primarytest.NewCA("ca")
-	other, otherKey, _ := primarytest.NewCA("other")
+	root, stranger := pkitest.NewCA(t, "ca"), pkitest.NewCA(t, "other")
+	ca, caKey := root.Cert, root.Key
+	other, otherKey := stranger.Cert, stranger.Key
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	wrongKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	hostURI := []*url.URL{pki.HostURI("id")}

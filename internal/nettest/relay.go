@@ -1,4 +1,8 @@
-package primarytest
+// Package nettest holds network helpers for tests, all on 127.0.0.1: a
+// minimal HTTP CONNECT relay (a stand-in for a tunnel in tests that are not
+// about the tunnel) and an in-process toxiproxy for faults (black holes,
+// resets, latency) between a client and a server.
+package nettest
 
 import (
 	"bufio"

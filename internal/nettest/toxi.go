@@ -1,4 +1,4 @@
-package primarytest
+package nettest
 
 import (
 	"context"
