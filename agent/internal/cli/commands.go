@@ -116,7 +116,7 @@ func (a *app) getCert() *cobra.Command {
 				return err
 			}
 			// Best effort: a fresh CRL for self-check right away.
-			if _, err := (&crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now}).Refresh(cmd.Context()); err != nil {
+			if _, err := (&crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now}).Refresh(cmd.Context()); err != nil {
 				env.Log.Warn().Err(err).Msg("crl refresh after enrollment failed; run get-crl later")
 			}
 			fmt.Fprintf(a.io.Out, "certificate issued (%s): host ID %s, name %s, serial %s, valid until %s\n",
@@ -434,7 +434,7 @@ func (a *app) getCRL() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list, err := (&crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now}).Refresh(cmd.Context())
+			list, err := (&crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now}).Refresh(cmd.Context())
 			if err != nil {
 				return err
 			}

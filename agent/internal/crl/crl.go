@@ -18,18 +18,38 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
-	"github.com/hostcert/hostcert/agent/internal/client"
 	"github.com/hostcert/hostcert/agent/internal/pause"
 	"github.com/hostcert/hostcert/agent/internal/renew"
+	"github.com/hostcert/hostcert/common/protocol"
 )
 
 // ErrOlder is returned when the primary serves a CRL older than the stored one.
 var ErrOlder = errors.New("CRL from the primary is older than the stored one")
 
+// Primary is what the CRL code asks of the primary (*client.Client).
+type Primary interface {
+	Info(ctx context.Context) (protocol.Info, error)
+	CRL(ctx context.Context) ([]byte, error)
+}
+
+// Store holds the trusted CAs and the stored CRL (*certstore.Store).
+type Store interface {
+	CA() ([]*x509.Certificate, error)
+	CRL() (*x509.RevocationList, error)
+	WriteCRL(*x509.RevocationList) error
+}
+
+// States is the agent's state file (*certstore.Store).
+type States interface {
+	State() (certstore.State, error)
+	UpdateState(func(*certstore.State)) (certstore.State, error)
+}
+
 // Refresher fetches and stores the CRL once.
 type Refresher struct {
-	Store  *certstore.Store
-	Client *client.Client
+	Store  Store
+	State  States
+	Client Primary
 	Now    func() time.Time
 }
 
@@ -58,7 +78,7 @@ func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
 		return nil, err
 	}
 	now := r.Now()
-	_, err = r.Store.UpdateState(func(st *certstore.State) {
+	_, err = r.State.UpdateState(func(st *certstore.State) {
 		if infoErr == nil {
 			if info.Level != "" {
 				st.Level = info.Level
@@ -75,7 +95,7 @@ func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
 }
 
 func (r *Refresher) recordErr(err error) {
-	_, _ = r.Store.UpdateState(func(st *certstore.State) { st.LastCRLError = err.Error() })
+	_, _ = r.State.UpdateState(func(st *certstore.State) { st.LastCRLError = err.Error() })
 }
 
 // Loop is the long-running CRL part of `run`.
@@ -99,7 +119,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	r := l.Refresher
 	var b backoff.BackOff
 	for {
-		st, err := r.Store.State()
+		st, err := r.State.State()
 		if err != nil {
 			l.Log.Warn().Err(err).Msg("cannot read state")
 		}

@@ -107,6 +107,16 @@ func Settings(c config.Config) renew.Settings {
 	return renew.Settings{RenewBefore: c.RenewBefore, KeepKey: c.KeepKey, KeyAlg: pki.KeyAlgorithm(c.KeyAlgorithm)}
 }
 
+// runner is one long-running part of the agent, stopped by cancelling ctx.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// prober makes the client's direct-route re-probe a runner.
+type prober struct{ c *client.Client }
+
+func (p prober) Run(ctx context.Context) error { return p.c.RunProber(ctx) }
+
 // Run runs the agent until ctx ends or a part fails.
 func Run(ctx context.Context, o Options) error {
 	load := func(path string) (config.Config, error) { return config.Load(path, o.ConfigOptional, o.Overrides) }
@@ -149,14 +159,14 @@ func Run(ctx context.Context, o Options) error {
 		Store: env.Store, Client: env.Client, Identity: env.Identity,
 		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now,
 	}
-	renewLoop := &renew.Loop{Renewer: renewer, Log: part(o.Log, "renew"), NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll}
+	renewLoop := &renew.Loop{Renewer: renewer, Disk: env.Store, Log: part(o.Log, "renew"), NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll}
 	crlLoop := &crl.Loop{
-		Refresher: &crl.Refresher{Store: env.Store, Client: env.Client, Now: time.Now},
+		Refresher: &crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now},
 		Identity:  env.Identity, Log: part(o.Log, "crl"), NewBackOff: o.NewBackOff,
 	}
-	g.Go(func() error { return renewLoop.Run(ctx) })
-	g.Go(func() error { return crlLoop.Run(ctx) })
-	g.Go(func() error { return env.Client.RunProber(ctx) })
+	for _, r := range []runner{renewLoop, crlLoop, prober{env.Client}} {
+		g.Go(func() error { return r.Run(ctx) })
+	}
 	log.Info().Str("primary", cfg.Primary).Str("primary_source", string(cfg.PrimarySource)).Str("data_dir", cfg.DataDir).Msg("agent running")
 	err = g.Wait()
 	log.Info().Msg("agent stopped")

@@ -234,8 +234,14 @@ func Accept(resp protocol.CertResponse, key crypto.Signer, cas []*x509.Certifica
 	return certstore.NewIdentity(cert, key)
 }
 
+// Saver is where a new identity is kept (*certstore.Store).
+type Saver interface {
+	WriteIdentity(*certstore.Identity) error
+	UpdateState(func(*certstore.State)) (certstore.State, error)
+}
+
 // Save stores a new identity and records it in the state.
-func Save(store *certstore.Store, id *certstore.Identity, resp protocol.CertResponse, now time.Time) error {
+func Save(store Saver, id *certstore.Identity, resp protocol.CertResponse, now time.Time) error {
 	if err := store.WriteIdentity(id); err != nil {
 		return err
 	}

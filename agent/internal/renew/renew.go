@@ -19,7 +19,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
-	"github.com/hostcert/hostcert/agent/internal/client"
 	"github.com/hostcert/hostcert/agent/internal/enroll"
 	"github.com/hostcert/hostcert/agent/internal/pause"
 	"github.com/hostcert/hostcert/common/pki"
@@ -100,10 +99,31 @@ type Settings struct {
 	KeyAlg      pki.KeyAlgorithm
 }
 
+// Primary is the one call renewal makes to the primary (*client.Client).
+type Primary interface {
+	Renew(ctx context.Context, req protocol.RenewRequest) (protocol.CertResponse, error)
+}
+
+// Store checks and keeps a renewed certificate: the trusted CAs it must
+// chain to, the identity files and the state (*certstore.Store).
+type Store interface {
+	CA() ([]*x509.Certificate, error)
+	WriteIdentity(*certstore.Identity) error
+	UpdateState(func(*certstore.State)) (certstore.State, error)
+}
+
+// Disk is what the loop reads between renewals — a certificate another
+// process wrote, the stored CRL — and the state it records (*certstore.Store).
+type Disk interface {
+	Identity() (*certstore.Identity, error)
+	CRL() (*x509.RevocationList, error)
+	UpdateState(func(*certstore.State)) (certstore.State, error)
+}
+
 // Renewer renews the current identity once.
 type Renewer struct {
-	Store    *certstore.Store
-	Client   *client.Client
+	Store    Store
+	Client   Primary
 	Identity *atomic.Pointer[certstore.Identity]
 	Settings func() Settings
 	Now      func() time.Time
@@ -164,6 +184,7 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 // Loop is the long-running renewal part of `run`.
 type Loop struct {
 	Renewer *Renewer
+	Disk    Disk
 	Log     zerolog.Logger
 	// MaxSleep bounds every sleep so the wall clock is compared at least this
 	// often (timers stop while a machine sleeps). Default 1h.
@@ -281,7 +302,7 @@ func (l *Loop) isBlocked(id *certstore.Identity, now time.Time) error {
 	if l.refused != nil && l.refused.Equal(id.Cert) {
 		return l.refusedErr
 	}
-	crl, err := l.Renewer.Store.CRL()
+	crl, err := l.Disk.CRL()
 	if err == nil && Check(id.Cert, crl, now, now).Revoked {
 		return ErrRevoked
 	}
@@ -297,14 +318,14 @@ func (l *Loop) blocked(now time.Time, why error) {
 	if errors.Is(why, certstore.ErrNoIdentity) {
 		msg = "no certificate yet: run get-cert; waiting for it"
 	}
-	l.Log.Error().Err(why).Str("data_dir", l.Renewer.Store.Dir()).Msg(msg)
+	l.Log.Error().Err(why).Msg(msg)
 	l.record(func(st *certstore.State) { st.LastRenewalError = why.Error() })
 }
 
 // reloadIdentity picks up a certificate written by another process (get-cert).
 func (l *Loop) reloadIdentity() {
 	r := l.Renewer
-	id, err := r.Store.Identity()
+	id, err := l.Disk.Identity()
 	if err != nil {
 		return
 	}
@@ -351,7 +372,7 @@ func (l *Loop) renewWithRetry(ctx context.Context) error {
 }
 
 func (l *Loop) record(f func(*certstore.State)) {
-	if _, err := l.Renewer.Store.UpdateState(f); err != nil {
+	if _, err := l.Disk.UpdateState(f); err != nil {
 		l.Log.Warn().Err(err).Msg("cannot write state")
 	}
 }
