@@ -3,6 +3,7 @@ package crl
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -63,5 +64,33 @@ func TestVerifyCRLOtherCA(t *testing.T) {
 	}
 	if _, err := certstore.VerifyCRL(der, srv.CA()); err != nil {
 		t.Errorf("VerifyCRL(right CA) = %v", err)
+	}
+}
+
+// A primary serving a CRL older than the stored one (a rollback, or a
+// restored backup): refused, the stored one kept, the error recorded.
+func TestRefreshRefusesRollback(t *testing.T) {
+	ca := pkitest.NewCA(t, "ca")
+	store, err := certstore.Open(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.WriteCA([]*x509.Certificate{ca.Cert})
+	p := &fakePrimary{t: t, ca: ca, level: protocol.LevelHigh, now: time.Now}
+	r := &Refresher{Store: store, State: store, Client: p, Now: time.Now}
+	high, err := certstore.VerifyCRL(ca.CRL(t, 1000, time.Now()), []*x509.Certificate{ca.Cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.WriteCRL(high)
+	p.number = 7
+	if _, err := r.Refresh(context.Background()); !errors.Is(err, ErrOlder) {
+		t.Errorf("Refresh with CRL number 7 over stored 1000 = %v, want ErrOlder", err)
+	}
+	if got, _ := store.CRL(); got.Number.Int64() != 1000 {
+		t.Errorf("stored CRL number = %v, want 1000 kept", got.Number)
+	}
+	if st, _ := store.State(); st.LastCRLError == "" {
+		t.Errorf("state.LastCRLError is empty after a refused rollback")
 	}
 }
