@@ -357,7 +357,7 @@ func (s *Store) State() (State, error) {
 		return st, fmt.Errorf("read state: %w", err)
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return s.rebuildState(), fmt.Errorf("%w (%s: %w); rebuilt host ID and name from %s, level and route are learnt again from the primary",
+		return s.rebuildState(), fmt.Errorf("%w (%s: %w); carrying on with the host ID and name in %s, level and route are learnt again from the primary",
 			ErrStateDamaged, s.Path(StateFile), err, IdentityFile)
 	}
 	return st, nil

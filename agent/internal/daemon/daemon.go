@@ -68,7 +68,7 @@ func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
 	st, err := store.State()
 	switch {
 	case errors.Is(err, certstore.ErrStateDamaged):
-		log.Warn().Err(err).Str("data_dir", cfg.DataDir).Msg("state damaged; carrying on with the state rebuilt from the certificate")
+		log.Warn().Err(err).Str("data_dir", cfg.DataDir).Msg("state damaged; carrying on")
 	case err != nil:
 		return nil, err
 	}
