@@ -486,8 +486,13 @@ func (a *app) run() *cobra.Command {
 
 func (a *app) svcConfig(cmd *cobra.Command, name string) svc.Config {
 	args := []string{"run"}
-	if p, err := filepath.Abs(a.configPath); err == nil {
-		args = append(args, "--config", p)
+	// The config file goes into the service's command line when given or
+	// present; without one, run finds the primary get-ca-cert recorded (an
+	// explicit --config naming a missing file would stop it from starting).
+	if _, err := os.Stat(a.configPath); err == nil || cmd.Flags().Changed("config") {
+		if p, err := filepath.Abs(a.configPath); err == nil {
+			args = append(args, "--config", p)
+		}
 	}
 	// Every other configuration flag given to `service install` goes into
 	// the service's command line too (paths made absolute).

@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/config"
@@ -322,3 +325,36 @@ func TestRefusalSaysNothingTwice(t *testing.T) {
 }
 
 func protocolCode(s string) protocol.Code { return protocol.Code(s) }
+
+// With no config file, `service install` does not name one in the
+// service's command line (run would refuse a missing --config file); it
+// uses the recorded primary instead.
+func TestServiceArgumentsWithoutConfigFile(t *testing.T) {
+	a := &app{io: IO{}}
+	root := a.root()
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	for _, tc := range []struct {
+		args    []string
+		withCfg bool
+	}{
+		{[]string{"service", "status", "--data", "d"}, false},
+		{[]string{"service", "status", "--config", missing, "--data", "d"}, true},
+	} {
+		if _, err := os.Stat(config.DefaultPath()); err == nil && !tc.withCfg {
+			continue // this machine has the default file: run will read it
+		}
+		var got []string
+		for _, c := range root.Commands() {
+			if c.Name() == "service" {
+				c.RunE = func(cmd *cobra.Command, _ []string) error { got = a.svcConfig(cmd, "x").Arguments; return nil }
+			}
+		}
+		root.SetArgs(tc.args)
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		if has := slices.Contains(got, "--config"); has != tc.withCfg {
+			t.Errorf("%v: service arguments %q, want --config %t", tc.args, got, tc.withCfg)
+		}
+	}
+}
