@@ -88,6 +88,8 @@ type Server struct {
 
 // New loads the data directory, opens the store, generates the first CRL and
 // binds the API and admin listeners. Close it if Run is never called. It
+// refuses a data directory whose keys or database others can access
+// (CheckPermissions). It
 // also sets the process's garbage collector for serving (see gc.go) unless
 // GOGC / GOMEMLIMIT are set.
 func New(ctx context.Context, cfg Config) (_ *Server, err error) {
@@ -106,6 +108,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	// Like sshd: never serve with a key or database others can read.
+	if err := CheckPermissions(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	s.ca, err = ca.Load(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("load CA from %s (run `hostcert-primary init` first): %w", cfg.DataDir, err)
