@@ -54,8 +54,14 @@ func (c *Client) Call(ctx context.Context, cmd string, args, out any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", cmd, err)
 	}
-	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("send %s: %w", cmd, err)
+	if _, werr := conn.Write(append(b, '\n')); werr != nil {
+		// A server that refuses this peer answers before reading: its
+		// answer may still be waiting to be read.
+		var resp Response
+		if line, err := readLine(bufio.NewReaderSize(conn, 64*1024)); err == nil && json.Unmarshal(line, &resp) == nil && !resp.OK {
+			return &CommandError{Command: cmd, Reason: resp.Error}
+		}
+		return fmt.Errorf("send %s: %w", cmd, werr)
 	}
 	var resp Response
 	line, err := readLine(bufio.NewReaderSize(conn, 64*1024))

@@ -1,15 +1,15 @@
-//go:build !linux && !windows
+//go:build !linux && !darwin && !freebsd && !windows
 
 package admin
 
 import (
+	"fmt"
 	"net"
-	"os"
-	"strconv"
+	"runtime"
 )
 
-// peerActor: without SO_PEERCRED the socket's owner-only mode means the peer
-// runs as the server's own user.
-func peerActor(net.Conn) (string, error) {
-	return "admin:" + strconv.Itoa(os.Getuid()), nil
+// peerUID: where the platform gives no peer credentials the server cannot
+// tell who connected, so it admits nobody (fail closed).
+func peerUID(net.Conn) (uint32, error) {
+	return 0, fmt.Errorf("peer credentials are not supported on %s: the admin socket admits nobody", runtime.GOOS)
 }

@@ -58,13 +58,14 @@ type Server struct {
 	log     zerolog.Logger
 	now     func() time.Time
 	secret  string // Windows transport: every request must carry it
+	uid     uint32 // Unix: the server's uid; it and root are the only peers admitted
 
 	wg sync.WaitGroup
 }
 
 // NewServer returns an admin server.
 func NewServer(st *store.Store, ca Authority, explain Explainer, crls CRLs, log zerolog.Logger) *Server {
-	return &Server{store: st, levels: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now}
+	return &Server{store: st, levels: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now, uid: serverUID()}
 }
 
 // UseLevels makes level get/set go through l (e.g. the API's level cache, so
@@ -77,6 +78,13 @@ var mutating = map[string]bool{
 	CmdLevelSet: true, CmdHostAdd: true, CmdHostRemove: true, CmdHostReissue: true,
 	CmdTokenCreate: true, CmdTokenDelete: true, CmdTokenCleanup: true, CmdCertRevoke: true,
 }
+
+// ActionConnect and CodePermissionDenied name the audit row of an admin
+// connection refused because of who made it.
+const (
+	ActionConnect        = "admin.connect"
+	CodePermissionDenied = "permission_denied"
+)
 
 // ioTimeout bounds one admin exchange.
 const ioTimeout = 30 * time.Second
@@ -111,10 +119,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
-	actor, err := peerActor(conn)
+	actor, err := s.checkPeer(conn)
 	if err != nil {
-		s.log.Warn().Err(err).Msg("admin connection refused")
-		s.reply(conn, Response{Error: "admin: cannot identify the peer: " + err.Error()})
+		s.refusePeer(ctx, conn, actor, err)
 		return
 	}
 	var req Request
@@ -151,6 +158,35 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	}
 	s.log.Info().Str("command", req.Command).Str("actor", actor).Msg("admin command")
 	s.reply(conn, Response{OK: true, Data: raw})
+}
+
+// refusePeer answers a peer checkPeer refused, logs it at warn and audits
+// it. The request is read and discarded (never decoded) so that the client,
+// which writes before it reads, gets the answer instead of a broken pipe.
+func (s *Server) refusePeer(ctx context.Context, conn net.Conn, actor string, err error) {
+	detail := map[string]any{"error": oneLine(err.Error())}
+	ev := s.log.Warn().Err(err).Str("actor", actor)
+	var pe *PeerRefusedError
+	if errors.As(err, &pe) {
+		detail["peer_uid"], detail["admitted_uids"] = pe.PeerUID, []uint32{pe.ServerUID, 0}
+		ev = ev.Uint32("peer_uid", pe.PeerUID)
+	}
+	ev.Msg("admin connection refused")
+	a := store.Audit{At: s.now(), Actor: actor, Action: ActionConnect, Outcome: "refused",
+		Code: CodePermissionDenied, Detail: detail}
+	if aerr := s.store.AppendAudit(context.WithoutCancel(ctx), a); aerr != nil {
+		s.log.Error().Err(aerr).Msg("writing audit row of a refused admin connection")
+	}
+	msg := oneLine(err.Error())
+	if pe == nil {
+		msg = "admin: cannot identify the peer: " + msg
+	}
+	s.reply(conn, Response{Error: msg})
+	if uc, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = uc.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, maxMessage))
 }
 
 func (s *Server) reply(conn net.Conn, resp Response) {
