@@ -17,8 +17,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -46,8 +48,9 @@ var (
 
 // Store is one agent's data directory.
 type Store struct {
-	dir string
-	mu  sync.Mutex // serialises state read-modify-write within this process
+	dir      string
+	restored []ModeFix
+	mu       sync.Mutex // serialises state read-modify-write within this process
 }
 
 // ErrNoDataDir is returned by OpenExisting for a data directory that does not exist.
@@ -68,16 +71,63 @@ func OpenExisting(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
-// Open creates dir (owner-only) when needed.
+// ModeFix is a private file or the data directory that Open found open to
+// other users and made owner-only again.
+type ModeFix struct {
+	Path     string
+	Was, Now fs.FileMode
+}
+
+// privateFiles hold private keys: owner-only (0600) always.
+var privateFiles = []string{IdentityFile, PendingFile}
+
+// Open creates dir (owner-only) when needed. An existing data directory,
+// host.pem or pending-key.pem that group or others can access is made
+// owner-only again (0700, 0600); Restored lists what was changed, for the
+// caller to warn about. On Windows, where access is an ACL, only the
+// directory's ACL is set (as before).
 func Open(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("open data directory: empty path")
 	}
+	var fixes []ModeFix
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() && tooOpen(fi.Mode()) {
+		fixes = append(fixes, ModeFix{Path: dir, Was: fi.Mode().Perm(), Now: 0o700})
+	}
 	if err := atomicfile.MkdirPrivate(dir); err != nil {
 		return nil, err
 	}
-	return &Store{dir: dir}, nil
+	if !modesMeaningful {
+		return &Store{dir: dir}, nil
+	}
+	for _, name := range privateFiles {
+		p := filepath.Join(dir, name)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open data directory: %w", err)
+		}
+		if !fi.Mode().IsRegular() || !tooOpen(fi.Mode()) {
+			continue
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			return nil, fmt.Errorf("make %s owner-only: %w", p, err)
+		}
+		fixes = append(fixes, ModeFix{Path: p, Was: fi.Mode().Perm(), Now: 0o600})
+	}
+	return &Store{dir: dir, restored: fixes}, nil
 }
+
+// Restored lists what Open made owner-only, empty when all was in order.
+func (s *Store) Restored() []ModeFix { return s.restored }
+
+// modesMeaningful: Unix modes say who can read a file; Windows uses ACLs.
+const modesMeaningful = runtime.GOOS != "windows"
+
+// tooOpen: group or others may read, write or enter.
+func tooOpen(m fs.FileMode) bool { return m.Perm()&0o077 != 0 }
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }

@@ -8,6 +8,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,10 @@ func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
 	store, err := certstore.Open(cfg.DataDir)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range store.Restored() {
+		log.Warn().Str("path", f.Path).Str("mode_was", fmt.Sprintf("%04o", f.Was)).Str("mode", fmt.Sprintf("%04o", f.Now)).
+			Msg("private file was open to other users; made it owner-only")
 	}
 	st, err := store.State()
 	switch {
