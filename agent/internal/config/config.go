@@ -173,6 +173,22 @@ func Load(path string, optional bool, o Overrides) (Config, error) {
 	return c, nil
 }
 
+// LoadRun loads the configuration of the long-running agent (`run`):
+// Load's checks, and a primary to talk to. It is run's one validation, used
+// at start-up and at every reload of the watched file, so that a reload
+// never accepts a file that start-up would refuse (an empty file, or one
+// without primary:).
+func LoadRun(path string, optional bool, o Overrides) (Config, error) {
+	c, err := Load(path, optional, o)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.NeedPrimary(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
 func (c *Config) applyDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir()

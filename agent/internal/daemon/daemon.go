@@ -124,14 +124,14 @@ func (p prober) Run(ctx context.Context) error { return p.c.RunProber(ctx) }
 
 // Run runs the agent until ctx ends or a part fails.
 func Run(ctx context.Context, o Options) error {
-	load := func(path string) (config.Config, error) { return config.Load(path, o.ConfigOptional, o.Overrides) }
-	cfg, err := load(o.ConfigPath)
+	// One validation for start-up and every reload (config.LoadRun). Once
+	// watched, the file is required: deleting it is a bad edit, not a
+	// switch to flags only.
+	cfg, err := config.LoadRun(o.ConfigPath, o.ConfigOptional, o.Overrides)
 	if err != nil {
 		return err
 	}
-	if err := cfg.NeedPrimary(); err != nil {
-		return err
-	}
+	reload := func(path string) (config.Config, error) { return config.LoadRun(path, false, o.Overrides) }
 	env, err := NewEnv(cfg, o.Log)
 	if err != nil {
 		return err
@@ -146,7 +146,7 @@ func Run(ctx context.Context, o Options) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	if _, statErr := os.Stat(o.ConfigPath); statErr == nil {
-		w, err := configwatch.New(o.ConfigPath, load, part(o.Log, "config"))
+		w, err := configwatch.New(o.ConfigPath, reload, part(o.Log, "config"))
 		if err != nil {
 			return err
 		}

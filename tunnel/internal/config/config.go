@@ -79,7 +79,9 @@ type Overrides struct {
 }
 
 // Load reads path (strict YAML: unknown keys are errors naming key and line),
-// applies overrides and defaults, and validates.
+// applies overrides and defaults, and validates. It is the tunnel's one
+// validation of a config file, at start-up and at every reload, so a
+// reload accepts nothing start-up would refuse.
 func Load(path string, o Overrides) (File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -158,8 +160,12 @@ func (f *File) applyDefaults() {
 
 func (f *File) validate() error {
 	var errs []error
-	if _, _, err := net.SplitHostPort(f.Listen); err != nil {
+	// Everything net.Listen would refuse for its form is refused here, so
+	// that a reload never takes an address the next start-up cannot use.
+	if _, port, err := net.SplitHostPort(f.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen %q: %w", f.Listen, err))
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: port %q is not 0-65535 or a service name", f.Listen, port))
 	}
 	if len(f.Allow) == 0 {
 		errs = append(errs, errors.New("allow: at least one target is required (the tunnel admits nothing else)"))

@@ -131,6 +131,9 @@ func TestLoadRejects(t *testing.T) {
 		{"bad duration", "allow:\n  - target: p:1556\nlimits:\n  idle_timeout: soon\n", "line 4: cannot unmarshal"},
 		{"tunnels above connections", "allow:\n  - target: p:1556\nlimits:\n  max_tunnels: 10\n  max_connections: 5\n", "max_connections"},
 		{"not yaml", "allow: [\n", "parse"},
+		{"empty file", "", "at least one target"},
+		{"listen port out of range", "listen: 127.0.0.1:99999\nallow:\n  - target: p:1556\n", `listen "127.0.0.1:99999": port`},
+		{"listen port not a number", "listen: ':fifteen'\nallow:\n  - target: p:1556\n", "listen"},
 	}
 	for _, tt := range tests {
 		_, err := Load(write(t, tt.body), Overrides{})
