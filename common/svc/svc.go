@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"os/user"
 	"path/filepath"
@@ -177,13 +178,46 @@ func (f *failFast) Start(s service.Service) error {
 }
 
 // Control performs action on the installed service and returns a one-line
-// human status for "status".
+// human status for "status". install refuses where hostcert ships no
+// hardened service definition (see supported); start and restart report a
+// service that does not stay up for StartCheck.
 func Control(cfg Config, action string) (string, error) {
+	return controller{}.control(cfg, action)
+}
+
+// controller holds what Control needs from the system; zero values are the
+// real ones. Tests replace them: no test installs a real service.
+type controller struct {
+	newService func(service.Interface, *service.Config) (service.Service, error)
+	// probe observes the service once; nil = systemctl show on systemd,
+	// kardianos' Status elsewhere.
+	probe         func(s service.Service, name string) probeFunc
+	window, every time.Duration
+	sleep         func(time.Duration)
+	lookupUser    func(string) (*user.User, error)
+}
+
+func (c controller) control(cfg Config, action string) (string, error) {
+	if c.newService == nil {
+		c.newService = service.New
+	}
+	if c.probe == nil {
+		c.probe = systemProbe
+	}
+	if c.window == 0 {
+		c.window, c.every = StartCheck, StartPoll
+	}
+	if c.sleep == nil {
+		c.sleep = time.Sleep
+	}
+	if c.lookupUser == nil {
+		c.lookupUser = user.Lookup
+	}
 	kc, err := cfg.kardianos()
 	if err != nil {
 		return "", err
 	}
-	s, err := service.New(NewProgram(func(context.Context) error { return nil }, 0), kc)
+	s, err := c.newService(NewProgram(func(context.Context) error { return nil }, 0), kc)
 	if err != nil {
 		return "", fmt.Errorf("service %s: %w", cfg.Name, err)
 	}
@@ -201,22 +235,61 @@ func Control(cfg Config, action string) (string, error) {
 		}
 		return cfg.Name + ": unknown", nil
 	case "install", "uninstall", "start", "stop", "restart":
-		if action == "install" && s.Platform() == "linux-systemd" {
-			if err := checkUnitUser(cfg.SystemdUnit, user.Lookup); err != nil {
+		if action == "install" {
+			if err := supported(Facts{Platform: s.Platform(), HasUnit: cfg.SystemdUnit != ""}); err != nil {
 				return "", fmt.Errorf("service %s install: %w", cfg.Name, err)
+			}
+			if s.Platform() == PlatformSystemd {
+				if err := checkUnitUser(cfg.SystemdUnit, c.lookupUser); err != nil {
+					return "", fmt.Errorf("service %s install: %w", cfg.Name, err)
+				}
 			}
 		}
 		if err := service.Control(s, action); err != nil {
 			return "", fmt.Errorf("service %s %s: %w", cfg.Name, action, err)
 		}
-		if action == "install" {
+		switch action {
+		case "install":
 			if err := afterInstall(cfg.Name); err != nil {
 				return "", fmt.Errorf("service %s install: %w", cfg.Name, err)
 			}
+		case "start", "restart":
+			if err := waitUp(c.probe(s, cfg.Name), c.window, c.every, c.sleep); err != nil {
+				return "", fmt.Errorf("service %s %s: %w; %s", cfg.Name, action, err,
+					startHint(s.Platform(), cfg.Name, filepath.Base(kc.Executable)))
+			}
+			return fmt.Sprintf("%s: %s done, running for %v", cfg.Name, action, c.window), nil
 		}
 		return fmt.Sprintf("%s: %s done", cfg.Name, action), nil
 	}
 	return "", fmt.Errorf("service %s %q: %w (want one of %v)", cfg.Name, action, ErrUnknownAction, Actions)
+}
+
+// systemProbe observes a real service: systemctl show on systemd (whose
+// is-active, which kardianos' Status uses, calls a service waiting to be
+// restarted "activating", i.e. running), kardianos' Status elsewhere.
+func systemProbe(s service.Service, name string) probeFunc {
+	if s.Platform() == PlatformSystemd {
+		return func() (upState, error) {
+			out, err := exec.Command("systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID", "-p", "NRestarts",
+				strings.TrimSuffix(name, ".service")+".service").Output()
+			if err != nil {
+				return upState{}, fmt.Errorf("systemctl show: %w", err)
+			}
+			return parseSystemdShow(string(out)), nil
+		}
+	}
+	return func() (upState, error) {
+		st, err := s.Status()
+		if err != nil {
+			return upState{}, err
+		}
+		detail := map[service.Status]string{service.StatusRunning: "running", service.StatusStopped: "stopped"}[st]
+		if detail == "" {
+			detail = "unknown"
+		}
+		return upState{Running: st == service.StatusRunning, Detail: "status: " + detail}, nil
+	}
 }
 
 // ErrNoServiceUser is returned by Control("install") when the systemd unit
