@@ -16,6 +16,11 @@ import (
 // reasonSuperseded is RFC 5280's superseded (4), for reissues.
 const reasonSuperseded = 4
 
+// ErrSuperseded is CommitIssuance's answer to a renewal from a certificate
+// that is no longer the host's current one (a concurrent renewal or a
+// reissue committed first).
+var ErrSuperseded = errors.New("certificate is not the host's current one")
+
 // validReason reports whether code is an RFC 5280 CRL reason (0-10 but 7).
 func validReason(code int) bool { return code >= 0 && code <= 10 && code != 7 }
 
@@ -32,6 +37,8 @@ type Cert struct {
 	DER          []byte
 	RevokedAt    *time.Time
 	RevokeReason int
+	RenewedFrom  string     // renewals: the serial of the certificate presented to renew
+	UsedAt       *time.Time // when it was first presented to the primary; nil: never
 }
 
 // Issuance is everything CommitIssuance writes in one transaction.
@@ -46,8 +53,11 @@ type Issuance struct {
 	// (with other bindings or limits) between the decision and the commit
 	// is never charged for, or recorded with, a value it does not have.
 	TokenHash []byte
-	Now       time.Time
-	Audit     Audit // decision audit row, written in the same transaction
+	// RenewedFrom is, for KindRenew, the serial of the certificate presented
+	// to renew: it must still be the host's current certificate.
+	RenewedFrom string
+	Now         time.Time
+	Audit       Audit // decision audit row, written in the same transaction
 }
 
 // CommitIssuance records an issuance atomically and durably:
@@ -55,7 +65,9 @@ type Issuance struct {
 //   - KindReissue revokes every earlier unrevoked certificate of the host
 //     (superseded, at Now), clears the host's revocation, closes its reissue
 //     window, and renames the host when Host.Name differs;
-//   - KindRenew refuses a host revoked meanwhile (ErrHostRevoked);
+//   - KindRenew refuses a host revoked meanwhile (ErrHostRevoked) and a
+//     RenewedFrom that is no longer the host's current (latest issued)
+//     certificate (ErrSuperseded), and marks RenewedFrom used;
 //   - with a TokenName, counts one use of the token row with that name and
 //     TokenHash only while uses < max uses and the token is unexpired (else
 //     ErrTokenUsedUp / ErrTokenExpired / ErrTokenMissing / ErrTokenHost, and
@@ -126,8 +138,13 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 			if err != nil {
 				return err
 			}
-			if is.Kind == protocol.KindRenew && revoked.Valid {
-				return fmt.Errorf("host %s: %w", is.Host.ID, ErrHostRevoked)
+			if is.Kind == protocol.KindRenew {
+				if revoked.Valid {
+					return fmt.Errorf("host %s: %w", is.Host.ID, ErrHostRevoked)
+				}
+				if err := renewFromCurrent(t, is.Host.ID, is.RenewedFrom, now); err != nil {
+					return err
+				}
 			}
 			if is.Kind == protocol.KindReissue && name != "" && name != cur {
 				_, err := t.exec("UPDATE hosts SET name = ? WHERE id = ?", name, is.Host.ID)
@@ -162,9 +179,10 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 			}
 		}
 
-		_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			serial, is.Host.ID, string(namesJSON), string(is.Kind), is.TokenName, ts(issued), ts(c.NotBefore), ts(c.NotAfter), c.DER)
+		_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, renewed_from, seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM certs WHERE host_id = ?))`,
+			serial, is.Host.ID, string(namesJSON), string(is.Kind), is.TokenName, ts(issued), ts(c.NotBefore), ts(c.NotAfter), c.DER,
+			normSerial(is.RenewedFrom), is.Host.ID)
 		if isConstraint(err) {
 			return fmt.Errorf("%s: %w", serial, ErrSerialExists)
 		}
@@ -194,6 +212,31 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 	return nil
 }
 
+// currentSerialSQL selects the serial of a host's current certificate: the
+// one with the highest seq, i.e. the latest issued.
+const currentSerialSQL = "SELECT serial FROM certs WHERE host_id = ? ORDER BY seq DESC LIMIT 1"
+
+// renewFromCurrent checks, inside the renewal's transaction, that from is
+// still the host's current certificate, and marks it used.
+func renewFromCurrent(t *wtx, hostID, from string, now time.Time) error {
+	from = normSerial(from)
+	if from == "" {
+		return fmt.Errorf("renewal of %s without the presented serial: %w", hostID, errInvalid)
+	}
+	var cur string
+	err := t.queryRow(currentSerialSQL, hostID).Scan(&cur)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if cur != from {
+		return fmt.Errorf("certificate %s of %s: %w", from, hostID, ErrSuperseded)
+	}
+	_, err = t.exec("UPDATE certs SET used_at = COALESCE(used_at, ?) WHERE serial = ?", ts(now), from)
+	return err
+}
+
+func normSerial(serial string) string { return strings.ToUpper(strings.ReplaceAll(serial, ":", "")) }
+
 // tokenRefusal explains why the conditional use count matched no row.
 func tokenRefusal(t *wtx, name string, hash []byte, hostID string, now time.Time) error {
 	var (
@@ -217,16 +260,17 @@ func tokenRefusal(t *wtx, name string, hash []byte, hostID string, now time.Time
 	return fmt.Errorf("token %s: use not counted for an unknown reason", name)
 }
 
-const certColumns = "serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, revoked_at, revoke_reason"
+const certColumns = "serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, revoked_at, revoke_reason, renewed_from, used_at"
 
 func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
 	var (
 		c                           Cert
 		names, kind                 string
 		issued, notBefore, notAfter int64
-		revoked                     sql.NullInt64
+		revoked, used               sql.NullInt64
 	)
-	if err := sc.Scan(&c.Serial, &c.HostID, &names, &kind, &c.TokenName, &issued, &notBefore, &notAfter, &c.DER, &revoked, &c.RevokeReason); err != nil {
+	if err := sc.Scan(&c.Serial, &c.HostID, &names, &kind, &c.TokenName, &issued, &notBefore, &notAfter, &c.DER, &revoked, &c.RevokeReason,
+		&c.RenewedFrom, &used); err != nil {
 		return Cert{}, err
 	}
 	if err := json.Unmarshal([]byte(names), &c.Names); err != nil {
@@ -237,6 +281,7 @@ func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
 	c.NotBefore = fromTS(notBefore)
 	c.NotAfter = fromTS(notAfter)
 	c.RevokedAt = fromNullTS(revoked)
+	c.UsedAt = fromNullTS(used)
 	return c, nil
 }
 
@@ -271,6 +316,32 @@ func (s *Store) CertBySerial(ctx context.Context, serial string) (Cert, error) {
 		return Cert{}, fmt.Errorf("certificate %s: %w", serial, err)
 	}
 	return c, nil
+}
+
+// CurrentCert is the host's current certificate: the latest one issued to
+// it (revoked or not). ErrNotFound when the host has none.
+func (s *Store) CurrentCert(ctx context.Context, hostID string) (Cert, error) {
+	c, err := scanCert(s.queryRow(ctx, "SELECT "+certColumns+" FROM certs WHERE serial = ("+currentSerialSQL+")", hostID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Cert{}, fmt.Errorf("current certificate of %s: %w", hostID, ErrNotFound)
+	}
+	if err != nil {
+		return Cert{}, fmt.Errorf("current certificate of %s: %w", hostID, err)
+	}
+	return c, nil
+}
+
+// MarkUsed records that the certificate was presented to the primary (the
+// first time only). It is a no-op for an unknown serial or one already used.
+func (s *Store) MarkUsed(ctx context.Context, serial string, now time.Time) error {
+	err := s.write(ctx, func(t *wtx) error {
+		_, err := t.exec("UPDATE certs SET used_at = ? WHERE serial = ? AND used_at IS NULL", ts(now), normSerial(serial))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark certificate %s used: %w", serial, err)
+	}
+	return nil
 }
 
 // CertFilter selects certificates for ListCerts; zero fields match all.

@@ -87,6 +87,19 @@ INSERT INTO crl_state (id, number) VALUES (1, 0);
 ALTER TABLE tokens ADD COLUMN bind_names TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE tokens ADD COLUMN bind_nets  TEXT NOT NULL DEFAULT '[]';
 `,
+	// 3: renewal bookkeeping. seq numbers each host's certificates in
+	// issuance order (its highest seq is its current certificate);
+	// renewed_from is the serial of the certificate presented to renew
+	// (renewals only); used_at is when the certificate was first presented
+	// to the primary.
+	`
+ALTER TABLE certs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE certs ADD COLUMN renewed_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE certs ADD COLUMN used_at INTEGER;
+UPDATE certs SET seq = (SELECT COUNT(*) FROM certs c2 WHERE c2.host_id = certs.host_id
+	AND (c2.issued_at < certs.issued_at OR (c2.issued_at = certs.issued_at AND c2.rowid <= certs.rowid)));
+CREATE INDEX certs_host_seq ON certs(host_id, seq);
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

@@ -371,7 +371,7 @@ func TestIssueAndReissue(t *testing.T) {
 	// A renewal adds a certificate and keeps the first.
 	host, _ := s.HostByID(ctx, first.Host.ID)
 	renew := reissuance(host, "", t0.Add(time.Hour))
-	renew.Kind = protocol.KindRenew
+	renew.Kind, renew.RenewedFrom = protocol.KindRenew, first.Cert.Serial
 	if err := s.CommitIssuance(ctx, renew); err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestIssueAndReissue(t *testing.T) {
 	}
 	// Renew of a revoked host is refused atomically.
 	renew2 := reissuance(host, "", t0.Add(3*time.Hour))
-	renew2.Kind = protocol.KindRenew
+	renew2.Kind, renew2.RenewedFrom = protocol.KindRenew, renew.Cert.Serial
 	if err := s.CommitIssuance(ctx, renew2); !errors.Is(err, ErrHostRevoked) {
 		t.Errorf("renew of a revoked host error = %v, want ErrHostRevoked", err)
 	}
