@@ -19,6 +19,7 @@ const (
 	CodeBadCSR               Code = "bad_csr"
 	CodeNameNotAllowed       Code = "name_not_allowed"
 	CodeCertExpired          Code = "cert_expired"
+	CodeCertSuperseded       Code = "cert_superseded" // a renewal with a certificate that is not the host's current one
 	CodeClientCertRequired   Code = "client_cert_required"
 	CodeNotFound             Code = "not_found"
 	CodeMethodNotAllowed     Code = "method_not_allowed"

@@ -110,6 +110,8 @@ type Decision struct {
 	Level      Level       `json:"level"`
 	Known      bool        `json:"known"`
 	Verified   bool        `json:"verified"`
+	DNSChecked bool        `json:"dns_checked"`   // DNS was consulted for this request
+	DNS        string      `json:"dns,omitempty"` // what DNS answered, or why it was not consulted
 	NAT        bool        `json:"nat"`
 	Window     bool        `json:"auto_reissue_window"`
 	NeedToken  bool        `json:"need_token"`

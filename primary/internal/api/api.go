@@ -255,7 +255,8 @@ func status(code protocol.Code) int {
 	case protocol.CodeClientCertRequired:
 		return http.StatusUnauthorized
 	case protocol.CodeTokenRequired, protocol.CodeReissueTokenRequired, protocol.CodeTokenInvalid,
-		protocol.CodeHostRevoked, protocol.CodeNotVerified, protocol.CodeNameNotAllowed, protocol.CodeCertExpired:
+		protocol.CodeHostRevoked, protocol.CodeNotVerified, protocol.CodeNameNotAllowed, protocol.CodeCertExpired,
+		protocol.CodeCertSuperseded:
 		return http.StatusForbidden
 	case protocol.CodeNotFound:
 		return http.StatusNotFound

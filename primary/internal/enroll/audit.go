@@ -38,7 +38,10 @@ func (s *Service) auditRow(now time.Time, rec record, dec *protocol.Decision, ou
 		a.Detail["kind"] = string(dec.Kind)
 		a.Detail["level"] = string(dec.Level)
 		a.Detail["known"] = dec.Known
-		a.Detail["verified"] = dec.Verified
+		a.Detail["verified"] = policy.VerifiedState(*dec)
+		if dec.DNS != "" {
+			a.Detail["dns"] = dec.DNS
+		}
 		a.Detail["nat"] = dec.NAT
 		a.Detail["window"] = dec.Window
 		a.Detail["need_token"] = dec.NeedToken

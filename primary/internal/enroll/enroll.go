@@ -44,7 +44,7 @@ type Registry interface {
 type Ledger interface {
 	TokenByHash(ctx context.Context, hash []byte) (store.Token, error)
 	CertBySerial(ctx context.Context, serial string) (store.Cert, error)
-	ListCerts(ctx context.Context, f store.CertFilter) ([]store.Cert, error)
+	CurrentCert(ctx context.Context, hostID string) (store.Cert, error)
 	CommitIssuance(ctx context.Context, is store.Issuance) error
 }
 
@@ -133,7 +133,9 @@ const verifyTimeout = 3 * time.Second
 
 // Enroll decides and, when granted, issues. A refusal is returned as a
 // *protocol.Error carrying the decision (when one was made); any other error
-// is internal. Every outcome is audited.
+// is internal. Every outcome is audited. It reads gather → decide → act:
+// the request's own checks and the token, the facts (facts), the decision
+// (policy.Plan), then issue, resend or refuse.
 func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	now := s.now()
 	src := req.Source.Unmap()
@@ -174,11 +176,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 				if err != nil {
 					return Result{}, s.internal(ctx, now, rec, fmt.Errorf("token %s: stored binding: %w", t.Name, err))
 				}
-				tf = policy.TokenFacts{
-					Present: true, Found: true, Kind: t.Kind, HostID: t.HostID,
-					Expired: !now.Before(t.ExpiresAt), UsedUp: t.Uses >= t.MaxUses,
-					Outside: !bind.Allows(name, src),
-				}
+				tf = policy.TokenFound(t.Kind, t.HostID, t.Uses, t.MaxUses, t.ExpiresAt, now)
+				tf.Outside = !bind.Allows(name, src)
 			case errors.Is(err, store.ErrNotFound):
 			default:
 				return Result{}, s.internal(ctx, now, rec, fmt.Errorf("look up token: %w", err))
@@ -189,7 +188,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	// Two rounds at most: a concurrent first issuance of the same name makes
 	// the second one a reissue, decided afresh.
 	for round := 0; ; round++ {
-		f, host, err := s.facts(ctx, now, name, req.HostID, src, req.NAT, tf)
+		g, err := s.facts(ctx, now, ask{name: name, hostID: req.HostID, src: src, nat: req.NAT, token: tf, pub: csr.PublicKey})
 		if err != nil {
 			var perr *protocol.Error
 			if errors.As(err, &perr) {
@@ -197,21 +196,12 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 			}
 			return Result{}, s.internal(ctx, now, rec, err)
 		}
-		rec.action, rec.hostID = string(f.Kind), host.ID
-		if f.Kind == protocol.KindReissue {
-			res, ok, err := s.resend(ctx, now, f, host, csr.PublicKey, rec)
-			if err != nil {
-				return Result{}, s.internal(ctx, now, rec, err)
-			}
-			if ok {
-				return res, nil
-			}
-		}
-		dec := policy.Decide(f)
-		if f.Kind == protocol.KindIssue && !f.Verified && f.Token.Present && dec.TokenState == protocol.TokenValid && !f.NAT {
-			dec.Reason += " DNS was not checked: the valid token authorises the request."
-		}
-		if !dec.Granted {
+		rec.action, rec.hostID = string(g.f.Kind), g.host.ID
+		dec, act := policy.Plan(g.f)
+		switch act {
+		case policy.Resend:
+			return s.resend(ctx, now, rec, g, dec)
+		case policy.Refuse:
 			if policy.Guess(tf) {
 				s.limiter.Fail(src, now)
 			}
@@ -221,82 +211,131 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		if dec.TokenState == protocol.TokenValid {
 			tokenName, tokenHash = tok.Name, tok.Hash
 		}
-		res, err := s.issue(ctx, now, f.Kind, host, name, csr.PublicKey, tokenName, tokenHash, rec, dec)
-		switch {
-		case err == nil:
-			return res, nil
-		case errors.Is(err, store.ErrHostExists) && round == 0:
+		res, err := s.issue(ctx, now, g.f.Kind, g.host, name, csr.PublicKey, tokenName, tokenHash, "", rec, dec)
+		if errors.Is(err, store.ErrHostExists) && round == 0 {
 			continue
-		case errors.Is(err, store.ErrTokenUsedUp), errors.Is(err, store.ErrTokenExpired),
-			errors.Is(err, store.ErrTokenMissing), errors.Is(err, store.ErrTokenHost):
-			// Lost the race for the token's last use (or it expired
-			// meanwhile): nothing was written, the signed certificate is
-			// discarded.
-			dec.Granted, dec.Code = false, protocol.CodeTokenInvalid
-			switch {
-			case errors.Is(err, store.ErrTokenUsedUp):
-				dec.TokenState = protocol.TokenUsedUp
-				dec.Reason = "refused (token_invalid): the token's last use went to a concurrent request; this certificate was discarded."
-			case errors.Is(err, store.ErrTokenExpired):
-				dec.TokenState = protocol.TokenExpired
-				dec.Reason = "refused (token_invalid): the token expired before the certificate was committed; it was discarded."
-			default:
-				dec.TokenState = protocol.TokenInvalid
-				dec.Reason = "refused (token_invalid): the token was deleted or changed before the certificate was committed; it was discarded."
-			}
+		}
+		if race, ok := raceOf(err); ok {
+			dec = policy.Lost(g.f, dec, race)
 			return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
-		default:
+		}
+		if err != nil {
 			return Result{}, s.internal(ctx, now, rec, err)
 		}
+		return res, nil
 	}
 }
 
-// facts gathers what the decision needs. A *protocol.Error is a refusal.
-func (s *Service) facts(ctx context.Context, now time.Time, name, hostID string, src netip.Addr, nat bool, tf policy.TokenFacts) (policy.Facts, store.Host, error) {
+// raceOf names the race a commit lost; nothing was written then and the
+// signed certificate is discarded.
+func raceOf(err error) (policy.Race, bool) {
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, store.ErrTokenUsedUp):
+		return policy.RaceTokenUsedUp, true
+	case errors.Is(err, store.ErrTokenExpired):
+		return policy.RaceTokenExpired, true
+	case errors.Is(err, store.ErrTokenMissing), errors.Is(err, store.ErrTokenHost):
+		return policy.RaceTokenGone, true
+	case errors.Is(err, store.ErrHostRevoked):
+		return policy.RaceHostRevoked, true
+	case errors.Is(err, store.ErrSuperseded):
+		return policy.RaceSuperseded, true
+	}
+	return 0, false
+}
+
+// ask is what facts needs to know of an issue or reissue request.
+type ask struct {
+	name, hostID string
+	src          netip.Addr
+	nat          bool
+	token        policy.TokenFacts
+	pub          crypto.PublicKey // the CSR's key; nil for a dry run
+	explain      bool             // a dry run: always show what DNS answers
+}
+
+// gathered is what the decision and the action need.
+type gathered struct {
+	f    policy.Facts
+	host store.Host
+	cur  store.Cert // the host's current certificate; zero when none
+}
+
+// facts gathers what the decision needs: level, host, its current
+// certificate, and DNS only when it can change the decision (policy.NeedsDNS)
+// or for a dry run. A *protocol.Error is a refusal.
+func (s *Service) facts(ctx context.Context, now time.Time, a ask) (gathered, error) {
+	var g gathered
 	level, err := s.cfg.Journal.Level(ctx)
 	if err != nil {
-		return policy.Facts{}, store.Host{}, fmt.Errorf("read level: %w", err)
+		return g, fmt.Errorf("read level: %w", err)
 	}
-	f := policy.Facts{Level: level, NAT: nat, Token: tf}
-	var host store.Host
-	if hostID != "" {
-		host, err = s.cfg.Registry.HostByID(ctx, hostID)
+	g.f = policy.Facts{Level: level, NAT: a.nat, Token: a.token}
+	if a.hostID != "" {
+		g.host, err = s.cfg.Registry.HostByID(ctx, a.hostID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			return f, host, &protocol.Error{Code: protocol.CodeNotFound, Message: "no host has that host ID"}
+			return g, &protocol.Error{Code: protocol.CodeNotFound, Message: "no host has that host ID"}
 		case err != nil:
-			return f, host, fmt.Errorf("look up host %s: %w", hostID, err)
-		case host.Name != name:
-			return f, host, &protocol.Error{Code: protocol.CodeNameNotAllowed, Message: fmt.Sprintf("host ID %s belongs to another name", hostID)}
+			return g, fmt.Errorf("look up host %s: %w", a.hostID, err)
+		case g.host.Name != a.name:
+			return g, &protocol.Error{Code: protocol.CodeNameNotAllowed, Message: fmt.Sprintf("host ID %s belongs to another name", a.hostID)}
 		}
-		f.Known = host.Known
-	} else {
-		host, err = s.cfg.Registry.LookupName(ctx, name)
+	} else if g.host, err = s.cfg.Registry.LookupName(ctx, a.name); err != nil {
+		return g, fmt.Errorf("look up host %s: %w", a.name, err)
+	}
+	g.f.Known = g.host.Known
+	g.f.Kind = protocol.KindIssue
+	if g.host.ID != "" {
+		g.f.Kind = protocol.KindReissue
+		g.f.HostID = g.host.ID
+		g.f.Window = policy.WindowOpen(g.host.ReissueUntil, now)
+		g.f.HostRevoked = g.host.RevokedAt != nil
+		if g.cur, g.f.Current, err = s.current(ctx, now, g.host.ID, a.pub); err != nil {
+			return g, err
+		}
+	}
+	if need, _ := policy.NeedsDNS(g.f); (need || a.explain) && !a.nat && s.cfg.Resolver != nil {
+		vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+		g.f.Verified, g.f.VerifyNote = verify.Verify(vctx, s.cfg.Resolver, a.name, a.src, a.nat)
+		cancel()
+	} else if !need && !a.explain {
+		g.f.DNSSkipped = true
+	} else if s.cfg.Resolver == nil {
+		g.f.VerifyNote = "no resolver configured"
+	}
+	return g, nil
+}
+
+// current is the host's current certificate and what the decision needs to
+// know of it; pub is the CSR's key (nil: none).
+func (s *Service) current(ctx context.Context, now time.Time, hostID string, pub crypto.PublicKey) (store.Cert, policy.Current, error) {
+	c, err := s.cfg.Ledger.CurrentCert(ctx, hostID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Cert{}, policy.Current{}, nil
+	}
+	if err != nil {
+		return store.Cert{}, policy.Current{}, fmt.Errorf("current certificate of %s: %w", hostID, err)
+	}
+	cur := policy.Current{
+		Serial: c.Serial, Valid: c.RevokedAt == nil && now.Before(c.NotAfter),
+		RenewedFrom: c.RenewedFrom, Used: c.UsedAt != nil,
+	}
+	if pub != nil {
+		cert, err := x509.ParseCertificate(c.DER)
 		if err != nil {
-			return f, host, fmt.Errorf("look up host %s: %w", name, err)
+			return store.Cert{}, policy.Current{}, fmt.Errorf("stored certificate %s: %w", c.Serial, err)
 		}
-		f.Known = host.Known
+		spki, err := x509.MarshalPKIXPublicKey(pub)
+		cur.SameKey = err == nil && bytes.Equal(cert.RawSubjectPublicKeyInfo, spki)
 	}
-	if host.ID == "" {
-		f.Kind = protocol.KindIssue
-		// A valid standard token authorises an issue at every level, so DNS
-		// would change nothing: skip the lookup.
-		validToken := tf.Usable() && tf.Kind == tokens.KindStandard
-		if !nat && !validToken && s.cfg.Resolver != nil {
-			vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
-			f.Verified, _ = verify.Verify(vctx, s.cfg.Resolver, name, src, nat)
-			cancel()
-		}
-	} else {
-		f.Kind = protocol.KindReissue
-		f.HostID = host.ID
-		f.Window = host.ReissueUntil != nil && now.Before(*host.ReissueUntil)
-	}
-	return f, host, nil
+	return c, cur, nil
 }
 
 // issue builds, signs and commits one certificate.
-func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.RequestKind, host store.Host, name string, pub crypto.PublicKey, tokenName string, tokenHash []byte, rec record, dec protocol.Decision) (Result, error) {
+func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.RequestKind, host store.Host, name string, pub crypto.PublicKey, tokenName string, tokenHash []byte, renewedFrom string, rec record, dec protocol.Decision) (Result, error) {
 	if kind == protocol.KindIssue {
 		known := dec.Known
 		host = store.Host{ID: uuid.NewString(), Name: name, Known: known, CreatedAt: now}
@@ -319,6 +358,9 @@ func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.Reques
 		audit := s.auditRow(now, rec, &dec, "granted", "")
 		audit.Action = string(kind)
 		audit.Detail["serial"] = hexSerial
+		if renewedFrom != "" {
+			audit.Detail["renewed_from"] = renewedFrom
+		}
 		err = s.cfg.Ledger.CommitIssuance(ctx, store.Issuance{
 			Kind: kind,
 			Host: host,
@@ -326,10 +368,11 @@ func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.Reques
 				Serial: hexSerial, HostID: host.ID, Names: names, Kind: kind, TokenName: tokenName,
 				IssuedAt: now, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw,
 			},
-			TokenName: tokenName,
-			TokenHash: tokenHash,
-			Now:       now,
-			Audit:     audit,
+			TokenName:   tokenName,
+			TokenHash:   tokenHash,
+			RenewedFrom: renewedFrom,
+			Now:         now,
+			Audit:       audit,
 		})
 		if errors.Is(err, store.ErrSerialExists) && attempt < 3 {
 			continue
@@ -369,70 +412,112 @@ func (s *Service) sign(now time.Time, hostID string, names []string, pub crypto.
 
 // Renew renews the certificate that authenticated the mutual-TLS connection
 // (chain[0]; nil or empty when the client presented none) for the host it
-// belongs to, keeping its host ID and names.
+// belongs to, keeping its host ID and names. Only the host's current
+// certificate renews; the one it renewed gets the current one again while
+// that was never used (a renewal whose answer was lost). Like Enroll it
+// reads gather (presented, renewFacts) → decide (policy.Plan) → act.
 func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, csrPEM []byte, source netip.Addr) (Result, error) {
 	now := s.now()
-	src := source.Unmap()
-	rec := record{action: string(protocol.KindRenew), source: src}
-	if len(chain) == 0 {
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeClientCertRequired, "renewal needs the host's current certificate as the TLS client certificate")
-	}
-	leaf := chain[0]
-	rec.hostID = pki.HostIDFromCert(leaf)
-	expired := now.After(leaf.NotAfter)
-	if err := s.checkChain(chain, now, expired); err != nil {
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeClientCertRequired, err.Error())
-	}
-	if rec.hostID == "" {
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeClientCertRequired, "the client certificate is not a host certificate")
-	}
-	serial := ca.SerialHex(leaf.SerialNumber)
-	stored, err := s.cfg.Ledger.CertBySerial(ctx, serial)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeClientCertRequired, "the client certificate is not a host certificate this primary issued")
-	case err != nil:
-		return Result{}, s.internal(ctx, now, rec, fmt.Errorf("look up certificate %s: %w", serial, err))
-	case stored.HostID != rec.hostID:
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeClientCertRequired, "the client certificate does not match the host it names")
-	}
-	host, err := s.cfg.Registry.HostByID(ctx, rec.hostID)
+	rec := record{action: string(protocol.KindRenew), source: source.Unmap()}
+	leaf, stored, err := s.presented(ctx, now, &rec, chain)
 	if err != nil {
-		return Result{}, s.internal(ctx, now, rec, fmt.Errorf("look up host %s: %w", rec.hostID, err))
+		return Result{}, err
 	}
-	rec.name = host.Name
-	level, err := s.cfg.Journal.Level(ctx)
+	g, pub, err := s.renewFacts(ctx, now, leaf, stored, csrPEM)
 	if err != nil {
-		return Result{}, s.internal(ctx, now, rec, fmt.Errorf("read level: %w", err))
+		return Result{}, s.internal(ctx, now, rec, err)
 	}
-	dec := policy.Decide(policy.Facts{
-		Level: level, Kind: protocol.KindRenew, HostID: host.ID, Known: host.Known,
-		HostRevoked: stored.RevokedAt != nil || host.RevokedAt != nil,
-		CertExpired: expired,
-	})
-	if !dec.Granted {
-		return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
+	rec.name = g.host.Name
+	dec, act := policy.Plan(g.f)
+	switch act {
+	case policy.Resend:
+		return s.resend(ctx, now, rec, g, dec)
+	case policy.Refuse:
+		msg := policy.Message(dec)
+		if dec.Code == g.f.CSR.Code {
+			msg = g.f.CSR.Why
+		}
+		return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, msg)
 	}
-	csr, err := pki.ParseCSR(csrPEM)
-	if err != nil {
-		return Result{}, s.refuse(ctx, now, rec, &dec, protocol.CodeBadCSR, "the CSR is not a valid PEM certificate request with a good signature")
-	}
-	if err := CheckKey(csr.PublicKey); err != nil {
-		return Result{}, s.refuse(ctx, now, rec, &dec, protocol.CodeBadCSR, err.Error())
-	}
-	if err := CSRNamesMatch(csr, host.Name); err != nil {
-		return Result{}, s.refuse(ctx, now, rec, &dec, protocol.CodeNameNotAllowed, err.Error())
-	}
-	res, err := s.issue(ctx, now, protocol.KindRenew, host, host.Name, csr.PublicKey, "", nil, rec, dec)
-	if errors.Is(err, store.ErrHostRevoked) {
-		dec.Granted, dec.Code = false, protocol.CodeHostRevoked
-		dec.Reason = "refused (host_revoked): the host was revoked while this renewal was decided; the certificate was discarded."
+	res, err := s.issue(ctx, now, protocol.KindRenew, g.host, g.host.Name, pub, "", nil, stored.Serial, rec, dec)
+	if race, ok := raceOf(err); ok {
+		dec = policy.Lost(g.f, dec, race)
 		return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
 	}
 	if err != nil {
 		return Result{}, s.internal(ctx, now, rec, err)
 	}
 	return res, nil
+}
+
+// presented checks the client certificate of a renewal — present, issued by
+// our CA, a host certificate this primary issued to the host it names — and
+// returns it with its store row. A refusal here comes before any decision.
+func (s *Service) presented(ctx context.Context, now time.Time, rec *record, chain []*x509.Certificate) (*x509.Certificate, store.Cert, error) {
+	if len(chain) == 0 {
+		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, "renewal needs the host's current certificate as the TLS client certificate")
+	}
+	leaf := chain[0]
+	rec.hostID = pki.HostIDFromCert(leaf)
+	if err := s.checkChain(chain, now, now.After(leaf.NotAfter)); err != nil {
+		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, err.Error())
+	}
+	if rec.hostID == "" {
+		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, "the client certificate is not a host certificate")
+	}
+	serial := ca.SerialHex(leaf.SerialNumber)
+	stored, err := s.cfg.Ledger.CertBySerial(ctx, serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, "the client certificate is not a host certificate this primary issued")
+	case err != nil:
+		return nil, store.Cert{}, s.internal(ctx, now, *rec, fmt.Errorf("look up certificate %s: %w", serial, err))
+	case stored.HostID != rec.hostID:
+		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, "the client certificate does not match the host it names")
+	}
+	return leaf, stored, nil
+}
+
+// renewFacts gathers the facts of a renewal: level, host, the host's current
+// certificate, and what is wrong with the CSR, if anything. pub is the CSR's
+// key (nil when the CSR does not parse).
+func (s *Service) renewFacts(ctx context.Context, now time.Time, leaf *x509.Certificate, stored store.Cert, csrPEM []byte) (gathered, crypto.PublicKey, error) {
+	var g gathered
+	var err error
+	if g.host, err = s.cfg.Registry.HostByID(ctx, stored.HostID); err != nil {
+		return g, nil, fmt.Errorf("look up host %s: %w", stored.HostID, err)
+	}
+	level, err := s.cfg.Journal.Level(ctx)
+	if err != nil {
+		return g, nil, fmt.Errorf("read level: %w", err)
+	}
+	var pub crypto.PublicKey
+	csr, err := pki.ParseCSR(csrPEM)
+	var problem policy.CSRProblem
+	switch {
+	case err != nil:
+		problem = policy.CSRProblem{Code: protocol.CodeBadCSR, Why: "the CSR is not a valid PEM certificate request with a good signature"}
+	case CheckKey(csr.PublicKey) != nil:
+		problem = policy.CSRProblem{Code: protocol.CodeBadCSR, Why: CheckKey(csr.PublicKey).Error()}
+	case CSRNamesMatch(csr, g.host.Name) != nil:
+		problem = policy.CSRProblem{Code: protocol.CodeNameNotAllowed, Why: CSRNamesMatch(csr, g.host.Name).Error()}
+		pub = csr.PublicKey
+	default:
+		pub = csr.PublicKey
+	}
+	g.f = policy.Facts{
+		Level: level, Kind: protocol.KindRenew, HostID: g.host.ID, Known: g.host.Known, DNSSkipped: true,
+		CertExpired: now.After(leaf.NotAfter),
+		Presented:   stored.Serial,
+		CSR:         problem,
+	}
+	if g.cur, g.f.Current, err = s.current(ctx, now, g.host.ID, pub); err != nil {
+		return g, nil, err
+	}
+	// A superseded certificate that a reissue revoked is refused as
+	// superseded; the current one revoked, or the host, as revoked.
+	g.f.HostRevoked = g.host.RevokedAt != nil || (stored.RevokedAt != nil && stored.Serial == g.f.Current.Serial)
+	return g, pub, nil
 }
 
 // checkChain verifies that the client certificate chains to one of our CA
@@ -470,11 +555,11 @@ func (s *Service) Explain(ctx context.Context, name string, from netip.Addr, nat
 	if err != nil {
 		return protocol.Decision{}, err
 	}
-	f, _, err := s.facts(ctx, s.now(), n, "", from.Unmap(), nat, policy.TokenFacts{})
+	g, err := s.facts(ctx, s.now(), ask{name: n, src: from.Unmap(), nat: nat, explain: true})
 	if err != nil {
 		return protocol.Decision{}, err
 	}
-	return policy.Decide(f), nil
+	return policy.Decide(g.f), nil
 }
 
 // Reject audits and counts a request refused before it reached the
@@ -495,51 +580,26 @@ func clip(s string) string {
 	return s
 }
 
-// resend answers a retried enrollment. When the host's current certificate
-// (its newest unrevoked, unexpired one, of a host that is not revoked) was
-// issued for the very key of this CSR — whose signature proves that the
-// requester holds that key — the certificate is sent again: a client whose
-// answer was lost on the way gets it without a reissue token. Nothing is
-// issued and no token is used; the resend is audited.
-func (s *Service) resend(ctx context.Context, now time.Time, f policy.Facts, host store.Host, pub crypto.PublicKey, rec record) (Result, bool, error) {
-	if host.RevokedAt != nil {
-		return Result{}, false, nil
-	}
-	certs, err := s.cfg.Ledger.ListCerts(ctx, store.CertFilter{HostID: host.ID})
+// resend answers a retried request whose answer was lost (policy.Plan's
+// Resend): the host's current certificate is sent again. Nothing is issued
+// and no token is used; the resend is audited and counted.
+func (s *Service) resend(ctx context.Context, now time.Time, rec record, g gathered, dec protocol.Decision) (Result, error) {
+	cert, err := x509.ParseCertificate(g.cur.DER)
 	if err != nil {
-		return Result{}, false, fmt.Errorf("certificates of %s: %w", host.ID, err)
-	}
-	if len(certs) == 0 {
-		return Result{}, false, nil
-	}
-	cur := certs[len(certs)-1] // oldest first
-	if cur.RevokedAt != nil || !now.Before(cur.NotAfter) {
-		return Result{}, false, nil
-	}
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return Result{}, false, nil
-	}
-	cert, err := x509.ParseCertificate(cur.DER)
-	if err != nil {
-		return Result{}, false, fmt.Errorf("stored certificate %s: %w", cur.Serial, err)
-	}
-	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
-		return Result{}, false, nil
-	}
-	dec := protocol.Decision{
-		Kind: cur.Kind, Level: f.Level, Known: f.Known, NAT: f.NAT, Granted: true, TokenState: protocol.TokenNone,
-		Reason: "granted: the host's current certificate was issued for this very key (a retried request), so it is sent again; nothing new is issued.",
+		return Result{}, s.internal(ctx, now, rec, fmt.Errorf("stored certificate %s: %w", g.cur.Serial, err))
 	}
 	rec.action = "resend"
 	audit := s.auditRow(now, rec, &dec, "granted", "")
 	audit.Action = "resend"
-	audit.Detail["serial"] = cur.Serial
+	audit.Detail["serial"] = g.cur.Serial
+	if g.f.Presented != "" {
+		audit.Detail["presented"] = g.f.Presented
+	}
 	if err := s.cfg.Journal.AppendAudit(ctx, audit); err != nil {
-		return Result{}, false, fmt.Errorf("audit resend of %s: %w", cur.Serial, err)
+		return Result{}, s.internal(ctx, now, rec, fmt.Errorf("audit resend of %s: %w", g.cur.Serial, err))
 	}
 	s.count("resend", true, "")
-	s.cfg.Log.Info().Str("host_id", host.ID).Str("name", host.Name).Str("serial", cur.Serial).
-		Str("source", rec.source.String()).Msg("certificate sent again to a retried enrollment")
-	return Result{HostID: host.ID, Names: cur.Names, Cert: cert, Serial: cur.Serial, Level: f.Level, Decision: dec}, true, nil
+	s.cfg.Log.Info().Str("kind", string(g.f.Kind)).Str("host_id", g.host.ID).Str("name", g.host.Name).Str("serial", g.cur.Serial).
+		Str("source", rec.source.String()).Msg("certificate sent again to a retried request")
+	return Result{HostID: g.host.ID, Names: g.cur.Names, Cert: cert, Serial: g.cur.Serial, Level: g.f.Level, Decision: dec}, nil
 }

@@ -16,7 +16,7 @@ func Public(d protocol.Decision) protocol.Decision {
 		return d
 	}
 	d.TokenState = protocol.TokenInvalid
-	d.Reason = fmt.Sprintf("refused (%s): %s; %s.", d.Code, facts(d, "", false, false), invalidMessage)
+	d.Reason = fmt.Sprintf("refused (%s): %s; %s.", d.Code, facts(d, false, false), invalidMessage)
 	return d
 }
 
@@ -43,8 +43,23 @@ func Message(d protocol.Decision) string {
 		return "this host is revoked and cannot renew; it needs a reissue token"
 	case protocol.CodeCertExpired:
 		return "the certificate has expired and cannot be renewed; the host needs a reissue"
+	case protocol.CodeCertSuperseded:
+		return "this certificate is superseded: only the host's current (latest issued) certificate renews; the host needs a reissue"
 	}
 	return d.Reason
+}
+
+// VerifiedState is the audit log's "verified": yes, no, or not_checked when
+// DNS was not consulted (a reissue, a renewal, or an issue whose outcome DNS
+// could not change). A declared NAT is "no": such a request is never verified.
+func VerifiedState(d protocol.Decision) string {
+	switch {
+	case d.Verified:
+		return "yes"
+	case d.NAT || d.DNSChecked:
+		return "no"
+	}
+	return "not_checked"
 }
 
 // Explain renders a decision for an admin (hostcert-primary explain): one
@@ -55,7 +70,10 @@ func Explain(d protocol.Decision) string {
 	row("request", kindName(d.Kind))
 	row("level", levelName(d.Level))
 	row("known", yesNo(d.Known, "yes", "no"))
-	row("verified", yesNo(d.Verified, "yes", "no"))
+	row("verified", VerifiedState(d))
+	if d.DNS != "" {
+		row("dns", d.DNS)
+	}
 	row("nat declared", yesNo(d.NAT, "yes", "no"))
 	if d.Kind == protocol.KindReissue {
 		row("auto-reissue window", yesNo(d.Window, "open", "none"))

@@ -11,6 +11,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/tokens"
@@ -54,10 +55,45 @@ type Facts struct {
 	Verified    bool                 // forward DNS of the name matches the (relayed) source address
 	NAT         bool                 // client declared NAT (then Verified is false regardless)
 	VerifyNote  string               // optional: verify.Verify's phrase ("dns gives 192.0.2.1, not 192.0.2.9"), quoted in the reason
+	DNSSkipped  bool                 // DNS was not consulted because it could not change the decision (see NeedsDNS)
 	Window      bool                 // an auto-reissue window is open for HostID
 	HostRevoked bool                 // renew only: host or presented cert revoked
 	CertExpired bool                 // renew only
 	Token       TokenFacts
+
+	// Presented is, for a renewal, the serial of the certificate that
+	// authenticated it; Current is the host's current certificate (for a
+	// renewal and a reissue): together they decide whether the presented
+	// certificate is superseded and whether a certificate is sent again.
+	Presented string
+	Current   Current
+	// CSR is what is wrong with the request's CSR (zero: nothing).
+	CSR CSRProblem
+}
+
+// Current is the host's current (latest issued) certificate as the decision
+// sees it; the zero value is "none".
+type Current struct {
+	Serial      string // "" when the host has no certificate
+	Valid       bool   // unrevoked and unexpired
+	SameKey     bool   // issued for the public key of this request's CSR
+	RenewedFrom string // the serial it renewed ("" unless a renewal)
+	Used        bool   // presented to the primary since it was issued
+}
+
+// CSRProblem is a CSR the primary cannot sign: Code is bad_csr or
+// name_not_allowed, Why says what is wrong. The zero value is a good CSR.
+type CSRProblem struct {
+	Code protocol.Code
+	Why  string
+}
+
+// TokenFound is the TokenFacts of a stored token at now.
+func TokenFound(kind, hostID string, uses, maxUses int, expiresAt, now time.Time) TokenFacts {
+	return TokenFacts{
+		Present: true, Found: true, Kind: kind, HostID: hostID,
+		Expired: !now.Before(expiresAt), UsedUp: uses >= maxUses,
+	}
 }
 
 // State classifies the presented token for this request. A token the store
@@ -112,19 +148,19 @@ func NeedsToken(f Facts) bool {
 	return true // unknown request kind: never grant without a token
 }
 
-// Decide is the deployment decision. It is pure. A granted decision with
+// Decide is the deployment decision: Plan without the action.
+func Decide(f Facts) protocol.Decision {
+	d, _ := Plan(f)
+	return d
+}
+
+// decide is the SPEC §4 decision for a request that is neither a resend nor
+// a superseded renewal (Plan handles those). A granted decision with
 // TokenState valid means the caller must count one use of the token (also
 // when no token was needed: the token authorised the certificate and is
 // recorded with it). Code is set exactly when the request is refused.
-func Decide(f Facts) protocol.Decision {
-	d := protocol.Decision{
-		Kind:     f.Kind,
-		Level:    f.Level,
-		Known:    f.Known,
-		Verified: f.Verified && !f.NAT,
-		NAT:      f.NAT,
-		Window:   f.Window,
-	}
+func decide(f Facts) protocol.Decision {
+	d := base(f)
 	d.NeedToken = NeedsToken(f)
 	d.TokenState = protocol.TokenNone
 
@@ -138,6 +174,10 @@ func Decide(f Facts) protocol.Decision {
 			d.Code, why = protocol.CodeHostRevoked, "the host or its certificate is revoked, so it cannot renew and needs a reissue token"
 		case f.CertExpired:
 			d.Code, why = protocol.CodeCertExpired, "the certificate has expired, so it cannot renew and needs a reissue"
+		case superseded(f):
+			d.Code, why = protocol.CodeCertSuperseded, supersededWhy(f)
+		case f.CSR.Code != "":
+			d.Code, why = f.CSR.Code, f.CSR.Why
 		default:
 			why = "a renewal with a valid current certificate needs no token"
 		}
@@ -194,6 +234,30 @@ func Decide(f Facts) protocol.Decision {
 	return finish(d, f, why)
 }
 
+// base is a decision carrying the facts, before any outcome.
+func base(f Facts) protocol.Decision {
+	d := protocol.Decision{
+		Kind:       f.Kind,
+		Level:      f.Level,
+		Known:      f.Known,
+		Verified:   f.Verified && !f.NAT,
+		DNSChecked: !f.NAT && !f.DNSSkipped,
+		NAT:        f.NAT,
+		Window:     f.Window,
+		TokenState: protocol.TokenNone,
+	}
+	switch {
+	case f.NAT:
+		d.DNS = "not checked: NAT declared"
+	case f.DNSSkipped:
+		_, why := NeedsDNS(f)
+		d.DNS = "not checked: " + why
+	default:
+		d.DNS = strings.TrimRight(strings.TrimSpace(f.VerifyNote), ".")
+	}
+	return d
+}
+
 // needWhy says in words why the table needs a token or not.
 func needWhy(f Facts) string {
 	verified := f.Verified && !f.NAT
@@ -230,25 +294,26 @@ func finish(d protocol.Decision, f Facts, why string) protocol.Decision {
 	if !d.Granted {
 		outcome = "refused (" + string(d.Code) + ")"
 	}
-	d.Reason = fmt.Sprintf("%s: %s; %s.", outcome, facts(d, f.VerifyNote, f.HostRevoked, f.CertExpired), why)
+	d.Reason = fmt.Sprintf("%s: %s; %s.", outcome, facts(d, f.HostRevoked, f.CertExpired), why)
 	return d
 }
 
-// facts renders the facts every reason names: level, known, verified, NAT,
-// window and token state.
-func facts(d protocol.Decision, note string, revoked, expired bool) string {
+// facts renders the facts every reason names: level, known, verified (with
+// what DNS answered, or why it was not asked), NAT, window and token state.
+func facts(d protocol.Decision, revoked, expired bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s at level %s, ", kindName(d.Kind), levelName(d.Level))
 	b.WriteString(yesNo(d.Known, "known", "not known"))
 	b.WriteString(", ")
-	note = strings.TrimRight(strings.TrimSpace(note), ".")
 	switch {
 	case d.NAT:
 		b.WriteString("not verified (NAT declared)")
+	case !d.DNSChecked:
+		b.WriteString("DNS not checked (" + strings.TrimPrefix(d.DNS, "not checked: ") + "), no NAT")
 	default:
 		b.WriteString(yesNo(d.Verified, "verified", "not verified"))
-		if note != "" {
-			b.WriteString(" (" + note + ")")
+		if d.DNS != "" {
+			b.WriteString(" (" + d.DNS + ")")
 		}
 		b.WriteString(", no NAT")
 	}
