@@ -26,7 +26,7 @@ const invalidMessage = "the token is not valid for this request"
 // "granted" for a granted decision. Like Public it never tells the kinds of
 // token_invalid apart.
 func Message(d protocol.Decision) string {
-	f := Facts{Level: d.Level, Kind: d.Kind, Known: d.Known, Verified: d.Verified, NAT: d.NAT, Window: d.Window}
+	f := Facts{Level: d.Level, Kind: d.Kind, Known: d.Known, Verified: d.Verified, NAT: d.NAT, Window: d.Window, DNSSkipped: !d.DNSChecked}
 	switch d.Code {
 	case "":
 		return "granted"

@@ -87,9 +87,10 @@ func TestExplain(t *testing.T) {
 	if strings.Contains(got, "auto-reissue window:") {
 		t.Errorf("Explain(issue) = %q, want no window line", got)
 	}
-	d = Decide(Facts{Level: med, Kind: reissue, HostID: hostA, Window: true})
+	d = Decide(Facts{Level: med, Kind: reissue, HostID: hostA, Window: true, VerifyNote: "dns gives 192.0.2.1, not 192.0.2.9"})
 	got = Explain(d)
-	for _, want := range []string{"auto-reissue window:  open\n", "needs a token:        no\n", "result:               granted\n"} {
+	for _, want := range []string{"auto-reissue window:  open\n", "needs a token:        no\n", "result:               granted\n",
+		"dns:                  dns gives 192.0.2.1, not 192.0.2.9\n", "verified:             no\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Explain(%+v) = %q, want it to contain %q", d, got, want)
 		}

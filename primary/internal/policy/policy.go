@@ -274,10 +274,10 @@ func needWhy(f Facts) string {
 		switch {
 		case verified && f.Known:
 			return "at high a known and verified host needs no token"
-		case !verified:
-			return "at high an unverified host needs a token"
-		default:
+		case !f.Known && (verified || f.DNSSkipped):
 			return "at high a host not in the registry needs a token"
+		default:
+			return "at high an unverified host needs a token"
 		}
 	default:
 		if verified {
@@ -322,7 +322,7 @@ func facts(d protocol.Decision, revoked, expired bool) string {
 	}
 	if d.Kind == protocol.KindRenew {
 		b.WriteString(yesNo(revoked, ", revoked", ", not revoked"))
-		b.WriteString(yesNo(expired, ", certificate expired", ", certificate current"))
+		b.WriteString(yesNo(expired, ", certificate expired", ", certificate unexpired"))
 	}
 	b.WriteString(", token ")
 	b.WriteString(tokenName(d.TokenState))

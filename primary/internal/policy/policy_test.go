@@ -199,6 +199,8 @@ func checkReason(t *testing.T, d protocol.Decision) {
 	switch {
 	case d.NAT:
 		mustHave = append(mustHave, "not verified (NAT declared)")
+	case !d.DNSChecked:
+		mustHave = append(mustHave, "DNS not checked (", ", no NAT")
 	case d.Verified:
 		mustHave = append(mustHave, ", verified", ", no NAT")
 	default:
