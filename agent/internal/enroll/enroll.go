@@ -166,7 +166,7 @@ func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req R
 	if err != nil && !errors.Is(err, certstore.ErrStateDamaged) {
 		return nil, protocol.CertResponse{}, err
 	}
-	key, err := pendingKey(store, req.KeyAlg)
+	key, err := PendingKey(store, req.KeyAlg)
 	if err != nil {
 		return nil, protocol.CertResponse{}, err
 	}
@@ -195,9 +195,12 @@ func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req R
 	return id, resp, nil
 }
 
-// pendingKey is the pending key when there is one of the wanted algorithm,
+// PendingKey is the pending key when there is one of the wanted algorithm,
 // else a new key, stored as pending before any CSR made with it is sent.
-func pendingKey(store *certstore.Store, alg pki.KeyAlgorithm) (crypto.Signer, error) {
+// Enrollment and renewal both use it, so that a request whose answer was
+// lost is retried with the same key and the primary can send again the
+// certificate it already issued for that key.
+func PendingKey(store *certstore.Store, alg pki.KeyAlgorithm) (crypto.Signer, error) {
 	key, err := store.PendingKey()
 	if err != nil {
 		return nil, err

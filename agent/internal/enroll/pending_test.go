@@ -16,23 +16,23 @@ func TestPendingKeyReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := pendingKey(store, pki.ECDSAP256)
+	first, err := PendingKey(store, pki.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := pendingKey(store, pki.ECDSAP256)
+	again, err := PendingKey(store, pki.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !samePublic(first, again) {
-		t.Error("second pendingKey(p256) made a new key, want the pending one")
+		t.Error("second PendingKey(p256) made a new key, want the pending one")
 	}
-	other, err := pendingKey(store, pki.ECDSAP384)
+	other, err := PendingKey(store, pki.ECDSAP384)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if samePublic(first, other) || pki.AlgorithmOf(other) != pki.ECDSAP384 {
-		t.Error("pendingKey(p384) with a pending P-256 key did not make a new P-384 key")
+		t.Error("PendingKey(p384) with a pending P-256 key did not make a new P-384 key")
 	}
 	if err := store.RemovePendingKey(); err != nil {
 		t.Fatal(err)

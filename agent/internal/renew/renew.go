@@ -90,6 +90,9 @@ func Serial(n *big.Int) string { return fmt.Sprintf("%X", n) }
 var (
 	ErrExpired = errors.New("certificate expired: renewal impossible, run get-cert with a reissue token")
 	ErrRevoked = errors.New("certificate revoked: renewal impossible, run get-cert with a reissue token")
+	// ErrSuperseded: the primary issued a newer certificate to this host
+	// (to another copy of it, or to a reissue) and only the newest renews.
+	ErrSuperseded = errors.New("certificate superseded by a newer one: renewal impossible, run get-cert with a reissue token")
 )
 
 // Settings are the renewal settings from the configuration.
@@ -142,7 +145,10 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 	set := r.Settings()
 	var key crypto.Signer = id.Key
 	if !set.KeepKey {
-		k, err := pki.GenerateKey(set.KeyAlg)
+		// The new key is kept as pending until its certificate is stored:
+		// a retry after a lost answer asks with the same key, and the
+		// primary sends the certificate it already issued for it.
+		k, err := enroll.PendingKey(r.Store, set.KeyAlg)
 		if err != nil {
 			return nil, err
 		}
@@ -163,6 +169,8 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 			return nil, fmt.Errorf("%w: %w", ErrRevoked, err)
 		case errors.Is(err, &protocol.Error{Code: protocol.CodeCertExpired}):
 			return nil, fmt.Errorf("%w: %w", ErrExpired, err)
+		case errors.Is(err, &protocol.Error{Code: protocol.CodeCertSuperseded}):
+			return nil, fmt.Errorf("%w: %w", ErrSuperseded, err)
 		}
 		return nil, fmt.Errorf("renew %s: %w", pki.HostIDFromCert(id.Cert), err)
 	}
@@ -175,6 +183,9 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 		return nil, err
 	}
 	if err := enroll.Save(r.Store, nid, resp, r.Now()); err != nil {
+		return nil, err
+	}
+	if err := r.Store.RemovePendingKey(); err != nil {
 		return nil, err
 	}
 	r.Identity.Store(nid)
@@ -354,7 +365,7 @@ func (l *Loop) renewWithRetry(ctx context.Context) error {
 		}
 		if err != nil {
 			l.record(func(st *certstore.State) { st.LastRenewalError = err.Error() })
-			if errors.Is(err, ErrExpired) || errors.Is(err, ErrRevoked) || errors.Is(err, certstore.ErrNoIdentity) {
+			if errors.Is(err, ErrExpired) || errors.Is(err, ErrRevoked) || errors.Is(err, ErrSuperseded) || errors.Is(err, certstore.ErrNoIdentity) {
 				if cur := r.Identity.Load(); cur != nil {
 					l.refused, l.refusedErr = cur.Cert, err
 				}

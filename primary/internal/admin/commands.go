@@ -458,6 +458,7 @@ func certView(c store.Cert) Cert {
 	v := Cert{
 		Serial: c.Serial, HostID: c.HostID, Names: c.Names, Kind: string(c.Kind), TokenName: c.TokenName,
 		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, NotAfter: c.NotAfter, RevokedAt: c.RevokedAt,
+		RenewedFrom: c.RenewedFrom, UsedAt: c.UsedAt,
 	}
 	if c.RevokedAt != nil {
 		v.RevokeReason = ca.ReasonName(c.RevokeReason)

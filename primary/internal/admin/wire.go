@@ -197,6 +197,8 @@ type Cert struct {
 	NotAfter     time.Time  `json:"not_after"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	RevokeReason string     `json:"revoke_reason,omitempty"`
+	RenewedFrom  string     `json:"renewed_from,omitempty"` // renewals: the serial presented to renew
+	UsedAt       *time.Time `json:"used_at,omitempty"`      // first presented to the primary
 }
 
 // RevokeArgs are the arguments of cert.revoke: Host or Token, and a reason.
