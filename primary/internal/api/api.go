@@ -33,6 +33,8 @@ type Enroller interface {
 	Enroll(ctx context.Context, req enroll.Request) (enroll.Result, error)
 	Renew(ctx context.Context, chain []*x509.Certificate, csrPEM []byte, source netip.Addr) (enroll.Result, error)
 	Reject(ctx context.Context, kind protocol.RequestKind, source netip.Addr, code protocol.Code, msg string) error
+	// Seen records that a host's certificate was presented (first use).
+	Seen(ctx context.Context, chain []*x509.Certificate)
 }
 
 // CRLs gives the current CRL.
@@ -100,6 +102,7 @@ func (h *Handler) getCA(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getCRL(w http.ResponseWriter, r *http.Request) {
+	h.seen(r)
 	list := h.crls.Current()
 	if list == nil {
 		h.fail(w, r, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the CRL is not generated yet; try again in a few seconds"})
@@ -117,6 +120,7 @@ func (h *Handler) getCRL(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getInfo(w http.ResponseWriter, r *http.Request) {
+	h.seen(r)
 	level, err := h.levels.Level(r.Context())
 	if err != nil {
 		h.fail(w, r, fmt.Errorf("read level: %w", err))
@@ -127,6 +131,14 @@ func (h *Handler) getInfo(w http.ResponseWriter, r *http.Request) {
 		info.CAFingerprints = append(info.CAFingerprints, pki.Fingerprint(c))
 	}
 	h.writeJSON(w, http.StatusOK, info)
+}
+
+// seen passes the client certificate of a request, when there is one, to
+// the issuance path: a host's certificate counts as used once presented.
+func (h *Handler) seen(r *http.Request) {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		h.enroller.Seen(r.Context(), r.TLS.PeerCertificates)
+	}
 }
 
 func (h *Handler) postEnroll(w http.ResponseWriter, r *http.Request) {

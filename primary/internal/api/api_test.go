@@ -75,6 +75,8 @@ func (f *fake) Enroll(_ context.Context, req enroll.Request) (enroll.Result, err
 	return enroll.Result{}, f.err
 }
 
+func (f *fake) Seen(context.Context, []*x509.Certificate) {}
+
 func (f *fake) Renew(context.Context, []*x509.Certificate, []byte, netip.Addr) (enroll.Result, error) {
 	return enroll.Result{}, f.err
 }

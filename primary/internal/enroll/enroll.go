@@ -45,6 +45,7 @@ type Ledger interface {
 	TokenByHash(ctx context.Context, hash []byte) (store.Token, error)
 	CertBySerial(ctx context.Context, serial string) (store.Cert, error)
 	CurrentCert(ctx context.Context, hostID string) (store.Cert, error)
+	MarkUsed(ctx context.Context, serial string, now time.Time) error
 	CommitIssuance(ctx context.Context, is store.Issuance) error
 }
 
@@ -518,6 +519,28 @@ func (s *Service) renewFacts(ctx context.Context, now time.Time, leaf *x509.Cert
 	// superseded; the current one revoked, or the host, as revoked.
 	g.f.HostRevoked = g.host.RevokedAt != nil || (stored.RevokedAt != nil && stored.Serial == g.f.Current.Serial)
 	return g, pub, nil
+}
+
+// Seen records the first use of a host certificate presented to the
+// primary (any request over TLS with a client certificate, e.g. a CRL
+// fetch): from then on the certificate it renewed can no longer get it sent
+// again (policy.Plan). A certificate that does not chain to our CA, or that
+// this primary did not issue to the host it names, is ignored.
+func (s *Service) Seen(ctx context.Context, chain []*x509.Certificate) {
+	now := s.now()
+	leaf := chain[0]
+	hostID := pki.HostIDFromCert(leaf)
+	if hostID == "" || now.After(leaf.NotAfter) || s.checkChain(chain, now, false) != nil {
+		return
+	}
+	serial := ca.SerialHex(leaf.SerialNumber)
+	c, err := s.cfg.Ledger.CertBySerial(ctx, serial)
+	if err != nil || c.HostID != hostID || c.UsedAt != nil {
+		return
+	}
+	if err := s.cfg.Ledger.MarkUsed(ctx, serial, now); err != nil {
+		s.cfg.Log.Warn().Err(err).Str("serial", serial).Msg("recording the first use of a certificate")
+	}
 }
 
 // checkChain verifies that the client certificate chains to one of our CA

@@ -12,6 +12,7 @@ import (
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/admin"
+	"github.com/hostcert/hostcert/primary/internal/ca"
 )
 
 // enrolled is a host enrolled at medium from 127.0.0.1 (verified).
@@ -284,5 +285,46 @@ func TestExplainShowsDNSForExistingHosts(t *testing.T) {
 	e.call(admin.CmdExplain, admin.ExplainArgs{Name: "exists.test", From: "127.0.0.5"}, &d)
 	if d.Verified || !strings.Contains(d.DNS, "dns gives 127.0.0.1, not 127.0.0.5") {
 		t.Errorf("explain exists.test from 127.0.0.5 = %+v, want the mismatch quoted", d)
+	}
+}
+
+// TestFirstUseEndsTheResend: once the renewed certificate has been
+// presented to the primary (here on a CRL fetch), the certificate it renewed
+// can no longer get it sent again.
+func TestFirstUseEndsTheResend(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	p := enrolled(t, e, "used.test")
+	r, c := e.renewWithKey(p, newKey(t))
+	if r.status != http.StatusOK {
+		t.Fatalf("renewal = %v", r)
+	}
+	// A CRL fetch without a client certificate, or with the old one, does
+	// not count as a use of the new one.
+	for _, cert := range []*host{nil, p} {
+		cl := e.client(nil)
+		if cert != nil {
+			cl = e.client(cert.tls)
+		}
+		resp, err := cl.Get("https://" + e.addr + protocol.PathCRL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if r, _ := e.renewWithKey(p, c.key); r.status != http.StatusOK || r.cert.Serial != ca.SerialHex(c.leaf.SerialNumber) {
+		t.Fatalf("retry before the new certificate was used = %v, want it sent again", r)
+	}
+	resp, err := e.client(c.tls).Get("https://" + e.addr + protocol.PathCRL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var certs []admin.Cert
+	e.call(admin.CmdCertList, admin.CertArgs{Host: "used.test"}, &certs)
+	if len(certs) != 2 || certs[1].UsedAt == nil {
+		t.Fatalf("certificates after the new one fetched the CRL = %+v, want it marked used", certs)
+	}
+	if r, _ := e.renewWithKey(p, c.key); r.err.Code != protocol.CodeCertSuperseded || !strings.Contains(r.err.Decision.Reason, "used since") {
+		t.Errorf("retry after the new certificate was used = %v, want cert_superseded", r)
 	}
 }
