@@ -195,12 +195,20 @@ func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req R
 	return id, resp, nil
 }
 
+// KeyStore keeps the key of a request until its certificate is stored
+// (*certstore.Store).
+type KeyStore interface {
+	PendingKey() (crypto.Signer, error)
+	WritePendingKey(crypto.Signer) error
+	RemovePendingKey() error
+}
+
 // PendingKey is the pending key when there is one of the wanted algorithm,
 // else a new key, stored as pending before any CSR made with it is sent.
 // Enrollment and renewal both use it, so that a request whose answer was
 // lost is retried with the same key and the primary can send again the
 // certificate it already issued for that key.
-func PendingKey(store *certstore.Store, alg pki.KeyAlgorithm) (crypto.Signer, error) {
+func PendingKey(store KeyStore, alg pki.KeyAlgorithm) (crypto.Signer, error) {
 	key, err := store.PendingKey()
 	if err != nil {
 		return nil, err

@@ -108,11 +108,12 @@ type Primary interface {
 }
 
 // Store checks and keeps a renewed certificate: the trusted CAs it must
-// chain to, the identity files and the state (*certstore.Store).
+// chain to, the identity files and the state, and the renewal's new key while
+// its answer is awaited (*certstore.Store).
 type Store interface {
 	CA() ([]*x509.Certificate, error)
-	WriteIdentity(*certstore.Identity) error
-	UpdateState(func(*certstore.State)) (certstore.State, error)
+	enroll.Saver
+	enroll.KeyStore // the new key, pending until its certificate is stored
 }
 
 // Disk is what the loop reads between renewals — a certificate another
