@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -13,6 +14,10 @@ type Client struct {
 	Dir     string
 	Timeout time.Duration // per request; default 30s
 }
+
+// ErrNotServing: the admin socket exists but no server answers on it (left
+// behind by a server that crashed or was killed).
+var ErrNotServing = errors.New("no hostcert-primary is serving this data directory (its admin socket is left over from a server that stopped)")
 
 // CommandError is a command the server refused or failed; its text is the
 // server's one-line reason.
@@ -54,23 +59,24 @@ func (c *Client) Call(ctx context.Context, cmd string, args, out any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", cmd, err)
 	}
-	if _, werr := conn.Write(append(b, '\n')); werr != nil {
-		// A server that refuses this peer answers before reading: its
-		// answer may still be waiting to be read.
-		var resp Response
-		if line, err := readLine(bufio.NewReaderSize(conn, 64*1024)); err == nil && json.Unmarshal(line, &resp) == nil && !resp.OK {
-			return &CommandError{Command: cmd, Reason: resp.Error}
-		}
-		return fmt.Errorf("send %s: %w", cmd, werr)
+	if len(b)+1 > MaxMessage {
+		return fmt.Errorf("%s: %w", cmd, &TooLargeError{What: "request", Size: len(b) + 1, Max: MaxMessage})
 	}
+	// A write error is not the end: a server that refuses this peer answers
+	// before reading, and one that refuses an oversized request answers
+	// after it; the answer may still be waiting to be read.
+	_, werr := conn.Write(append(b, '\n'))
 	var resp Response
-	line, err := readLine(bufio.NewReaderSize(conn, 64*1024))
+	line, err := readLine(bufio.NewReaderSize(conn, 64*1024), "answer")
 	if err == nil {
 		err = json.Unmarshal(line, &resp)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if werr != nil { // the server hung up without an answer
+			return fmt.Errorf("send %s: %w", cmd, werr)
 		}
 		return fmt.Errorf("read %s answer: %w", cmd, err)
 	}

@@ -20,8 +20,12 @@ import (
 	"github.com/hostcert/hostcert/primary/internal/tokens"
 )
 
-// MaxAuditRows bounds one audit answer.
-const MaxAuditRows = 10000
+// MaxAuditRows bounds one page of audit rows; auditPageBytes bounds its
+// encoded size, far below MaxMessage (a row's detail can be long).
+const (
+	MaxAuditRows   = 1000
+	auditPageBytes = MaxMessage / 4
+)
 
 // dispatch runs one command for actor and returns its result.
 func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, error) {
@@ -227,22 +231,18 @@ func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, 
 		if err := decodeArgs(req, &args); err != nil {
 			return nil, err
 		}
+		if args.Limit < 0 || args.After < 0 {
+			return nil, fmt.Errorf("audit: limit %d, after %d: want 0 or more", args.Limit, args.After)
+		}
 		limit := args.Limit
-		if limit <= 0 || limit > MaxAuditRows {
+		if limit == 0 || limit > MaxAuditRows {
 			limit = MaxAuditRows
 		}
-		rows, err := s.store.ListAudit(ctx, args.Since, limit)
+		rows, err := s.store.ListAuditPage(ctx, args.Since, args.After, limit)
 		if err != nil {
 			return nil, fmt.Errorf("read audit log: %w", err)
 		}
-		out := make([]AuditEntry, 0, len(rows))
-		for _, r := range rows {
-			out = append(out, AuditEntry{
-				At: r.At, Actor: r.Actor, Source: r.Source, Action: r.Action, Outcome: r.Outcome,
-				Code: r.Code, HostID: r.HostID, Name: r.Name, TokenName: r.TokenName, Detail: r.Detail,
-			})
-		}
-		return out, nil
+		return auditPage(rows, auditPageBytes)
 	}
 	return nil, fmt.Errorf("unknown admin command %q", req.Command)
 }
@@ -464,4 +464,26 @@ func certView(c store.Cert) Cert {
 		v.RevokeReason = ca.ReasonName(c.RevokeReason)
 	}
 	return v
+}
+
+// auditPage turns store rows into the answer, cut short after the row that
+// takes it past maxBytes (always at least one row, so paging progresses).
+func auditPage(rows []store.Audit, maxBytes int) ([]AuditEntry, error) {
+	out := make([]AuditEntry, 0, len(rows))
+	size := 0
+	for _, r := range rows {
+		e := AuditEntry{
+			ID: r.ID, At: r.At, Actor: r.Actor, Source: r.Source, Action: r.Action, Outcome: r.Outcome,
+			Code: r.Code, HostID: r.HostID, Name: r.Name, TokenName: r.TokenName, Detail: r.Detail,
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode audit row %d: %w", r.ID, err)
+		}
+		out = append(out, e)
+		if size += len(b) + 1; size > maxBytes {
+			break
+		}
+	}
+	return out, nil
 }

@@ -125,7 +125,12 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		return
 	}
 	var req Request
-	line, err := readLine(bufio.NewReaderSize(conn, 64*1024))
+	line, err := readLine(bufio.NewReaderSize(conn, 64*1024), "request")
+	if tl := (*TooLargeError)(nil); errors.As(err, &tl) {
+		s.log.Warn().Int("bytes", tl.Size).Int("max_bytes", tl.Max).Str("actor", actor).Msg("admin request too large, refused")
+		s.reply(conn, Response{Error: "admin: " + tl.Error()})
+		return
+	}
 	if err == nil {
 		err = json.Unmarshal(line, &req)
 	}
@@ -154,6 +159,13 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		s.reply(conn, Response{Error: "admin: encode result: " + err.Error()})
+		return
+	}
+	// The envelope adds a few bytes; keep well clear of the client's limit.
+	if len(raw) > MaxMessage-1024 {
+		tl := &TooLargeError{What: "answer", Size: len(raw), Max: MaxMessage}
+		s.log.Warn().Str("command", req.Command).Int("bytes", tl.Size).Int("max_bytes", tl.Max).Msg("admin answer too large, refused")
+		s.reply(conn, Response{Error: "admin: " + tl.Error() + ": narrow the query"})
 		return
 	}
 	s.log.Info().Str("command", req.Command).Str("actor", actor).Msg("admin command")
@@ -186,7 +198,7 @@ func (s *Server) refusePeer(ctx context.Context, conn net.Conn, actor string, er
 		_ = uc.CloseWrite()
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.Copy(io.Discard, io.LimitReader(conn, maxMessage))
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, MaxMessage))
 }
 
 func (s *Server) reply(conn net.Conn, resp Response) {
@@ -197,20 +209,30 @@ func (s *Server) reply(conn net.Conn, resp Response) {
 	_, _ = conn.Write(append(b, '\n'))
 }
 
-// readLine reads one newline-terminated message of at most maxMessage bytes.
-func readLine(r *bufio.Reader) ([]byte, error) {
+// readLine reads one newline-terminated message of at most MaxMessage
+// bytes. A longer one is read to its end and dropped (bounded by the
+// connection's deadline), so that the peer, still writing, gets the answer
+// instead of a broken pipe; the error is a *TooLargeError with its size.
+func readLine(r *bufio.Reader, what string) ([]byte, error) {
 	var line []byte
+	size := 0
 	for {
 		chunk, err := r.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > maxMessage {
-			return nil, errors.New("message too large")
+		size += len(chunk)
+		if size <= MaxMessage {
+			line = append(line, chunk...)
+		} else {
+			line = nil
 		}
 		switch {
-		case err == nil:
-			return line, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
+		case size > MaxMessage && (err == nil || errors.Is(err, io.EOF)):
+			return nil, &TooLargeError{What: what, Size: size, Max: MaxMessage}
+		case size > MaxMessage:
+			return nil, &TooLargeError{What: what, Max: MaxMessage}
+		case err == nil:
+			return line, nil
 		case errors.Is(err, io.EOF) && len(line) > 0:
 			return line, nil
 		default:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -48,6 +49,11 @@ func dial(dir string, timeout time.Duration) (net.Conn, string, error) {
 		}
 		if errors.Is(err, os.ErrPermission) {
 			return nil, "", fmt.Errorf("permission denied on %s: run as the server's user", path)
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// A socket file nobody listens on: the server crashed or was
+			// killed. The next serve replaces it.
+			return nil, "", fmt.Errorf("%s: %w: start it with hostcert-primary serve --data %s (or systemctl start hostcert-primary)", path, ErrNotServing, dir)
 		}
 		return nil, "", fmt.Errorf("connect to %s: %w", path, err)
 	}

@@ -65,7 +65,8 @@ func dial(dir string, timeout time.Duration) (net.Conn, string, error) {
 	}
 	c, err := net.DialTimeout("tcp", lines[0], timeout)
 	if err != nil {
-		return nil, "", fmt.Errorf("connect to the admin port %s: %w", lines[0], err)
+		// admin.token outlives a server that crashed or was killed.
+		return nil, "", fmt.Errorf("connect to the admin port %s (%w: start it with hostcert-primary serve --data %s): %w", lines[0], ErrNotServing, dir, err)
 	}
 	return c, lines[1], nil
 }

@@ -12,6 +12,7 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/hostcert/hostcert/common/protocol"
@@ -57,8 +58,26 @@ type Response struct {
 	Data  json.RawMessage `json:"data,omitempty"`
 }
 
-// maxMessage bounds one request or response line.
-const maxMessage = 4 << 20
+// MaxMessage bounds one request or response line, on both sides. Commands
+// whose data can grow with the fleet stay under it by paging (audit) or by
+// sending their input in batches (host import).
+const MaxMessage = 4 << 20
+
+// TooLargeError is a request or an answer longer than MaxMessage. The side
+// that would send it refuses before sending; the side that receives one
+// stops reading at Max and says so.
+type TooLargeError struct {
+	What string // "request" or "answer"
+	Size int    // bytes; 0 when only "more than Max" is known
+	Max  int
+}
+
+func (e *TooLargeError) Error() string {
+	if e.Size > 0 {
+		return fmt.Sprintf("%s too large for the admin socket (%d bytes, max %d)", e.What, e.Size, e.Max)
+	}
+	return fmt.Sprintf("%s too large for the admin socket (more than %d bytes, max %d)", e.What, e.Max, e.Max)
+}
 
 // Arguments and results of the commands.
 
@@ -215,14 +234,19 @@ type ExplainArgs struct {
 	NAT  bool   `json:"nat,omitempty"`
 }
 
-// AuditArgs are the arguments of audit.
+// AuditArgs are the arguments of audit: rows at or after Since with an ID
+// above After, oldest first, at most Limit of them (at most MaxAuditRows, and
+// fewer when the answer would come near MaxMessage). An empty answer is the
+// end; the next page starts after the last row's ID.
 type AuditArgs struct {
 	Since time.Time `json:"since"`
+	After int64     `json:"after,omitempty"`
 	Limit int       `json:"limit,omitempty"`
 }
 
 // AuditEntry is one audit row.
 type AuditEntry struct {
+	ID        int64          `json:"id"`
 	At        time.Time      `json:"at"`
 	Actor     string         `json:"actor"`
 	Source    string         `json:"source,omitempty"`

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -133,12 +134,8 @@ func hostCmd() *cobra.Command {
 		Short: "add every name of a file (one per line, or separated by spaces or commas; # comments; - for stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, err := readLines(cmd, args[0])
+			r, err := importHosts(cmd, args[0])
 			if err != nil {
-				return err
-			}
-			var r admin.AddResult
-			if err := call(cmd, admin.CmdHostAdd, admin.NamesArgs{Names: names}, &r); err != nil {
 				return err
 			}
 			return printAdded(cmd, r)
@@ -425,39 +422,101 @@ prints the decision and its reason. Nothing is issued or counted.`,
 
 func auditCmd() *cobra.Command {
 	var since string
+	var after int64
 	var limit int
 	cmd := &cobra.Command{
-		Use:   "audit [--since T]",
+		Use:   "audit [--since T] [--after ID] [--limit N]",
 		Short: "show the audit log (decisions and admin actions)",
-		Long: `audit prints the audit log from --since on, oldest first. T is a time
-(RFC 3339, e.g. 2026-01-02T15:04:05Z, or a date 2026-01-02) or a duration back
-from now (e.g. 90m, 24h, 7d). Default: the last 24 hours.`,
+		Long: `audit prints the audit log from --since on, oldest first, each row with its
+ID. T is a time (RFC 3339, e.g. 2026-01-02T15:04:05Z, or a date 2026-01-02) or
+a duration back from now (e.g. 90m, 24h, 7d). Default: the last 24 hours.
+--after ID starts after that row (to continue where an earlier listing
+stopped); --limit N stops after N rows (0, the default: all of them). The rows
+come from the server in pages, so a log of any size can be listed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			from, err := parseSince(since, time.Now())
 			if err != nil {
 				return err
 			}
-			var rows []admin.AuditEntry
-			if err := call(cmd, admin.CmdAudit, admin.AuditArgs{Since: from, Limit: limit}, &rows); err != nil {
+			if limit < 0 {
+				return fmt.Errorf("--limit %d: want 0 (all rows) or a positive number", limit)
+			}
+			if after < 0 {
+				return fmt.Errorf("--after %d: want a row ID (0 or more)", after)
+			}
+			out := cmd.OutOrStdout()
+			asJSON := wantJSON(cmd)
+			n := 0
+			if asJSON {
+				fmt.Fprint(out, "[")
+			}
+			for limit == 0 || n < limit {
+				page := admin.MaxAuditRows
+				if limit > 0 {
+					page = min(page, limit-n)
+				}
+				var rows []admin.AuditEntry
+				if err := call(cmd, admin.CmdAudit, admin.AuditArgs{Since: from, After: after, Limit: page}, &rows); err != nil {
+					return err
+				}
+				if len(rows) == 0 {
+					break
+				}
+				if err := printAudit(out, rows, asJSON, n == 0); err != nil {
+					return err
+				}
+				n += len(rows)
+				after = rows[len(rows)-1].ID
+			}
+			if !asJSON && n == 0 {
+				return printAudit(out, nil, false, true) // the header alone
+			}
+			if asJSON {
+				if n > 0 {
+					fmt.Fprint(out, "\n")
+				}
+				_, err := fmt.Fprintln(out, "]")
 				return err
 			}
-			if wantJSON(cmd) {
-				return printJSON(cmd, rows)
-			}
-			w := table(cmd.OutOrStdout())
-			fmt.Fprintln(w, "TIME\tACTOR\tSOURCE\tACTION\tOUTCOME\tCODE\tNAME\tHOST ID\tTOKEN\tDETAIL")
-			for _, r := range rows {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format(time.RFC3339), r.Actor, orDash(r.Source),
-					r.Action, r.Outcome, orDash(r.Code), orDash(r.Name), orDash(r.HostID), orDash(r.TokenName), detail(r.Detail))
-			}
-			return w.Flush()
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "24h", "from this time (RFC 3339 or date) or this long ago (24h, 7d)")
-	cmd.Flags().IntVar(&limit, "limit", admin.MaxAuditRows, "at most this many rows")
+	cmd.Flags().Int64Var(&after, "after", 0, "start after the row with this ID")
+	cmd.Flags().IntVar(&limit, "limit", 0, "stop after this many rows (0: all)")
 	addJSON(cmd)
 	return cmd
+}
+
+// printAudit prints one page of audit rows: table lines aligned within the
+// page, or the elements of a JSON array (first: no leading comma).
+func printAudit(out io.Writer, rows []admin.AuditEntry, asJSON, first bool) error {
+	if asJSON {
+		for i, r := range rows {
+			b, err := json.MarshalIndent(r, "  ", "  ")
+			if err != nil {
+				return err
+			}
+			sep := ",\n  "
+			if first && i == 0 {
+				sep = "\n  "
+			}
+			if _, err := fmt.Fprint(out, sep, string(b)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := table(out)
+	if first {
+		fmt.Fprintln(w, "ID\tTIME\tACTOR\tSOURCE\tACTION\tOUTCOME\tCODE\tNAME\tHOST ID\tTOKEN\tDETAIL")
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.At.Local().Format(time.RFC3339), r.Actor, orDash(r.Source),
+			r.Action, r.Outcome, orDash(r.Code), orDash(r.Name), orDash(r.HostID), orDash(r.TokenName), detail(r.Detail))
+	}
+	return w.Flush()
 }
 
 // parseSince reads --since: an RFC 3339 time, a date, or a duration ago.

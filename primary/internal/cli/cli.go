@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -99,34 +98,4 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// readLines reads a host list: one or more names per line separated by
-// spaces or commas; '#' starts a comment. "-" is standard input.
-func readLines(cmd *cobra.Command, path string) ([]string, error) {
-	var (
-		data []byte
-		err  error
-	)
-	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<20))
-	} else {
-		data, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read host list: %w", err)
-	}
-	var names []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		names = append(names, strings.FieldsFunc(line, func(r rune) bool {
-			return r == ' ' || r == '\t' || r == ',' || r == '\r'
-		})...)
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("%s holds no host names", path)
-	}
-	return names, nil
 }

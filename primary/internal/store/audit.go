@@ -13,6 +13,7 @@ import (
 // Audit is one row of the append-only audit log. It never holds a token
 // value or a key: callers put only names, IDs and decision facts in it.
 type Audit struct {
+	ID        int64 // set when read back; ascending in insertion order
 	At        time.Time
 	Actor     string // "api" | "admin:<uid>" | "system"
 	Source    string // client address
@@ -87,16 +88,40 @@ func (s *Store) AppendAudit(ctx context.Context, a Audit) error {
 // ListAudit returns the audit rows at or after since, oldest first. With
 // limit > 0 it returns only the newest limit of them (still oldest first).
 func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]Audit, error) {
-	q := `SELECT at, actor, source, action, outcome, code, host_id, name, token_name, detail
+	q := `SELECT id, at, actor, source, action, outcome, code, host_id, name, token_name, detail
 		FROM audit WHERE at >= ? ORDER BY id DESC`
-	args := []any{ts(since)}
-	if since.IsZero() {
-		args[0] = int64(-1 << 63)
-	}
+	args := []any{sinceArg(since)}
 	if limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, limit)
 	}
+	out, err := s.queryAudit(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// ListAuditPage returns one page of the audit rows at or after since whose
+// ID is above after, oldest first, at most limit (> 0) of them. The next
+// page starts after the last row's ID; an empty page is the end.
+func (s *Store) ListAuditPage(ctx context.Context, since time.Time, after int64, limit int) ([]Audit, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("list audit page: limit %d: %w", limit, errInvalid)
+	}
+	return s.queryAudit(ctx, `SELECT id, at, actor, source, action, outcome, code, host_id, name, token_name, detail
+		FROM audit WHERE id > ? AND +at >= ? ORDER BY id LIMIT ?`, after, sinceArg(since), limit)
+}
+
+func sinceArg(since time.Time) int64 {
+	if since.IsZero() {
+		return -1 << 63
+	}
+	return ts(since)
+}
+
+func (s *Store) queryAudit(ctx context.Context, q string, args ...any) ([]Audit, error) {
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
@@ -109,7 +134,7 @@ func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]Au
 			at     int64
 			detail sql.NullString
 		)
-		if err := rows.Scan(&at, &a.Actor, &a.Source, &a.Action, &a.Outcome, &a.Code, &a.HostID, &a.Name, &a.TokenName, &detail); err != nil {
+		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Source, &a.Action, &a.Outcome, &a.Code, &a.HostID, &a.Name, &a.TokenName, &detail); err != nil {
 			return nil, fmt.Errorf("list audit: %w", err)
 		}
 		a.At = fromTS(at)
@@ -123,6 +148,5 @@ func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]Au
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
-	slices.Reverse(out)
 	return out, nil
 }
