@@ -57,11 +57,12 @@ for p in "${programs[@]}"; do
 done
 
 for p in "${programs[@]}"; do
-	state=""
+	state="" enroll=""
 	case $p in primary | agent) state=/var/lib/hostcert/$p ;; esac
+	[ "$p" != agent ] || enroll=/usr/lib/hostcert-agent/enroll
 	mkdir -p "$build/scripts/hostcert-$p"
 	for s in postinst prerm postrm; do
-		sed -e "s#@NAME@#hostcert-$p#g" -e "s#@STATE@#$state#g" \
+		sed -e "s#@NAME@#hostcert-$p#g" -e "s#@STATE@#$state#g" -e "s#@ENROLL@#$enroll#g" \
 			"packaging/scripts/$s.in" >"$build/scripts/hostcert-$p/$s"
 		chmod 0755 "$build/scripts/hostcert-$p/$s"
 	done

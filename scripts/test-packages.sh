@@ -36,7 +36,12 @@ command -v dpkg >/dev/null || fail "needs dpkg"
 arch=$(dpkg --print-architecture)
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+primary_pid=""
+cleanup() {
+	[ -z "$primary_pid" ] || kill "$primary_pid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
 
 debs=${1:-}
 if [ -z "$debs" ]; then
@@ -82,19 +87,33 @@ else
 fi
 
 # 3. install into a throwaway root.
+# newroot DIR: an empty system for dpkg --root: a dpkg database and root's
+# passwd/group entries.
+newroot() {
+	mkdir -p "$1/var/lib/dpkg/info" "$1/var/lib/dpkg/updates" "$1/var/lib/dpkg/triggers" "$1/etc"
+	touch "$1/var/lib/dpkg/status" "$1/var/lib/dpkg/available"
+	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$1/etc/passwd"
+	printf 'root:x:0:\n' >"$1/etc/group"
+	printf 'root:*:20000:0:99999:7:::\n' >"$1/etc/shadow"
+	printf 'root:*::\n' >"$1/etc/gshadow"
+	chmod 0640 "$1/etc/shadow" "$1/etc/gshadow"
+}
+# dpkgin DIR ARGS...: dpkg on that root, maintainer scripts run chrootless.
+dpkgin() {
+	local dir=$1
+	shift
+	dpkg --root="$dir" --force-script-chrootless --ignore-depends=passwd "$@"
+}
 r=$work/root
-mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$r/etc"
-touch "$r/var/lib/dpkg/status" "$r/var/lib/dpkg/available"
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
-printf 'root:x:0:\n' >"$r/etc/group"
-printf 'root:*:20000:0:99999:7:::\n' >"$r/etc/shadow"
-printf 'root:*::\n' >"$r/etc/gshadow"
-chmod 0640 "$r/etc/shadow" "$r/etc/gshadow"
+newroot "$r"
 seed=$(cd "$r" && find . -path ./var/lib/dpkg -prune -o -print | sort)
-dpkgr() { dpkg --root="$r" --force-script-chrootless --ignore-depends=passwd "$@"; }
+dpkgr() { dpkgin "$r" "$@"; }
 
 out=$(dpkgr -i "${pkgs[@]}" 2>&1) || fail "dpkg -i:"$'\n'"$out"
 say "installed ${pkgs[*]##*/}"
+echo "$out" | grep -q 'hostcert-agent: installed; this host is not enrolled yet. Next, as root:' ||
+	fail "an install without enrollment values did not print the next step:"$'\n'"$out"
+echo "$out" | grep -q 'HOSTCERT_PRIMARY=.* /usr/lib/hostcert-agent/enroll' || fail "no enroll command in:"$'\n'"$out"
 
 # expect MODE OWNER GROUP PATH (owner and group by name or number)
 expect() {
@@ -123,6 +142,7 @@ for p in "${programs[@]}"; do
 	[ "$out" = "$want" ] || fail "hostcert-$p --version = $out, want $want"
 done
 expect 755 root root /etc/hostcert
+expect 755 root root /usr/lib/hostcert-agent/enroll
 for c in agent:agent.yaml tunnel:tunnel.yaml primary:primary.env; do
 	p=${c%%:*} f=/etc/hostcert/${c#*:}
 	expect 644 root root "$f"
@@ -157,6 +177,113 @@ if dpkg --root="$r" -l 'hostcert-*' 2>/dev/null | grep '^[a-z][a-z] ' | grep -qv
 	fail "packages still installed or half-removed after purge: $(dpkg --root="$r" -l 'hostcert-*' 2>&1)"
 fi
 say "purge: clean (non-empty data directory kept, as documented)"
+
+# 3b. Enrollment at installation (docs/packaging.md), against a real primary
+# (the packaged hostcert-primary) serving on 127.0.0.1: a refused enrollment
+# and a wrong fingerprint leave the package installed and the host
+# unenrolled; a retry and a complete answer file enroll it.
+agent_deb=${pkgs[1]}
+pbin=$work/pbin
+dpkg-deb -x "${pkgs[0]}" "$pbin"
+P=$pbin/usr/bin/hostcert-primary
+chmod 0755 "$work" # the agent runs as each root's hostcert uid
+pd=$work/primary-data
+fp=$("$P" init --data "$pd" --name localhost --json | sed -n 's/.*"fingerprint": *"\([^"]*\)".*/\1/p')
+[ -n "$fp" ] || fail "hostcert-primary init printed no fingerprint"
+"$P" serve --data "$pd" --listen 127.0.0.1:0 >"$work/primary.log" 2>&1 &
+primary_pid=$!
+addr=""
+for _ in $(seq 100); do
+	addr=$(sed -n 's/.*"addr":"\(127\.0\.0\.1:[0-9]*\)".*"message":"serving".*/\1/p' "$work/primary.log")
+	[ -n "$addr" ] && break
+	sleep 0.1
+done
+[ -n "$addr" ] || fail "hostcert-primary serve did not start:"$'\n'"$(cat "$work/primary.log")"
+primary=localhost:${addr##*:}
+token=$("$P" token create --name pkgtest --max-uses 5 --data "$pd" 2>/dev/null) || fail "token create failed"
+wrong=$( [ "${fp:0:2}" = 00 ] && echo "11${fp:2}" || echo "00${fp:2}" )
+data=/var/lib/hostcert/agent
+# answers ROOT LINES...: the answer file, as the docs say (root, 0600).
+answers() {
+	local dir=$1
+	shift
+	mkdir -p "$dir/etc/hostcert"
+	printf '%s\n' "# hostcert-agent install answers" "$@" >"$dir/etc/hostcert/agent-install.env"
+	chmod 0600 "$dir/etc/hostcert/agent-install.env"
+}
+# installed ROOT: dpkg says installed (not half-configured).
+installed() {
+	dpkg --root="$1" -s hostcert-agent 2>/dev/null | grep -qx 'Status: install ok installed' ||
+		fail "hostcert-agent in $1 is not 'install ok installed': $(dpkg --root="$1" -s hostcert-agent 2>&1 | grep ^Status)"
+}
+# enrolled ROOT NAME: the data directory holds a certificate for NAME that
+# this primary issued, owned by the root's hostcert user, and the primary is
+# recorded for the service.
+enrolled() {
+	local dir=$1 name=$2 huid st serial issued
+	[ -s "$dir$data/host.pem" ] || fail "$dir: no $data/host.pem after enrollment"
+	huid=$(grep '^hostcert:' "$dir/etc/passwd" | cut -d: -f3)
+	for f in "$dir$data"/*; do
+		[ "$(stat -c %u "$f")" = "$huid" ] || fail "$f belongs to uid $(stat -c %u "$f"), want the service user $huid"
+	done
+	st=$("$dir/usr/bin/hostcert-agent" status --config "$dir/etc/hostcert/agent.yaml" --data "$dir$data" --json)
+	echo "$st" | grep -q "\"primary\": *\"$primary\"" || fail "$dir: status does not show the recorded primary $primary:"$'\n'"$st"
+	serial=$(echo "$st" | sed -n 's/.*"serial": *"\([^"]*\)".*/\1/p' | head -1)
+	issued=$("$P" host show "$name" --data "$pd" --json) || fail "the primary has no host $name"
+	[ -n "$serial" ] && echo "$issued" | grep -q "\"serial\": *\"$serial\"" ||
+		fail "$dir: certificate serial '$serial' is not one the primary issued to $name:"$'\n'"$issued"
+}
+
+# A refused enrollment: no token, and the level (high) needs one here.
+ra=$work/root-refused
+newroot "$ra"
+answers "$ra" "HOSTCERT_PRIMARY=$primary" "HOSTCERT_FINGERPRINT='$fp'" "HOSTCERT_NAME=web01.example.com"
+out=$(dpkgin "$ra" -i "$agent_deb" 2>&1) || fail "dpkg -i with a refused enrollment failed:"$'\n'"$out"
+installed "$ra"
+echo "$out" | grep -q 'hostcert-agent: enrollment FAILED: get-cert: .*token' || fail "no refusal reason in:"$'\n'"$out"
+echo "$out" | grep -q 'run: sudo /usr/lib/hostcert-agent/enroll' || fail "no retry command in:"$'\n'"$out"
+[ ! -e "$ra$data/host.pem" ] || fail "a refused enrollment left a certificate"
+# The answer file decides which CA is trusted: one others can write is refused.
+chmod 0646 "$ra/etc/hostcert/agent-install.env"
+out=$(DPKG_ROOT=$ra "$ra/usr/lib/hostcert-agent/enroll" 2>&1) && fail "enroll with a world-writable answer file succeeded: $out"
+echo "$out" | grep -q 'must belong to root and be writable only by root' || fail "world-writable answer file: $out"
+say "install with a refused enrollment: package installed, not enrolled, reason and retry printed: ok"
+
+# A wrong fingerprint, then a retry with the right one.
+rb=$work/root-retry
+newroot "$rb"
+mkdir -p -m 0700 "$rb/root"
+(umask 077 && echo "$token" >"$rb/root/token")
+answers "$rb" "HOSTCERT_PRIMARY=$primary" "HOSTCERT_FINGERPRINT=$wrong" "HOSTCERT_TOKEN_FILE=/root/token" "HOSTCERT_NAME=web02.example.com"
+out=$(dpkgin "$rb" -i "$agent_deb" 2>&1) || fail "dpkg -i with a wrong fingerprint failed:"$'\n'"$out"
+installed "$rb"
+echo "$out" | grep -q 'hostcert-agent: enrollment FAILED: get-ca-cert: .*fingerprint does not match' || fail "no mismatch reason in:"$'\n'"$out"
+left=$(ls -A "$rb$data")
+[ -z "$left" ] || fail "a wrong fingerprint left files in $data: $left"
+out=$(DPKG_ROOT=$rb HOSTCERT_FINGERPRINT=$fp "$rb/usr/lib/hostcert-agent/enroll" 2>&1) || fail "retry with the right fingerprint:"$'\n'"$out"
+echo "$out" | grep -q 'not enabled or started there' || fail "no DPKG_ROOT note in:"$'\n'"$out"
+enrolled "$rb" web02.example.com
+case $out in *"$token"*) fail "the enrollment printed the token" ;; esac
+say "install with a wrong fingerprint: installed, nothing trusted; retry enrolled: ok"
+
+# One command: the answer file complete, the token in a file only root reads.
+rc=$work/root-enroll
+newroot "$rc"
+mkdir -p -m 0700 "$rc/root"
+(umask 077 && echo "$token" >"$rc/root/token")
+answers "$rc" "HOSTCERT_PRIMARY=$primary" "HOSTCERT_FINGERPRINT=\"$fp\"" "HOSTCERT_TOKEN_FILE=/root/token" "HOSTCERT_NAME=web03.example.com"
+out=$(dpkgin "$rc" -i "$agent_deb" 2>&1) || fail "dpkg -i with an answer file:"$'\n'"$out"
+installed "$rc"
+echo "$out" | grep -q 'hostcert-agent: certificate issued' || fail "no certificate issued in:"$'\n'"$out"
+enrolled "$rc" web03.example.com
+case $out in *"$token"*) fail "the install printed the token" ;; esac
+out=$(dpkgin "$rc" --purge hostcert-agent 2>&1) || fail "purge after enrollment:"$'\n'"$out"
+[ ! -e "$rc/etc/hostcert/agent-install.env" ] || fail "purge kept the answer file"
+[ -e "$rc$data/host.pem" ] || fail "purge deleted the host key"
+say "install with an answer file enrolled this root against the primary; purge keeps the key: ok"
+kill "$primary_pid" 2>/dev/null || true
+wait "$primary_pid" 2>/dev/null || true
+primary_pid=""
 
 # 4. RPM metadata (no install: rpm --root would run the scriptlets chrooted).
 rpms=("$debs"/hostcert-*.rpm)
