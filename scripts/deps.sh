@@ -7,6 +7,11 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
+# packaging: install.ps1 is parsed with a tree-sitter grammar from npm; the
+# install-time enrollment test runs the agent as the service user (setpriv).
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v setpriv >/dev/null || need+=(util-linux)
 # PostgreSQL server binaries (initdb, pg_ctl) for the store's HA tests
 # (internal/pgtest starts throwaway clusters; Debian keeps them off PATH).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
