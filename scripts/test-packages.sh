@@ -9,6 +9,9 @@
 #     files, modes, conffiles, the hostcert user, data directories and
 #     `--version`; reinstalls over an edited conffile (the edit must survive);
 #     purges and checks that nothing is left but a non-empty data directory;
+#     then enrollment at installation against the packaged primary serving on
+#     127.0.0.1: a refused enrollment, a wrong fingerprint and its retry, and
+#     one install that enrolls (docs/packaging.md, "Enrolling at installation");
 #  4. RPM metadata when rpm is installed: %config(noreplace), unit, scriptlets.
 #
 #   scripts/test-packages.sh [DEB_DIR]
@@ -266,13 +269,14 @@ enrolled "$rb" web02.example.com
 case $out in *"$token"*) fail "the enrollment printed the token" ;; esac
 say "install with a wrong fingerprint: installed, nothing trusted; retry enrolled: ok"
 
-# One command: the answer file complete, the token in a file only root reads.
+# One command: the answer file, and the token file (in /root, which only root
+# reads) given in the environment of dpkg, which passes it on.
 rc=$work/root-enroll
 newroot "$rc"
 mkdir -p -m 0700 "$rc/root"
 (umask 077 && echo "$token" >"$rc/root/token")
-answers "$rc" "HOSTCERT_PRIMARY=$primary" "HOSTCERT_FINGERPRINT=\"$fp\"" "HOSTCERT_TOKEN_FILE=/root/token" "HOSTCERT_NAME=web03.example.com"
-out=$(dpkgin "$rc" -i "$agent_deb" 2>&1) || fail "dpkg -i with an answer file:"$'\n'"$out"
+answers "$rc" "HOSTCERT_PRIMARY=$primary" "HOSTCERT_FINGERPRINT=\"$fp\"" "HOSTCERT_NAME=web03.example.com"
+out=$(HOSTCERT_TOKEN_FILE=/root/token dpkgin "$rc" -i "$agent_deb" 2>&1) || fail "dpkg -i with an answer file:"$'\n'"$out"
 installed "$rc"
 echo "$out" | grep -q 'hostcert-agent: certificate issued' || fail "no certificate issued in:"$'\n'"$out"
 enrolled "$rc" web03.example.com
