@@ -240,12 +240,22 @@ func (p *Primary) crlNumber() string {
 	return info.CRLNumber
 }
 
-// Audit is the audit log, oldest first.
+// Audit is the whole audit log, oldest first (fetched page by page).
 func (p *Primary) Audit() []AuditEntry {
 	p.t.Helper()
-	var rows []AuditEntry
-	p.call(admin.CmdAudit, admin.AuditArgs{}, &rows)
-	return rows
+	var all []AuditEntry
+	for {
+		var rows []AuditEntry
+		args := admin.AuditArgs{}
+		if len(all) > 0 {
+			args.After = all[len(all)-1].ID
+		}
+		p.call(admin.CmdAudit, args, &rows)
+		if len(rows) == 0 {
+			return all
+		}
+		all = append(all, rows...)
+	}
 }
 
 // Count is how many audit rows have the action (issue, reissue, renew, ...).
