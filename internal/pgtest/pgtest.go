@@ -48,51 +48,107 @@ type Cluster struct {
 // with tb.Cleanup.
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
+	c, err := launch()
+	if c != nil {
+		tb.Cleanup(c.remove)
+	}
+	if err != nil {
+		failOrSkip(tb, err)
+	}
+	return c
+}
+
+// Shared returns the test binary's shared cluster, started on first use and
+// stopped by Main when every test has run: one cluster per test package
+// (starting one takes seconds), one database per test (CreateDatabase).
+// Tests that stop, crash or restart a cluster use their own (Start).
+func Shared(tb testing.TB) *Cluster {
+	tb.Helper()
+	shared.once.Do(func() { shared.c, shared.err = launch() })
+	if shared.err != nil {
+		failOrSkip(tb, shared.err)
+	}
+	return shared.c
+}
+
+var shared struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+}
+
+// Main runs the tests and then stops and removes the shared cluster, if one
+// was started. A package that uses Shared calls it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared.c != nil {
+		shared.c.remove()
+	}
+	return code
+}
+
+// errNotInstalled marks a missing PostgreSQL installation.
+var errNotInstalled = errors.New("PostgreSQL is not installed")
+
+func failOrSkip(tb testing.TB, err error) {
+	tb.Helper()
+	if !errors.Is(err, errNotInstalled) {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("pgtest: PostgreSQL is required under CI and missing (%v); scripts/deps.sh installs the postgresql package", err)
+	}
+	tb.Skipf("pgtest: SKIPPING, PostgreSQL is not installed (%v); install the distribution's postgresql package (scripts/deps.sh does it as root)", err)
+}
+
+// launch initialises and starts a cluster. On an error after the cluster's
+// directory exists it returns the cluster too, for removal.
+func launch() (*Cluster, error) {
 	bin, err := findBin()
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("pgtest: PostgreSQL is required under CI and missing (%v); scripts/deps.sh installs the postgresql package", err)
-		}
-		tb.Skipf("pgtest: SKIPPING, PostgreSQL is not installed (%v); install the distribution's postgresql package (scripts/deps.sh does it as root)", err)
+		return nil, fmt.Errorf("%w: %v", errNotInstalled, err)
 	}
 	cred, err := runAs()
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "hostcert-pgtest-")
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
 	c := &Cluster{dir: dir, bin: bin, cred: cred}
-	tb.Cleanup(func() {
-		c.stop("immediate")
-		_ = os.RemoveAll(dir)
-	})
 	for _, sub := range []string{"data", "sock"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
-			tb.Fatalf("pgtest: %v", err)
+			return c, err
 		}
 	}
 	if err := cred.chown(dir, filepath.Join(dir, "data"), filepath.Join(dir, "sock")); err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return c, err
 	}
 	if out, err := c.run(2*time.Minute, "initdb", "-D", c.data(), "-U", Superuser, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
+		return c, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
 	// A free port can be taken between probing and binding: try a few.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			tb.Fatalf("pgtest: %v", err)
+			return c, err
 		}
 		c.Port = port
 		if lastErr = c.start(); lastErr == nil {
-			return c
+			return c, nil
 		}
 	}
-	tb.Fatalf("pgtest: start: %v", lastErr)
-	return nil
+	return c, fmt.Errorf("start: %v", lastErr)
+}
+
+// remove stops the cluster at once and deletes its files.
+func (c *Cluster) remove() {
+	_ = c.stop("immediate")
+	_ = os.RemoveAll(c.dir)
 }
 
 // DSN is the connection string for database db ("postgres" when empty) as

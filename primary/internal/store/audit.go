@@ -122,7 +122,7 @@ func sinceArg(since time.Time) int64 {
 }
 
 func (s *Store) queryAudit(ctx context.Context, q string, args ...any) ([]Audit, error) {
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
@@ -145,7 +145,7 @@ func (s *Store) queryAudit(ctx context.Context, q string, args ...any) ([]Audit,
 		}
 		out = append(out, a)
 	}
-	if err := rows.Err(); err != nil {
+	if err := classify(rows.Err()); err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
 	return out, nil

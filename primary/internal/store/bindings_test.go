@@ -11,9 +11,10 @@ import (
 
 // TestTokenBindings: bindings are stored with the token, read back by hash,
 // name and list, and an unbound token reads back with none.
-func TestTokenBindings(t *testing.T) {
+func TestTokenBindings(t *testing.T) { forEachBackend(t, testTokenBindings) }
+
+func testTokenBindings(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	bound := Token{
 		Name: "dmz", Kind: KindStandard, Hash: hashOf("value-of-dmz"), MaxUses: 10,
 		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour),
@@ -55,9 +56,10 @@ func TestTokenBindings(t *testing.T) {
 // the decision and the commit (with other bindings) is not charged, and
 // the issuance is refused with ErrTokenMissing; an issuance without the
 // hash is refused as invalid.
-func TestCommitPinsTokenHash(t *testing.T) {
+func TestCommitPinsTokenHash(t *testing.T) { forEachBackend(t, testCommitPinsTokenHash) }
+
+func testCommitPinsTokenHash(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	mustToken(t, s, "t", KindStandard, "", 5, t0.Add(time.Hour))
 
 	is := issuance("a.example", "t")

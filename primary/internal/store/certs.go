@@ -115,23 +115,28 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 	err = s.write(ctx, func(t *wtx) error {
 		switch is.Kind {
 		case protocol.KindIssue:
-			_, err := t.exec("INSERT INTO hosts (id, name, created_at) VALUES (?, ?, ?)", is.Host.ID, name, ts(now))
-			if isConstraint(err) {
-				var n int
-				if qerr := t.queryRow("SELECT COUNT(*) FROM hosts WHERE name = ?", name).Scan(&n); qerr == nil && n > 0 {
+			// DO NOTHING rather than a constraint error: a failed statement
+			// would abort a PostgreSQL transaction before the question below.
+			n, err := affected(t.exec("INSERT INTO hosts (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", is.Host.ID, name, ts(now)))
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				var taken int
+				if err := t.queryRow("SELECT COUNT(*) FROM hosts WHERE name = ?", name).Scan(&taken); err != nil {
+					return err
+				}
+				if taken > 0 {
 					return fmt.Errorf("%s: %w", name, ErrHostExists)
 				}
 				return fmt.Errorf("host ID %s: %w", is.Host.ID, ErrExists)
-			}
-			if err != nil {
-				return err
 			}
 		default:
 			var (
 				cur     string
 				revoked sql.NullInt64
 			)
-			err := t.queryRow("SELECT name, revoked_at FROM hosts WHERE id = ?", is.Host.ID).Scan(&cur, &revoked)
+			err := t.queryRow(t.pick(sqlLockHost), is.Host.ID).Scan(&cur, &revoked)
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("host %s: %w", is.Host.ID, ErrNotFound)
 			}
@@ -237,6 +242,14 @@ func renewFromCurrent(t *wtx, hostID, from string, now time.Time) error {
 
 func normSerial(serial string) string { return strings.ToUpper(strings.ReplaceAll(serial, ":", "")) }
 
+// sqlLockHost reads a host for a renewal or reissue. PostgreSQL locks the
+// row until the commit, so that issuances and revocations of one host are
+// serialised across nodes; SQLite's single writer serialises them already.
+var sqlLockHost = sq{
+	lite: "SELECT name, revoked_at FROM hosts WHERE id = ?",
+	pg:   "SELECT name, revoked_at FROM hosts WHERE id = ? FOR UPDATE",
+}
+
 // tokenRefusal explains why the conditional use count matched no row.
 func tokenRefusal(t *wtx, name string, hash []byte, hostID string, now time.Time) error {
 	var (
@@ -286,7 +299,7 @@ func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
 }
 
 func (s *Store) queryCerts(ctx context.Context, what, q string, args ...any) ([]Cert, error) {
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -299,7 +312,7 @@ func (s *Store) queryCerts(ctx context.Context, what, q string, args ...any) ([]
 		}
 		out = append(out, c)
 	}
-	if err := rows.Err(); err != nil {
+	if err := classify(rows.Err()); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
@@ -452,6 +465,13 @@ func (s *Store) RevokedCerts(ctx context.Context) ([]Cert, error) {
 		ts(time.Now()))
 }
 
+// sqlNextCRLNumber takes the next CRL number from the one locked row that
+// only grows: fleet-wide on PostgreSQL.
+var sqlNextCRLNumber = sq{
+	lite: "UPDATE crl_state SET number = MAX(number + 1, ?) WHERE id = 1 RETURNING number",
+	pg:   "UPDATE crl_state SET number = GREATEST(number + 1, ?) WHERE id = 1 RETURNING number",
+}
+
 // NextCRLNumber allocates the next CRL number: durable and strictly
 // increasing, across restarts too. It is max(last+1, current Unix milliseconds),
 // so numbers keep increasing even after an older backup is restored.
@@ -459,7 +479,7 @@ func (s *Store) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 	var n int64
 	floor := time.Now().UnixMilli()
 	err := s.write(ctx, func(t *wtx) error {
-		return t.queryRow("UPDATE crl_state SET number = MAX(number + 1, ?) WHERE id = 1 RETURNING number", floor).Scan(&n)
+		return t.queryRow(t.pick(sqlNextCRLNumber), floor).Scan(&n)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("next CRL number: %w", err)

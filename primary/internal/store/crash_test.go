@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/hostcert/hostcert/internal/pgtest"
+
 	"bufio"
 	"context"
 	"errors"
@@ -25,7 +27,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		os.Exit(crashChild(path))
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // crashChild runs until killed, or for at most 60 s / 200,000 issuances.

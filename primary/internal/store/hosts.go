@@ -160,7 +160,7 @@ func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
 func (s *Store) LookupName(ctx context.Context, name string) (Host, error) {
 	h, err := scanHost(s.queryRow(ctx, `SELECT COALESCE(h.id, ''), q.name, COALESCE(h.created_at, 0), h.revoked_at, h.reissue_until,
 			EXISTS (SELECT 1 FROM known_names k WHERE k.name = q.name)
-		FROM (SELECT ? AS name) q LEFT JOIN hosts h ON h.name = q.name`, lowerName(name)))
+		FROM (SELECT CAST(? AS TEXT) AS name) q LEFT JOIN hosts h ON h.name = q.name`, lowerName(name)))
 	if err != nil {
 		return Host{}, fmt.Errorf("look up %s: %w", name, err)
 	}
@@ -185,10 +185,10 @@ func (s *Store) HostByID(ctx context.Context, id string) (Host, error) {
 // ListHosts lists every host with an ID and every registry name without
 // one (ID ""; CreatedAt is when it was added to the registry), by name.
 func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
-	rows, err := s.rdb.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 		SELECT `+hostColumns+` FROM hosts h
 		UNION ALL
-		SELECT '', k.name, k.added_at, NULL, NULL, 1 FROM known_names k
+		SELECT '', k.name, k.added_at, NULL, NULL, TRUE FROM known_names k
 			WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.name = k.name)
 		ORDER BY 2`)
 	if err != nil {
@@ -203,7 +203,7 @@ func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
 		}
 		out = append(out, h)
 	}
-	if err := rows.Err(); err != nil {
+	if err := classify(rows.Err()); err != nil {
 		return nil, fmt.Errorf("list hosts: %w", err)
 	}
 	return out, nil

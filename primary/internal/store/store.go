@@ -1,8 +1,12 @@
 // Package store keeps the primary's durable state — settings, the host
 // registry, host IDs, tokens, certificates, revocations and the audit log —
-// in an embedded SQLite database (pure Go, modernc.org/sqlite).
+// in an embedded SQLite database (pure Go, modernc.org/sqlite; the default)
+// or in PostgreSQL (pgx/v5, a pool shared by every primary node; see
+// postgres.go). One Store type serves both: every operation's Go logic
+// exists once, and its SQL is the same text for both engines or a pair of
+// spellings side by side (dialect.go). No other package knows SQL.
 //
-// Writes are group-committed: every write method queues an operation for one
+// SQLite writes are group-committed: every write method queues an operation for one
 // writer goroutine, which takes everything queued, runs each operation in its
 // own SAVEPOINT inside one BEGIN IMMEDIATE transaction, commits once (one
 // fsync of the WAL for the whole batch, synchronous=FULL) and only then
@@ -51,9 +55,10 @@ const maxBatch = 512
 
 // Store is the primary's database. It is safe for concurrent use.
 type Store struct {
-	path string
-	wdb  *sql.DB // one connection, owned by the writer goroutine
-	rdb  *sql.DB // query-only pool
+	d    dialect
+	path string  // SQLite file, or the PostgreSQL DSN with its password redacted
+	wdb  *sql.DB // SQLite: one connection, owned by the writer goroutine; PostgreSQL: nil
+	rdb  *sql.DB // SQLite: query-only pool; PostgreSQL: the pool for reads and writes
 	// reads caches the prepared statements of the hot reads (keyed by their
 	// SQL): preparing is a large part of a short read's cost.
 	reads sync.Map // string -> *sql.Stmt
@@ -144,6 +149,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 
 	s := &Store{
+		d:     sqliteDialect,
 		path:  path,
 		wdb:   wdb,
 		rdb:   rdb,
@@ -190,8 +196,26 @@ func checkWAL(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Path is the database file.
+// Path is the database file, or for PostgreSQL the DSN without its password.
 func (s *Store) Path() string { return s.path }
+
+// Backend names the engine: "sqlite" or "postgres".
+func (s *Store) Backend() string { return s.d.String() }
+
+// Ping checks that the store answers a query within ctx (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	var one int
+	if err := classify(s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one)); err != nil {
+		return fmt.Errorf("ping %s store: %w", s.d, err)
+	}
+	return nil
+}
 
 // Close stops accepting writes, lets the writer finish everything already
 // queued, and closes the database.
@@ -202,6 +226,10 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.d == postgresDialect {
+		s.mu.Unlock()
+		return s.rdb.Close()
+	}
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
@@ -212,11 +240,30 @@ func (s *Store) Close() error {
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
 
-// queryRow runs the single-row read q on the read pool through a prepared
-// statement, prepared on first use and cached (database/sql prepares it
-// once per pooled connection). q must be a constant: the cache is keyed by
-// it.
-func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+// row is a single-row read whose Scan error says (ErrUnavailable) when the
+// store could not be reached.
+type row struct{ r *sql.Row }
+
+func (r row) Scan(dest ...any) error { return classify(r.r.Scan(dest...)) }
+
+// queryRow runs the single-row read q on the read pool. On SQLite it goes
+// through a prepared statement, prepared on first use and cached
+// (database/sql prepares it once per pooled connection; q must be a
+// constant: the cache is keyed by it); pgx caches PostgreSQL's itself.
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) row {
+	return row{s.queryRowRaw(ctx, q, args...)}
+}
+
+// query runs the read q on the read pool.
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.d.sql(q), args...)
+	return rows, classify(err)
+}
+
+func (s *Store) queryRowRaw(ctx context.Context, q string, args ...any) *sql.Row {
+	if s.d == postgresDialect {
+		return s.rdb.QueryRowContext(ctx, s.d.sql(q), args...)
+	}
 	if st, ok := s.reads.Load(q); ok {
 		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
 	}
@@ -237,6 +284,9 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 // carried out whatever happens to ctx, so a nil error always means durable
 // and a non-nil error means nothing of fn was written.
 func (s *Store) write(ctx context.Context, fn func(*wtx) error) error {
+	if s.d == postgresDialect {
+		return s.writePG(ctx, fn)
+	}
 	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closed {
@@ -380,11 +430,20 @@ func (w *writer) stmt(q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// wtx is what a write operation sees: statements run inside the batch's
-// transaction, within the operation's savepoint.
-type wtx struct{ w *writer }
+// wtx is what a write operation sees: on SQLite, statements run inside the
+// batch's transaction, within the operation's savepoint; on PostgreSQL,
+// inside the operation's own transaction.
+type wtx struct {
+	d   dialect
+	w   *writer         // SQLite
+	tx  *sql.Tx         // PostgreSQL
+	ctx context.Context // PostgreSQL: the transaction's deadline
+}
 
 func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
+	if t.tx != nil {
+		return t.tx.ExecContext(t.ctx, t.d.sql(q), args...)
+	}
 	st, err := t.w.stmt(q)
 	if err != nil {
 		return nil, err
@@ -392,7 +451,25 @@ func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
 	return st.ExecContext(context.Background(), args...)
 }
 
+// pick returns q's text in the transaction's dialect.
+func (t *wtx) pick(q sq) string { return t.d.pick(q) }
+
+// query runs a statement that returns rows (e.g. DELETE … RETURNING).
+func (t *wtx) query(q string, args ...any) (*sql.Rows, error) {
+	if t.tx != nil {
+		return t.tx.QueryContext(t.ctx, t.d.sql(q), args...)
+	}
+	st, err := t.w.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(context.Background(), args...)
+}
+
 func (t *wtx) queryRow(q string, args ...any) *sql.Row {
+	if t.tx != nil {
+		return t.tx.QueryRowContext(t.ctx, t.d.sql(q), args...)
+	}
 	st, err := t.w.stmt(q)
 	if err != nil {
 		// Surface the prepare error through Row.Scan.
@@ -409,9 +486,14 @@ func affected(res sql.Result, err error) (int64, error) {
 	return res.RowsAffected()
 }
 
+// isConstraint reports a violated constraint (unique, check, foreign key)
+// in either engine.
 func isConstraint(err error) bool {
 	var e *sqlite.Error
-	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+	if errors.As(err, &e) {
+		return e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+	}
+	return pgClass(err) == "23"
 }
 
 // Time is stored as Unix nanoseconds (UTC).

@@ -24,9 +24,10 @@ var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 // TestLookupName: one read answers HostByName and IsKnown alike, for every
 // combination of "has a host ID" and "is in the registry".
-func TestLookupName(t *testing.T) {
+func TestLookupName(t *testing.T) { forEachBackend(t, testLookupName) }
+
+func testLookupName(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	if _, err := s.AddKnown(ctx, []string{"known.example", "known-id.example"}, Audit{}); err != nil {
 		t.Fatal(err)
 	}
@@ -236,9 +237,10 @@ func TestMigrateExistingToNewer(t *testing.T) {
 	}
 }
 
-func TestLevel(t *testing.T) {
+func TestLevel(t *testing.T) { forEachBackend(t, testLevel) }
+
+func testLevel(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	if l, err := s.Level(ctx); err != nil || l != protocol.DefaultLevel {
 		t.Errorf("Level() = %q, %v, want %q", l, err, protocol.DefaultLevel)
 	}
@@ -257,9 +259,10 @@ func TestLevel(t *testing.T) {
 	}
 }
 
-func TestRegistry(t *testing.T) {
+func TestRegistry(t *testing.T) { forEachBackend(t, testRegistry) }
+
+func testRegistry(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	added, err := s.AddKnown(ctx, []string{"Web1.Example.com", "web2.example.com", "WEB1.example.com."}, Audit{Actor: "admin:0"})
 	if err != nil || added != 2 {
 		t.Fatalf("AddKnown = %d, %v, want 2", added, err)
@@ -339,9 +342,10 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
-func TestIssueAndReissue(t *testing.T) {
+func TestIssueAndReissue(t *testing.T) { forEachBackend(t, testIssueAndReissue) }
+
+func testIssueAndReissue(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	first := issuance("host.example", "")
 	if err := s.CommitIssuance(ctx, first); err != nil {
 		t.Fatal(err)
@@ -459,9 +463,10 @@ func TestIssueAndReissue(t *testing.T) {
 
 // TestTokenRace: 50 goroutines race CommitIssuance on one token with max
 // uses 5; exactly 5 succeed, the others get ErrTokenUsedUp and write nothing.
-func TestTokenRace(t *testing.T) {
+func TestTokenRace(t *testing.T) { forEachBackend(t, testTokenRace) }
+
+func testTokenRace(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	mustToken(t, s, "five", KindStandard, "", 5, t0.Add(24*time.Hour))
 	auditBefore := auditCount(t, s)
 
@@ -519,9 +524,10 @@ func TestTokenRace(t *testing.T) {
 	}
 }
 
-func TestTokenRefusals(t *testing.T) {
+func TestTokenRefusals(t *testing.T) { forEachBackend(t, testTokenRefusals) }
+
+func testTokenRefusals(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	owner := issuance("owner.example", "")
 	if err := s.CommitIssuance(ctx, owner); err != nil {
 		t.Fatal(err)
@@ -574,9 +580,10 @@ func TestTokenRefusals(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
+func TestTokens(t *testing.T) { forEachBackend(t, testTokens) }
+
+func testTokens(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	mustToken(t, s, "std", KindStandard, "", 2, t0.Add(24*time.Hour))
 	tok, err := s.TokenByHash(ctx, hashOf("value-of-std"))
 	if err != nil || tok.Name != "std" || tok.MaxUses != 2 || tok.Uses != 0 || !tok.ExpiresAt.Equal(t0.Add(24*time.Hour)) || tok.Reason != "test" {
@@ -621,9 +628,10 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-func TestCleanupTokens(t *testing.T) {
+func TestCleanupTokens(t *testing.T) { forEachBackend(t, testCleanupTokens) }
+
+func testCleanupTokens(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	mustToken(t, s, "live", KindStandard, "", 2, t0.Add(24*time.Hour))
 	mustToken(t, s, "expired", KindStandard, "", 2, t0.Add(time.Hour))
 	mustToken(t, s, "usedup", KindStandard, "", 1, t0.Add(24*time.Hour))
@@ -667,9 +675,10 @@ func TestCleanupTokens(t *testing.T) {
 	}
 }
 
-func TestRevoke(t *testing.T) {
+func TestRevoke(t *testing.T) { forEachBackend(t, testRevoke) }
+
+func testRevoke(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	mustToken(t, s, "leaked", KindStandard, "", 10, t0.Add(24*time.Hour))
 	a := issuance("a.example", "leaked")
 	b := issuance("b.example", "leaked")
@@ -742,9 +751,10 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
-func TestAuditInSameTransaction(t *testing.T) {
+func TestAuditInSameTransaction(t *testing.T) { forEachBackend(t, testAuditInSameTransaction) }
+
+func testAuditInSameTransaction(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	is := issuance("aud.example", "")
 	is.Audit = Audit{Actor: "api", Source: "198.51.100.7", Code: "", Detail: map[string]any{"level": "high", "verified": true}}
 	if err := s.CommitIssuance(ctx, is); err != nil {
@@ -840,9 +850,10 @@ func TestBatchIsolation(t *testing.T) {
 	}
 }
 
-func TestNextCRLNumber(t *testing.T) {
+func TestNextCRLNumber(t *testing.T) { forEachBackend(t, testNextCRLNumber) }
+
+func testNextCRLNumber(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, path := openTemp(t)
 	var last int64
 	for i := range 5 {
 		n, err := s.NextCRLNumber(ctx)
@@ -855,7 +866,7 @@ func TestNextCRLNumber(t *testing.T) {
 		last = n.Int64()
 	}
 	s.Close()
-	s2, err := Open(ctx, path)
+	s2, err := OpenTarget(ctx, s.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -885,9 +896,10 @@ func (s *Store) wdbExecForTest(ctx context.Context, q string) (int64, error) {
 	return n, err
 }
 
-func TestClosedAndCanceled(t *testing.T) {
+func TestClosedAndCanceled(t *testing.T) { forEachBackend(t, testClosedAndCanceled) }
+
+func testClosedAndCanceled(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := s.AppendAudit(canceled, Audit{Action: "x"}); !errors.Is(err, context.Canceled) {

@@ -182,7 +182,7 @@ func (s *Store) TokenByName(ctx context.Context, name string) (Token, error) {
 
 // ListTokens lists every token, dead ones included, by creation time.
 func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+tokenColumns+" FROM tokens ORDER BY created_at, name")
+	rows, err := s.query(ctx, "SELECT "+tokenColumns+" FROM tokens ORDER BY created_at, name")
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
@@ -195,7 +195,7 @@ func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
 		}
 		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil {
+	if err := classify(rows.Err()); err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
@@ -229,11 +229,7 @@ func (s *Store) DeleteToken(ctx context.Context, name string, a Audit) error {
 func (s *Store) CleanupTokens(ctx context.Context, now time.Time, a Audit) (removed int, err error) {
 	err = s.write(ctx, func(t *wtx) error {
 		removed = 0
-		st, err := t.w.stmt("DELETE FROM tokens WHERE uses >= max_uses OR expires_at <= ? RETURNING name")
-		if err != nil {
-			return err
-		}
-		rows, err := st.QueryContext(context.Background(), ts(now))
+		rows, err := t.query("DELETE FROM tokens WHERE uses >= max_uses OR expires_at <= ? RETURNING name", ts(now))
 		if err != nil {
 			return err
 		}

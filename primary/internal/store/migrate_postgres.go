@@ -1,0 +1,96 @@
+package store
+
+// pgMigrations are migrations (migrate.go) in PostgreSQL's dialect: the same
+// versions, tables, columns and constraints, one for one (a test compares
+// the two schemas). Times stay Unix nanoseconds (BIGINT) so that the Go
+// code reading them is one; BLOB is BYTEA; audit ids are an identity.
+// Never edit a released migration: append a new one to both lists.
+var pgMigrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE settings (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+
+CREATE TABLE known_names (
+	name     TEXT PRIMARY KEY,
+	added_at BIGINT NOT NULL
+);
+
+CREATE TABLE hosts (
+	id            TEXT PRIMARY KEY,
+	name          TEXT NOT NULL UNIQUE,
+	created_at    BIGINT NOT NULL,
+	revoked_at    BIGINT,
+	reissue_until BIGINT
+);
+
+CREATE TABLE tokens (
+	name       TEXT PRIMARY KEY,
+	kind       TEXT NOT NULL CHECK (kind IN ('standard', 'reissue')),
+	host_id    TEXT REFERENCES hosts(id),
+	hash       BYTEA NOT NULL UNIQUE,
+	max_uses   INTEGER NOT NULL CHECK (max_uses >= 1),
+	uses       INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0 AND uses <= max_uses),
+	created_at BIGINT NOT NULL,
+	expires_at BIGINT NOT NULL,
+	reason     TEXT NOT NULL DEFAULT '',
+	CHECK ((kind = 'reissue') = (host_id IS NOT NULL))
+);
+
+CREATE TABLE certs (
+	serial        TEXT PRIMARY KEY,
+	host_id       TEXT NOT NULL REFERENCES hosts(id),
+	names         TEXT NOT NULL,
+	kind          TEXT NOT NULL CHECK (kind IN ('issue', 'reissue', 'renew')),
+	token_name    TEXT NOT NULL DEFAULT '',
+	issued_at     BIGINT NOT NULL,
+	not_before    BIGINT NOT NULL,
+	not_after     BIGINT NOT NULL,
+	der           BYTEA NOT NULL,
+	revoked_at    BIGINT,
+	revoke_reason INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX certs_host ON certs(host_id);
+CREATE INDEX certs_token ON certs(token_name) WHERE token_name <> '';
+CREATE INDEX certs_revoked ON certs(not_after) WHERE revoked_at IS NOT NULL;
+
+CREATE TABLE audit (
+	id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	at         BIGINT NOT NULL,
+	actor      TEXT NOT NULL,
+	source     TEXT NOT NULL,
+	action     TEXT NOT NULL,
+	outcome    TEXT NOT NULL,
+	code       TEXT NOT NULL,
+	host_id    TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	token_name TEXT NOT NULL,
+	detail     TEXT
+);
+CREATE INDEX audit_at ON audit(at);
+
+CREATE TABLE crl_state (
+	id     INTEGER PRIMARY KEY CHECK (id = 1),
+	number BIGINT NOT NULL
+);
+INSERT INTO crl_state (id, number) VALUES (1, 0);
+`,
+	// 2: token bindings.
+	`
+ALTER TABLE tokens ADD COLUMN bind_names TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tokens ADD COLUMN bind_nets  TEXT NOT NULL DEFAULT '[]';
+`,
+	// 3: renewal bookkeeping (seq, renewed_from, used_at). Existing rows are
+	// numbered per host in issuance order, ties broken by serial.
+	`
+ALTER TABLE certs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE certs ADD COLUMN renewed_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE certs ADD COLUMN used_at BIGINT;
+UPDATE certs SET seq = o.n
+	FROM (SELECT serial, ROW_NUMBER() OVER (PARTITION BY host_id ORDER BY issued_at, serial) AS n FROM certs) o
+	WHERE certs.serial = o.serial;
+CREATE INDEX certs_host_seq ON certs(host_id, seq);
+`,
+}
