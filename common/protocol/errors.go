@@ -24,6 +24,7 @@ const (
 	CodeNotFound             Code = "not_found"
 	CodeMethodNotAllowed     Code = "method_not_allowed"
 	CodeUnavailable          Code = "unavailable"
+	CodeStoreUnavailable     Code = "store_unavailable" // the primary cannot reach its database: fails closed, retry later (Retry-After)
 	CodeInternal             Code = "internal"
 )
 

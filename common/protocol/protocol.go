@@ -18,6 +18,10 @@ const (
 	PathInfo   = "/v1/info"   // GET, public: Info
 	PathEnroll = "/v1/enroll" // POST EnrollRequest -> CertResponse: issue or reissue, token optional
 	PathRenew  = "/v1/renew"  // POST RenewRequest over mutual TLS with the current certificate -> CertResponse
+	// Health of a primary node, for load balancers (not versioned: they
+	// answer the operator's infrastructure, not agents).
+	PathHealthz = "/healthz" // GET: 200 while the process serves
+	PathReadyz  = "/readyz"  // GET: 200 when the store answers and the CA is loaded, else 503 store_unavailable
 )
 
 // MaxBodyBytes bounds every request body the primary reads.

@@ -26,6 +26,7 @@ import (
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/crl"
 	"github.com/hostcert/hostcert/primary/internal/enroll"
+	"github.com/hostcert/hostcert/primary/internal/store"
 )
 
 // Enroller is the issuance path (package enroll).
@@ -53,8 +54,21 @@ type Levels interface {
 	Level(ctx context.Context) (protocol.Level, error)
 }
 
+// Readiness says whether this node can serve requests now: its store
+// answers (else an error wrapping store.ErrUnavailable) and its CA is loaded.
+type Readiness interface {
+	Ready(ctx context.Context) error
+}
+
+// ReadyTimeout bounds one readiness check.
+const ReadyTimeout = 2 * time.Second
+
+// StoreRetryAfter is the Retry-After (seconds) of a store_unavailable answer.
+const StoreRetryAfter = "5"
+
 // Handler serves the API.
 type Handler struct {
+	ready    Readiness
 	enroller Enroller
 	crls     CRLs
 	ca       Authority
@@ -72,6 +86,8 @@ func New(e Enroller, crls CRLs, ca Authority, levels Levels, log zerolog.Logger)
 	h.mux.HandleFunc(protocol.PathInfo, h.only(http.MethodGet, h.getInfo))
 	h.mux.HandleFunc(protocol.PathEnroll, h.only(http.MethodPost, h.postEnroll))
 	h.mux.HandleFunc(protocol.PathRenew, h.only(http.MethodPost, h.postRenew))
+	h.mux.HandleFunc(protocol.PathHealthz, h.only(http.MethodGet, h.getHealthz))
+	h.mux.HandleFunc(protocol.PathReadyz, h.only(http.MethodGet, h.getReadyz))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &protocol.Error{Code: protocol.CodeNotFound, Message: "no such endpoint"})
 	})
@@ -93,6 +109,34 @@ func (h *Handler) only(method string, next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// UseReadiness sets what /readyz checks; without it /readyz checks only
+// that a CA is loaded.
+func (h *Handler) UseReadiness(r Readiness) { h.ready = r }
+
+// getHealthz: the process is up and serving.
+func (h *Handler) getHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	h.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// getReadyz: the store answers within ReadyTimeout and the CA is loaded.
+func (h *Handler) getReadyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if len(h.ca.Bundle()) == 0 {
+		h.fail(w, r, &protocol.Error{Code: protocol.CodeUnavailable, Message: "no CA is loaded"})
+		return
+	}
+	if h.ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+		defer cancel()
+		if err := h.ready.Ready(ctx); err != nil {
+			h.fail(w, r, fmt.Errorf("readiness: %w: %w", store.ErrUnavailable, err))
+			return
+		}
+	}
+	h.writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (h *Handler) getCA(w http.ResponseWriter, r *http.Request) {
@@ -278,7 +322,7 @@ func status(code protocol.Code) int {
 		return http.StatusRequestEntityTooLarge
 	case protocol.CodeRateLimited:
 		return http.StatusTooManyRequests
-	case protocol.CodeUnavailable:
+	case protocol.CodeUnavailable, protocol.CodeStoreUnavailable:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -289,12 +333,17 @@ func status(code protocol.Code) int {
 // detail and answered with a generic message. It logs exactly once.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var perr *protocol.Error
-	if !errors.As(err, &perr) {
+	if !errors.As(err, &perr) && errors.Is(err, store.ErrUnavailable) {
+		// Fail closed: nothing was decided or written; the client retries.
+		h.log.Warn().Err(err).Str("path", r.URL.Path).Str("source", r.RemoteAddr).Msg("store unavailable")
+		perr = &protocol.Error{Code: protocol.CodeStoreUnavailable, Message: "the primary cannot reach its store; try again later"}
+		w.Header().Set("Retry-After", StoreRetryAfter)
+	} else if perr == nil {
 		h.log.Error().Err(err).Str("path", r.URL.Path).Str("source", r.RemoteAddr).Msg("request failed")
 		perr = &protocol.Error{Code: protocol.CodeInternal, Message: "internal error; the primary's log has the details"}
 	} else {
 		ev := h.log.Info()
-		if perr.Code == protocol.CodeUnavailable {
+		if perr.Code == protocol.CodeUnavailable || perr.Code == protocol.CodeStoreUnavailable {
 			ev = h.log.Warn()
 		}
 		ev.Str("path", r.URL.Path).Str("source", r.RemoteAddr).Str("code", string(perr.Code)).Msg("request refused")

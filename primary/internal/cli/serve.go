@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/primary/internal/ca"
 	"github.com/hostcert/hostcert/primary/internal/server"
-	"github.com/hostcert/hostcert/primary/internal/store"
 )
 
 // InitResult is what init prints with --json.
@@ -34,6 +32,7 @@ func initCmd() *cobra.Command {
 	var (
 		names  []string
 		keyAlg string
+		sf     storeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "init --data DIR --name PRIMARY_DNS_NAME [--name ...]",
@@ -54,9 +53,25 @@ It refuses to touch a data directory that already holds a CA.`,
 			if err != nil {
 				return err
 			}
+			target, warning, err := sf.target()
+			if err != nil {
+				return err
+			}
+			if warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", Program, warning)
+			}
 			dir := dataDir(cmd)
 			if err := atomicfile.MkdirPrivate(dir); err != nil {
 				return fmt.Errorf("create data directory %s: %w", dir, err)
+			}
+			// The store first: an unreachable database must not leave a CA
+			// without its database behind.
+			st, err := server.OpenStore(cmd.Context(), dir, target)
+			if err != nil {
+				return err
+			}
+			if err := st.Close(); err != nil {
+				return fmt.Errorf("init: close database: %w", err)
 			}
 			c, err := ca.Init(dir, ca.InitOptions{Names: names, KeyAlg: alg}, time.Now())
 			if err != nil {
@@ -64,13 +79,6 @@ It refuses to touch a data directory that already holds a CA.`,
 					return fmt.Errorf("%s already holds a CA; refusing to overwrite it", dir)
 				}
 				return fmt.Errorf("init: %w", err)
-			}
-			st, err := store.Open(cmd.Context(), filepath.Join(dir, server.DBName))
-			if err != nil {
-				return fmt.Errorf("init: create database: %w", err)
-			}
-			if err := st.Close(); err != nil {
-				return fmt.Errorf("init: close database: %w", err)
 			}
 			res := InitResult{
 				DataDir: dir, Fingerprint: c.Fingerprint(), PrimaryHostID: c.PrimaryHostID(),
@@ -89,6 +97,7 @@ It refuses to touch a data directory that already holds a CA.`,
 	}
 	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name or IP address of the primary, for its TLS certificate (repeatable)")
 	cmd.Flags().StringVar(&keyAlg, "key-alg", string(pki.ECDSAP384), "CA key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096")
+	sf.add(cmd)
 	addJSON(cmd)
 	return cmd
 }
@@ -96,6 +105,7 @@ It refuses to touch a data directory that already holds a CA.`,
 func serveCmd() *cobra.Command {
 	var cfg server.Config
 	var logFormat, logLevel string
+	var sf storeFlags
 	cmd := &cobra.Command{
 		Use:   "serve --data DIR [--listen :1556] [--tunnel-addr ADDR ...]",
 		Short: "run the HTTPS API and the admin socket (foreground; what the service runs)",
@@ -115,6 +125,13 @@ other peer is refused.`,
 				return err
 			}
 			cfg.DataDir, cfg.Log = dataDir(cmd), log
+			var warning string
+			if cfg.Store, warning, err = sf.target(); err != nil {
+				return err
+			}
+			if warning != "" {
+				log.Warn().Msg(warning)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			srv, err := server.New(ctx, cfg)
@@ -134,6 +151,7 @@ other peer is refused.`,
 	f.StringArrayVar(&cfg.Names, "name", nil, "names of the primary's TLS certificate (repeatable); default: keep the current ones")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9556); off by default")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "validity of host certificates (default 8760h = 365 days)")
+	sf.add(cmd)
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto, console or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

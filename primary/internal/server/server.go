@@ -63,6 +63,9 @@ type Config struct {
 	// MetricsListen, when set, serves Prometheus metrics at /metrics on
 	// that address (keep it on loopback or a management network).
 	MetricsListen string
+	// Store is where the database lives: "" for the SQLite file DBName in
+	// DataDir, or a postgres:// URL (store.OpenTarget).
+	Store string
 	// CertValidity of host certificates; 0 = 365 days.
 	CertValidity time.Duration
 	Log          zerolog.Logger
@@ -116,9 +119,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load CA from %s (run `hostcert-primary init` first): %w", cfg.DataDir, err)
 	}
-	s.store, err = store.Open(ctx, filepath.Join(cfg.DataDir, DBName))
+	s.store, err = OpenStore(ctx, cfg.DataDir, cfg.Store)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, err
 	}
 	s.names = cfg.Names
 	if len(s.names) == 0 {
@@ -143,6 +146,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Log:      log.With().Str("part", "enroll").Logger(),
 	})
 	handler := api.New(s.enroll, s.crls, s.ca, levels, log.With().Str("part", "api").Logger())
+	handler.UseReadiness(s)
 
 	s.adminSrv = admin.NewServer(s.store, s.ca, s.enroll, s.crls, log.With().Str("part", "admin").Logger())
 	s.adminSrv.UseLevels(levels)
@@ -192,6 +196,35 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	return s, nil
 }
 
+// OpenStore opens the store of a data directory: target when set (a
+// postgres:// URL or a SQLite path), else the SQLite file DBName in dataDir.
+// An unreachable PostgreSQL server is one line
+// ("store: cannot reach postgres at HOST:PORT (reason)"); no error carries
+// a password.
+func OpenStore(ctx context.Context, dataDir, target string) (*store.Store, error) {
+	if target == "" {
+		target = filepath.Join(dataDir, DBName)
+	}
+	st, err := store.OpenTarget(ctx, target)
+	var reach *store.ReachError
+	switch {
+	case errors.As(err, &reach):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("open store %s: %w", store.RedactDSN(target), err)
+	}
+	return st, nil
+}
+
+// Ready reports whether this node can serve: the CA and the TLS certificate
+// are loaded and the store answers within ctx (GET /readyz).
+func (s *Server) Ready(ctx context.Context) error {
+	if s.ca == nil || s.cert.Load() == nil {
+		return errors.New("the CA is not loaded")
+	}
+	return s.store.Ping(ctx)
+}
+
 // Addr is the bound API address.
 func (s *Server) Addr() net.Addr { return s.apiLn.Addr() }
 
@@ -219,7 +252,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		s.log.Info().Str("addr", s.apiLn.Addr().String()).Str("data_dir", s.cfg.DataDir).
-			Strs("tunnels", s.cfg.TunnelAddrs).Str("ca_fingerprint", s.ca.Fingerprint()).Msg("serving")
+			Strs("tunnels", s.cfg.TunnelAddrs).Str("ca_fingerprint", s.ca.Fingerprint()).
+			Str("store", s.store.Backend()).Str("store_at", s.store.Path()).Msg("serving")
 		if err := s.api.Serve(s.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve API: %w", err)
 		}
