@@ -42,6 +42,8 @@ type env struct {
 	caCert *x509.Certificate
 	admin  admin.Client
 	log    *syncWriter
+	// storeAt is the server's Config.Store ("" = SQLite in dir).
+	storeAt string
 }
 
 type envOpts struct {
@@ -49,6 +51,7 @@ type envOpts struct {
 	validity time.Duration
 	metrics  bool
 	listen   string // default 127.0.0.1:0
+	store    string // Config.Store: "" for SQLite in the data directory, or a PostgreSQL DSN
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -73,6 +76,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	srv, err := New(ctx, Config{
 		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(),
 		CertValidity: o.validity, Log: zerolog.New(logBuf), MetricsListen: metricsAddr(o.metrics),
+		Store: o.store,
 	})
 	if err != nil {
 		cancel()
@@ -90,14 +94,14 @@ func newEnv(t testing.TB, o envOpts) *env {
 	roots.AddCert(c.Certificate())
 	return &env{
 		t: t, dir: dir, srv: srv, addr: srv.Addr().String(), dns: d, roots: roots,
-		caCert: c.Certificate(), admin: admin.Client{Dir: dir}, log: logBuf,
+		caCert: c.Certificate(), admin: admin.Client{Dir: dir}, log: logBuf, storeAt: o.store,
 	}
 }
 
 // store opens a second handle on the database (read-only use in tests).
 func (e *env) store() *store.Store {
 	e.t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(e.dir, DBName))
+	st, err := OpenStore(context.Background(), e.dir, e.storeAt)
 	if err != nil {
 		e.t.Fatalf("store.Open: %v", err)
 	}
