@@ -34,6 +34,7 @@ type primaryOpts struct {
 	dnsServer  string
 	tunnelAddr []string
 	extra      []string // more serve flags
+	initExtra  []string // more init flags
 }
 
 // newPrimary runs init in a fresh data directory and starts serve.
@@ -47,6 +48,7 @@ func newPrimary(t testing.TB, o primaryOpts) *primaryProc {
 	for _, n := range o.names {
 		args = append(args, "--name", n)
 	}
+	args = append(args, o.initExtra...)
 	var res struct {
 		Fingerprint string `json:"fingerprint"`
 	}
