@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +42,10 @@ func TestHealthSQLite(t *testing.T) {
 // ready and issues again, without being restarted.
 func TestReadyzFollowsPostgres(t *testing.T) {
 	c := pgtest.Start(t)
-	e := newEnv(t, envOpts{store: c.CreateDatabase(t, "primary")})
+	// The test cluster trusts loopback, so the password is not checked:
+	// it is here to show that no log line carries it.
+	dsn := strings.Replace(c.CreateDatabase(t, "primary"), "postgres@", "postgres:s3cret-pw@", 1)
+	e := newEnv(t, envOpts{store: dsn})
 	e.setLevel(protocol.LevelHigh)
 	tok := e.token("pg", 10, "")
 
@@ -81,5 +85,9 @@ func TestReadyzFollowsPostgres(t *testing.T) {
 	}
 	if _, err := e.store().HostByName(t.Context(), "during.example"); err == nil {
 		t.Error("the enrollment refused while the database was down left a host behind")
+	}
+	logs := e.log.String()
+	if strings.Contains(logs, "s3cret") || !strings.Contains(logs, `"store_at":"postgres://postgres:xxxxx@`) {
+		t.Errorf("the primary's log shows the store's password, or not its redacted URL:\n%s", logs)
 	}
 }
