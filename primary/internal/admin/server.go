@@ -47,10 +47,9 @@ type Levels interface {
 	SetLevel(ctx context.Context, l protocol.Level, a store.Audit) error
 }
 
-// Server answers admin requests. The store is used concretely: the admin
-// surface is the store's whole management surface.
+// Server answers admin requests.
 type Server struct {
-	store   *store.Store
+	store   Store
 	levels  Levels
 	ca      Authority
 	explain Explainer
@@ -64,7 +63,7 @@ type Server struct {
 }
 
 // NewServer returns an admin server.
-func NewServer(st *store.Store, ca Authority, explain Explainer, crls CRLs, log zerolog.Logger) *Server {
+func NewServer(st Store, ca Authority, explain Explainer, crls CRLs, log zerolog.Logger) *Server {
 	return &Server{store: st, levels: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now, uid: serverUID()}
 }
 

@@ -332,7 +332,7 @@ func (s *Server) renewServerCert(ctx context.Context) error {
 // audit log (the store).
 type journal struct {
 	*enroll.LevelCache
-	st *store.Store
+	st admin.AuditLog
 }
 
 func (j journal) AppendAudit(ctx context.Context, a store.Audit) error {
