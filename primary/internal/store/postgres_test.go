@@ -322,6 +322,19 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	if _, err := s.rdb.ExecContext(ctx, "INSERT INTO known_names (name, added_at) VALUES ('old.example', 1)"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.rdb.ExecContext(ctx, "INSERT INTO hosts (id, name, created_at) VALUES ('h1', 'old.example', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	// Inserted out of issuance order: the latest issued is 0B.
+	for _, c := range []struct {
+		serial string
+		issued int64
+	}{{"0C", 3}, {"0B", 5}, {"0A", 1}} {
+		if _, err := s.rdb.ExecContext(ctx, `INSERT INTO certs (serial, host_id, names, kind, issued_at, not_before, not_after, der)
+			VALUES ($1, 'h1', '["old.example"]', 'renew', $2, 0, 1, $3)`, c.serial, c.issued, []byte{0}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.Close()
 
 	s, err = OpenPostgres(ctx, dsn)
@@ -335,6 +348,9 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	}
 	if known, err := s.IsKnown(ctx, "old.example"); err != nil || !known {
 		t.Errorf("IsKnown(old.example) after the migration = %v, %v, want true", known, err)
+	}
+	if c, err := s.CurrentCert(ctx, "h1"); err != nil || c.Serial != "0B" {
+		t.Errorf("CurrentCert after the migration = %+v, %v, want 0B", c, err)
 	}
 	// The store works at the new version.
 	mustToken(t, s, "after-migration", KindStandard, "", 1, t0.Add(time.Hour))

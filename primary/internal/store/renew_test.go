@@ -20,9 +20,10 @@ func renewal(h Host, from string, now time.Time) Issuance {
 
 // Only the host's current (latest issued) certificate renews; each renewal
 // records the serial it renewed and marks the presented certificate used.
-func TestRenewOnlyFromCurrent(t *testing.T) {
+func TestRenewOnlyFromCurrent(t *testing.T) { forEachBackend(t, testRenewOnlyFromCurrent) }
+
+func testRenewOnlyFromCurrent(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	first := issuance("cur.example", "")
 	if err := s.CommitIssuance(ctx, first); err != nil {
 		t.Fatal(err)
@@ -90,9 +91,10 @@ func TestRenewOnlyFromCurrent(t *testing.T) {
 }
 
 // Concurrent renewals from the same certificate: exactly one wins.
-func TestRenewRaceOneWinner(t *testing.T) {
+func TestRenewRaceOneWinner(t *testing.T) { forEachBackend(t, testRenewRaceOneWinner) }
+
+func testRenewRaceOneWinner(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	first := issuance("race.example", "")
 	if err := s.CommitIssuance(ctx, first); err != nil {
 		t.Fatal(err)
