@@ -42,6 +42,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	running bool
+	opts    []string // extra server options (EnableTLS)
 }
 
 // Start initialises and starts a cluster, and registers its stop and removal
@@ -197,6 +198,35 @@ func (c *Cluster) Restart(tb testing.TB) {
 	}
 }
 
+// EnableTLS restarts the cluster with TLS on, serving certPEM (the server's
+// certificate, then any intermediates) with keyPEM. Clients may then use
+// sslmode=require, verify-ca or verify-full; plain connections still work.
+func (c *Cluster) EnableTLS(tb testing.TB, certPEM, keyPEM []byte) {
+	tb.Helper()
+	crt, key := filepath.Join(c.dir, "server.crt"), filepath.Join(c.dir, "server.key")
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{crt, certPEM}, {key, keyPEM}} {
+		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+			tb.Fatalf("pgtest: %v", err)
+		}
+	}
+	// PostgreSQL wants its key owned by the server's user, owner-only.
+	if err := c.cred.chown(crt, key); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	if err := c.stop("fast"); err != nil {
+		tb.Fatalf("pgtest: enable TLS: %v", err)
+	}
+	c.mu.Lock()
+	c.opts = []string{"-c ssl=on", "-c ssl_cert_file=" + crt, "-c ssl_key_file=" + key}
+	c.mu.Unlock()
+	if err := c.start(); err != nil {
+		tb.Fatalf("pgtest: enable TLS: %v", err)
+	}
+}
+
 // Log returns the server's log so far (for failure messages).
 func (c *Cluster) Log() string {
 	b, _ := os.ReadFile(filepath.Join(c.dir, "log"))
@@ -218,6 +248,9 @@ func (c *Cluster) start() error {
 		"-c max_connections=200",
 		"-c shared_buffers=32MB",
 	}, " ")
+	if len(c.opts) > 0 {
+		opts += " " + strings.Join(c.opts, " ")
+	}
 	out, err := c.run(time.Minute, "pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "log"), "-w", "-t", "45", "-o", opts, "start")
 	if err != nil {
 		return fmt.Errorf("pg_ctl start on port %d: %v\n%s\n%s", c.Port, err, out, tail(c.Log(), 2000))
