@@ -413,7 +413,11 @@ func (s *Server) revoke(ctx context.Context, now time.Time, args RevokeArgs, a s
 			return CountResult{}, fmt.Errorf("revoke %s: %w", h.Name, err)
 		}
 	}
-	s.crls.Trigger()
+	// Return only once the CRL served lists the revocation (SPEC §6).
+	if err := s.crls.Refresh(ctx); err != nil {
+		s.crls.Trigger()
+		return CountResult{}, fmt.Errorf("revoked %d certificate(s), but the CRL listing them is not served yet (it is retried in the background): %w", n, err)
+	}
 	return CountResult{Count: n}, nil
 }
 

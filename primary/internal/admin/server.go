@@ -37,6 +37,7 @@ type Explainer interface {
 // CRLs is the CRL publisher: regenerate after a revocation, show the current one.
 type CRLs interface {
 	Trigger()
+	Refresh(ctx context.Context) error
 	Current() *crl.List
 }
 

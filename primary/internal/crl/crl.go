@@ -1,7 +1,8 @@
 // Package crl keeps the primary's certificate revocation list fresh: it
-// regenerates the CA-signed CRL at start-up, at least hourly, and within
-// seconds after a revocation (Trigger), and serves the current one from
-// memory.
+// regenerates the CA-signed CRL at start-up, at least hourly, on demand
+// (Refresh: an admin revocation returns only once the CRL served lists it)
+// and within a second after a reissue's revocations (Trigger), and serves
+// the current one from memory.
 package crl
 
 import (
@@ -60,6 +61,13 @@ type Publisher struct {
 
 	current atomic.Pointer[List]
 	trigger chan struct{}
+
+	// regen is held by the one regeneration running; started counts the
+	// regenerations started and lastOK is the number of the latest one
+	// that succeeded (guarded by regen).
+	regen   chan struct{}
+	started atomic.Uint64
+	lastOK  uint64
 }
 
 // New returns a Publisher. validity and interval 0 take the defaults.
@@ -72,7 +80,7 @@ func New(src Source, signer Signer, log zerolog.Logger, validity, interval time.
 	}
 	return &Publisher{
 		src: src, signer: signer, log: log, validity: validity, interval: interval, now: time.Now,
-		trigger: make(chan struct{}, 1),
+		trigger: make(chan struct{}, 1), regen: make(chan struct{}, 1),
 	}
 }
 
@@ -87,8 +95,31 @@ func (p *Publisher) Trigger() {
 	}
 }
 
-// Refresh regenerates the CRL now.
+// Refresh regenerates the CRL, so that when it returns nil the CRL served
+// lists every revocation committed before the call. Concurrent callers share
+// the work: a regeneration that started after a caller's call began answers
+// for that caller too.
 func (p *Publisher) Refresh(ctx context.Context) error {
+	seen := p.started.Load()
+	select {
+	case p.regen <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("crl: wait for the running regeneration: %w", ctx.Err())
+	}
+	defer func() { <-p.regen }()
+	if p.lastOK > seen {
+		return nil
+	}
+	n := p.started.Add(1)
+	if err := p.regenerate(ctx); err != nil {
+		return err
+	}
+	p.lastOK = n
+	return nil
+}
+
+// regenerate builds, signs and publishes a CRL; the caller holds p.regen.
+func (p *Publisher) regenerate(ctx context.Context) error {
 	certs, err := p.src.RevokedCerts(ctx)
 	if err != nil {
 		return fmt.Errorf("crl: list revoked certificates: %w", err)

@@ -3,6 +3,7 @@ package crl
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"math/big"
 	"sync"
 	"testing"
@@ -94,5 +95,51 @@ func TestPublisher(t *testing.T) {
 	bad := &source{revoked: []store.Cert{{Serial: "not hex"}}}
 	if err := New(bad, c, zerolog.Nop(), 0, 0).Refresh(context.Background()); err == nil {
 		t.Error("Refresh with a malformed serial = nil error, want an error")
+	}
+}
+
+// TestRefreshConcurrent: concurrent revokers each see their revocation in
+// the CRL served once their Refresh returns, and never an older CRL replaces
+// a newer one.
+func TestRefreshConcurrent(t *testing.T) {
+	c, err := ca.Init(t.TempDir(), ca.InitOptions{Names: []string{"p.test"}, KeyAlg: pki.ECDSAP256}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &source{}
+	p := New(src, c, zerolog.Nop(), 0, 0)
+	const revokers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, revokers)
+	for i := 0; i < revokers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serial := big.NewInt(int64(0x1000 + i))
+			src.revoke(fmt.Sprintf("%X", serial), 1)
+			if err := p.Refresh(context.Background()); err != nil {
+				errs <- err
+				return
+			}
+			l, err := x509.ParseRevocationList(p.Current().DER)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, e := range l.RevokedCertificateEntries {
+				if e.SerialNumber.Cmp(serial) == 0 {
+					return
+				}
+			}
+			errs <- fmt.Errorf("CRL %v served after Refresh does not list %X", l.Number, serial)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := p.Current().Entries; got != revokers {
+		t.Errorf("final CRL entries = %d, want %d", got, revokers)
 	}
 }

@@ -1,6 +1,9 @@
 // Package verify answers the "verified" question of SPEC §4: does the
 // requested host name resolve, by forward DNS (A and AAAA), to the address the
-// request came from? A client that declares NAT is never verified.
+// request came from? A client that declares NAT is never verified, nor is a
+// request whose source cannot verify (NotVerifiable). Bounded keeps what
+// unauthenticated requests cost small: a bound on lookups in flight and a
+// short answer cache.
 package verify
 
 import (
@@ -67,6 +70,9 @@ func (v Verifier) Verify(ctx context.Context, name string, from netip.Addr, nat 
 	if nat {
 		return false, "nat declared"
 	}
+	if why, ok := notVerifiable(ctx); ok {
+		return false, why
+	}
 	if !from.IsValid() {
 		return false, "no source address"
 	}
@@ -107,6 +113,8 @@ func (v Verifier) Verify(ctx context.Context, name string, from netip.Addr, nat 
 func lookupWhy(err error, ctx context.Context) string {
 	var dnsErr *net.DNSError
 	switch {
+	case errors.Is(err, ErrBusy):
+		return "dns busy"
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		return "name does not resolve (no such host)"
 	case errors.Is(ctx.Err(), context.Canceled):
