@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 var (
@@ -126,10 +128,12 @@ func start(tb testing.TB, configBody string, args ...string) (*proc, string) {
 }
 
 func echoServer(tb testing.TB) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// The tunnel starts every upstream connection with a PROXY header.
+	ln := &proxyproto.Listener{Listener: raw}
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -16,6 +16,7 @@ import (
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/primary/internal/ca"
 	"github.com/hostcert/hostcert/primary/internal/server"
+	"github.com/hostcert/hostcert/primary/internal/verify"
 )
 
 // InitResult is what init prints with --json.
@@ -114,10 +115,16 @@ POST /v1/enroll, /v1/renew) on --listen, and the admin socket DIR/admin.sock.
 It logs one line "serving" with the address when it is ready, and stops
 gracefully on SIGINT or SIGTERM.
 
-Connections from a --tunnel-addr (an IP address or CIDR prefix of a media
-server running hostcert-tunnel --proxy-protocol) must start with a PROXY
-protocol v2 header carrying the real client address; a PROXY header from any
-other peer is refused.`,
+hostcert-tunnel always starts its connections with a PROXY protocol v2 header
+carrying the DMZ host's address. Declare each media server running it with
+--tunnel-addr (an IP address or CIDR prefix): its connections must start with
+that header, and the relayed address is what DNS verification checks. A PROXY
+header from any other peer is logged at warn, counted and audited, and that
+connection's requests are not verified (neither address counts): a DMZ host
+behind an undeclared tunnel needs a token.
+
+At most --max-conns API connections are held open; one more is answered with
+a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logging.New(logging.Options{Format: logging.Format(logFormat), Level: logLevel, Out: cmd.ErrOrStderr()})
@@ -148,6 +155,9 @@ other peer is refused.`,
 	f.StringVar(&cfg.Listen, "listen", ":1556", "address of the HTTPS API")
 	f.StringSliceVar(&cfg.TunnelAddrs, "tunnel-addr", nil, "IP address or CIDR of a tunnel that relays clients with PROXY protocol v2 (repeatable)")
 	f.StringVar(&cfg.DNSServer, "dns-server", "", "DNS server (HOST[:PORT]) for verifying host names; default: the system resolver")
+	f.IntVar(&cfg.MaxConns, "max-conns", server.DefaultMaxConns, "most API connections held open at once; more are answered 503 and closed")
+	f.IntVar(&cfg.DNS.MaxLookups, "dns-max-lookups", verify.DefaultMaxLookups, "most DNS verification lookups in flight; more are not verified (dns busy)")
+	f.DurationVar(&cfg.DNS.TTL, "dns-cache-ttl", verify.DefaultCacheTTL, "how long a DNS answer (addresses or no such host) is reused; negative: no cache")
 	f.StringArrayVar(&cfg.Names, "name", nil, "names of the primary's TLS certificate (repeatable); default: keep the current ones")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9556); off by default")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "validity of host certificates (default 8760h = 365 days)")

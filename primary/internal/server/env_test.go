@@ -52,6 +52,7 @@ type envOpts struct {
 	metrics  bool
 	listen   string // default 127.0.0.1:0
 	store    string // Config.Store: "" for SQLite in the data directory, or a PostgreSQL DSN
+	maxConns int    // default DefaultMaxConns
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -76,7 +77,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	srv, err := New(ctx, Config{
 		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(),
 		CertValidity: o.validity, Log: zerolog.New(logBuf), MetricsListen: metricsAddr(o.metrics),
-		Store: o.store,
+		Store: o.store, MaxConns: o.maxConns,
 	})
 	if err != nil {
 		cancel()

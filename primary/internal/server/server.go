@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -44,6 +43,7 @@ const (
 	ProxyHeaderWait   = 5 * time.Second
 	ShutdownGrace     = 10 * time.Second
 	ServerCertCheck   = 24 * time.Hour
+	auditWait         = 5 * time.Second
 )
 
 // Config configures Serve.
@@ -53,10 +53,16 @@ type Config struct {
 	Listen string
 	// TunnelAddrs are the addresses (IPs or CIDR prefixes) of the tunnels
 	// (media servers). Their connections must start with a PROXY protocol
-	// v2 header; a header from anyone else is refused.
+	// v2 header. A header from anyone else is logged, counted and audited,
+	// and that connection's requests verify no name.
 	TunnelAddrs []string
+	// MaxConns caps the open API connections; DefaultMaxConns when zero.
+	MaxConns int
 	// DNSServer is the DNS server used for verification; "" = the system's.
 	DNSServer string
+	// DNS bounds the lookups of verification (in flight, cache); zero
+	// fields take verify's defaults.
+	DNS verify.Limits
 	// Names of the primary's own TLS certificate; empty = keep the names of
 	// the current one.
 	Names []string
@@ -83,6 +89,7 @@ type Server struct {
 	adminSrv *admin.Server
 	adminLn  net.Listener
 	metrics  *metrics
+	conns    *capListener
 	metricLn net.Listener
 	names    []string
 	cert     atomic.Pointer[tls.Certificate]
@@ -98,6 +105,12 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Listen == "" {
 		cfg.Listen = fmt.Sprintf(":%d", protocol.DefaultPort)
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConns < 0 {
+		return nil, fmt.Errorf("--max-conns %d: must be positive", cfg.MaxConns)
 	}
 	log := cfg.Log
 	tunnels, err := parseTunnels(cfg.TunnelAddrs)
@@ -139,7 +152,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	levels := enroll.NewLevelCache(s.store, 0)
 	s.enroll = enroll.New(enroll.Config{
 		Registry: s.store, Ledger: s.store, Journal: journal{levels, s.store}, CA: s.ca,
-		Resolver: verify.NewResolver(cfg.DNSServer),
+		Resolver: verify.NewBounded(verify.NewResolver(cfg.DNSServer), cfg.DNS),
 		Counter:  s.metrics,
 		Validity: cfg.CertValidity,
 		Revoked:  s.crls.Trigger,
@@ -165,12 +178,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	pp := &proxyproto.Listener{
-		Listener:          tcp,
-		ConnPolicy:        tunnelPolicy(tunnels),
-		ValidateHeader:    onlyV2,
-		ReadHeaderTimeout: ProxyHeaderWait,
-	}
+	s.conns = newCapListener(tcp, cfg.MaxConns, s.metrics)
+	pp := &gate{Listener: s.conns, tunnels: tunnels, wait: ProxyHeaderWait, reporter: s.undeclaredProxy(ctx)}
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// The API checks the client certificate itself (renew), so that an
@@ -184,7 +193,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.apiLn = tls.NewListener(pp, tlsConf)
 	s.api = &http.Server{
-		Handler:           handler,
+		Handler:           notVerifiable(handler),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,
@@ -375,31 +385,44 @@ func parseTunnels(in []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// tunnelPolicy: a tunnel's connection MUST start with a PROXY header (its
-// relayed client address becomes the request's source); anyone else's must
-// NOT carry one.
-func tunnelPolicy(tunnels []netip.Prefix) proxyproto.ConnPolicyFunc {
-	return func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-		ap, err := netip.ParseAddrPort(o.Upstream.String())
-		if err != nil {
-			return proxyproto.REJECT, fmt.Errorf("%w: %v", proxyproto.ErrInvalidUpstream, err)
-		}
-		a := ap.Addr().Unmap()
-		for _, p := range tunnels {
-			if p.Contains(a) {
-				return proxyproto.REQUIRE, nil
+// notVerifiable marks the requests of a connection whose source must verify
+// no name (a PROXY header from an undeclared peer, a tunnel that relayed no
+// client address): verification answers "not verified" with the reason.
+func notVerifiable(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sc, ok := r.Context().Value(connKey{}).(*sourceConn); ok {
+			if why := sc.NotVerifiable(); why != "" {
+				r = r.WithContext(verify.NotVerifiable(r.Context(), why))
 			}
 		}
-		return proxyproto.REJECT, nil
-	}
+		next.ServeHTTP(w, r)
+	})
 }
 
-// errNotV2 refuses PROXY protocol v1 (text) headers: tunnels speak v2.
-var errNotV2 = errors.New("PROXY protocol v1 header refused: tunnels must send v2")
-
-func onlyV2(h *proxyproto.Header) error {
-	if h.Version != 2 {
-		return errNotV2
+// undeclaredProxy warns about, counts and audits a PROXY header from a peer
+// that is not a declared tunnel: most likely a tunnel the primary was not
+// told about (serve --tunnel-addr).
+func (s *Server) undeclaredProxy(ctx context.Context) undeclaredReporter {
+	return func(peer netip.AddrPort, relayed net.Addr) {
+		rel := ""
+		if relayed != nil {
+			rel = relayed.String()
+		}
+		s.metrics.UndeclaredProxy()
+		s.log.Warn().Str("peer", peer.Addr().String()).Str("relayed", rel).
+			Msg("proxy header from undeclared peer: request not verified; declare the tunnel with --tunnel-addr")
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWait)
+		defer cancel()
+		err := s.store.AppendAudit(actx, store.Audit{
+			At: time.Now(), Actor: "api", Source: peer.Addr().String(), Action: "proxy.undeclared", Outcome: "refused",
+			Code: string(protocol.CodeNotVerified),
+			Detail: map[string]any{
+				"relayed": rel,
+				"reason":  "PROXY header from undeclared peer " + peer.Addr().String() + ": its requests are not verified; declare the tunnel with serve --tunnel-addr",
+			},
+		})
+		if err != nil {
+			s.log.Error().Err(err).Str("peer", peer.Addr().String()).Msg("auditing proxy header from undeclared peer")
+		}
 	}
-	return nil
 }

@@ -74,7 +74,8 @@ func (a *app) root() *cobra.Command {
 	fs.StringVar(&a.configPath, "config", "", "configuration file, watched for changes (default "+svc.DefaultConfigPath("tunnel")+" when it exists)")
 	fs.StringVar(&a.listen, "listen", "", "address to listen on (config: listen; default "+config.DefaultListen+")")
 	fs.StringArrayVar(&a.allow, "allow", nil, "allowed CONNECT target PRIMARY:PORT[=UPSTREAM:PORT], repeatable; replaces the config's allow list (config: allow)")
-	fs.BoolVar(&a.proxyProtocol, "proxy-protocol", false, "send a PROXY protocol v2 header with the client's address to the upstream (config: proxy_protocol)")
+	fs.BoolVar(&a.proxyProtocol, "proxy-protocol", true, "no effect: the PROXY protocol v2 header is always sent; --proxy-protocol=false is refused")
+	_ = fs.MarkDeprecated("proxy-protocol", "the tunnel always sends a PROXY v2 header with the client's address; declare it on the primary with serve --tunnel-addr")
 	fs.StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&a.logFormat, "log-format", "auto", "log format: auto, console, json")
 	root.AddCommand(a.runCmd(), a.serviceCmd())
@@ -189,9 +190,6 @@ func (a *app) svcConfig(cmd *cobra.Command) svc.Config {
 	for _, s := range a.allow {
 		args = append(args, "--allow", s)
 	}
-	if fl.Changed("proxy-protocol") {
-		args = append(args, fmt.Sprintf("--proxy-protocol=%t", a.proxyProtocol))
-	}
 	for _, name := range []string{"log-level", "log-format"} {
 		if fl.Changed(name) {
 			args = append(args, "--"+name, fl.Lookup(name).Value.String())
@@ -215,7 +213,7 @@ func (a *app) serviceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:       "service install|uninstall|start|stop|restart|status",
 		Short:     "Install or control the tunnel as a system service (systemd, Windows service manager)",
-		Long:      "service install records the run flags given here (--config, --listen, --allow, --proxy-protocol, --log-*) as the service's arguments.",
+		Long:      "service install records the run flags given here (--config, --listen, --allow, --log-*) as the service's arguments.",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: svc.Actions,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -41,7 +41,7 @@ func TestServiceArgumentsCarryRunFlags(t *testing.T) {
 	cmd, err := root.ExecuteC()
 	_ = err // status of an uninstalled service may fail here; only the arguments matter
 	sc := a.svcConfig(cmd)
-	want := []string{"run", "--config", cfg, "--allow", "p:1556=10.0.0.5:1556", "--proxy-protocol=true", "--log-level", "debug"}
+	want := []string{"run", "--config", cfg, "--allow", "p:1556=10.0.0.5:1556", "--log-level", "debug"}
 	if !slices.Equal(sc.Arguments, want) {
 		t.Errorf("service arguments = %q, want %q", sc.Arguments, want)
 	}

@@ -1,6 +1,7 @@
 // Package config loads and validates hostcert-tunnel's configuration: the
 // listen address, the allow list of primary addresses with their upstreams,
-// PROXY protocol, and the limits that keep the tunnel from being abused.
+// and the limits that keep the tunnel from being abused. The PROXY protocol
+// header is always sent; the old proxy_protocol key is accepted only as true.
 package config
 
 import (
@@ -39,11 +40,20 @@ var DefaultListen = ":" + strconv.Itoa(protocol.DefaultPort)
 // ErrInvalid marks a configuration that parses but does not validate.
 var ErrInvalid = errors.New("invalid tunnel configuration")
 
+// ErrProxyProtocolOff refuses proxy_protocol: false (or --proxy-protocol=false).
+// A tunnel that relays no client address would make the primary take the
+// tunnel's own address for every DMZ host's, so the header can no longer be
+// turned off.
+var ErrProxyProtocolOff = errors.New("proxy_protocol: false is no longer supported: the tunnel always sends a PROXY v2 header " +
+	"with the client's address; remove the key and declare this tunnel on the primary with `hostcert-primary serve --tunnel-addr`")
+
 // File is the YAML configuration file. Zero values mean "the default".
 type File struct {
-	Listen          string        `yaml:"listen"`
-	Allow           []Allow       `yaml:"allow"`
-	ProxyProtocol   bool          `yaml:"proxy_protocol"`
+	Listen string  `yaml:"listen"`
+	Allow  []Allow `yaml:"allow"`
+	// ProxyProtocol is the old switch of the PROXY v2 header, which is now
+	// always sent: absent or true is accepted, false is refused.
+	ProxyProtocol   *bool         `yaml:"proxy_protocol"`
 	Limits          Limits        `yaml:"limits"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -115,7 +125,8 @@ func (f File) Resolve(o Overrides) (File, error) {
 		f.Allow = append([]Allow(nil), o.Allow...)
 	}
 	if o.ProxyProtocol != nil {
-		f.ProxyProtocol = *o.ProxyProtocol
+		v := *o.ProxyProtocol
+		f.ProxyProtocol = &v
 	}
 	f.applyDefaults()
 	if err := f.validate(); err != nil {
@@ -166,6 +177,9 @@ func (f *File) validate() error {
 		errs = append(errs, fmt.Errorf("listen %q: %w", f.Listen, err))
 	} else if _, err := net.LookupPort("tcp", port); err != nil {
 		errs = append(errs, fmt.Errorf("listen %q: port %q is not 0-65535 or a service name", f.Listen, port))
+	}
+	if f.ProxyProtocol != nil && !*f.ProxyProtocol {
+		errs = append(errs, ErrProxyProtocolOff)
 	}
 	if len(f.Allow) == 0 {
 		errs = append(errs, errors.New("allow: at least one target is required (the tunnel admits nothing else)"))

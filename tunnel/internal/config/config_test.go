@@ -85,7 +85,7 @@ func TestLoadDefaults(t *testing.T) {
 		},
 	}
 	if got := f; got.Listen != want.Listen || got.Limits != want.Limits || got.ShutdownTimeout != want.ShutdownTimeout ||
-		len(got.Allow) != 1 || got.Allow[0] != want.Allow[0] || got.ProxyProtocol {
+		len(got.Allow) != 1 || got.Allow[0] != want.Allow[0] || got.ProxyProtocol != nil {
 		t.Errorf("Load(minimal) = %+v, want %+v", got, want)
 	}
 }
@@ -110,7 +110,7 @@ shutdown_timeout: 2s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !f.ProxyProtocol || f.Listen != "127.0.0.1:8443" || f.Allow[0].Upstream != "10.0.0.5:1556" ||
+	if f.ProxyProtocol == nil || !*f.ProxyProtocol || f.Listen != "127.0.0.1:8443" || f.Allow[0].Upstream != "10.0.0.5:1556" ||
 		f.Limits.HandshakeTimeout != 5*time.Second || f.Limits.IdleTimeout != time.Minute ||
 		f.Limits.MaxConnectionsPerSource != 2 || f.Limits.RatePerSource != 0.5 || f.ShutdownTimeout != 2*time.Second {
 		t.Errorf("Load(full) = %+v", f)
@@ -134,6 +134,7 @@ func TestLoadRejects(t *testing.T) {
 		{"empty file", "", "at least one target"},
 		{"listen port out of range", "listen: 127.0.0.1:99999\nallow:\n  - target: p:1556\n", `listen "127.0.0.1:99999": port`},
 		{"listen port not a number", "listen: ':fifteen'\nallow:\n  - target: p:1556\n", "listen"},
+		{"proxy protocol off", "allow:\n  - target: p:1556\nproxy_protocol: false\n", "proxy_protocol: false is no longer supported"},
 	}
 	for _, tt := range tests {
 		_, err := Load(write(t, tt.body), Overrides{})
@@ -154,15 +155,20 @@ func TestMaxConnectionsFollowsMaxTunnels(t *testing.T) {
 }
 
 func TestOverridesWin(t *testing.T) {
-	off := false
-	f, err := Load(write(t, "listen: ':1556'\nproxy_protocol: true\nallow:\n  - target: file:1556\n"), Overrides{
-		Listen: "127.0.0.1:9", Allow: []Allow{{Target: "flag:1556"}}, ProxyProtocol: &off,
+	on := true
+	f, err := Load(write(t, "listen: ':1556'\nallow:\n  - target: file:1556\n"), Overrides{
+		Listen: "127.0.0.1:9", Allow: []Allow{{Target: "flag:1556"}}, ProxyProtocol: &on,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Listen != "127.0.0.1:9" || f.ProxyProtocol || len(f.Allow) != 1 || f.Allow[0].Target != "flag:1556" {
+	if f.Listen != "127.0.0.1:9" || f.ProxyProtocol == nil || !*f.ProxyProtocol || len(f.Allow) != 1 || f.Allow[0].Target != "flag:1556" {
 		t.Errorf("Load with overrides = %+v, want flag values", f)
+	}
+	// The header cannot be turned off, from the file or the command line.
+	off := false
+	if _, err := Load(write(t, "allow:\n  - target: file:1556\n"), Overrides{ProxyProtocol: &off}); !errors.Is(err, ErrProxyProtocolOff) {
+		t.Errorf("Load with --proxy-protocol=false = %v, want ErrProxyProtocolOff", err)
 	}
 }
 

@@ -21,15 +21,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"github.com/hostcert/hostcert/tunnel/internal/config"
 )
 
 // bulkServer reads chunk bytes and answers one byte, forever, per connection.
 func bulkServer(b *testing.B, chunk int64) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Through the tunnel connections start with a PROXY header; direct
+	// ones do not.
+	ln := &proxyproto.Listener{Listener: raw, Policy: func(net.Addr) (proxyproto.Policy, error) { return proxyproto.USE, nil }}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -146,10 +150,14 @@ func testCert(b *testing.B) (tls.Certificate, *x509.CertPool) {
 // tlsPing is a TLS server that answers one line per connection.
 func tlsPing(b *testing.B) (net.Listener, *x509.CertPool) {
 	cert, pool := testCert(b)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The tunnel starts every upstream connection with a PROXY header;
+	// direct clients send none (the header is optional here).
+	ln := tls.NewListener(&proxyproto.Listener{Listener: raw, Policy: func(net.Addr) (proxyproto.Policy, error) { return proxyproto.USE, nil }},
+		&tls.Config{Certificates: []tls.Certificate{cert}})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -217,6 +225,7 @@ func BenchmarkHTTPSRequestLatency(b *testing.B) {
 		_, _ = w.Write(append([]byte(`{"ok":true,"echo":`), append(body, '}')...))
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.Listener = &proxyproto.Listener{Listener: srv.Listener, Policy: func(net.Addr) (proxyproto.Policy, error) { return proxyproto.USE, nil }}
 	srv.StartTLS()
 	b.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())

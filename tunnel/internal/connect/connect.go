@@ -2,9 +2,11 @@
 // answers only CONNECT to a configured primary "name:port" and relays the
 // bytes to that entry's configured upstream, never to an address the client
 // chose; everything else gets a clear HTTP refusal. It enforces handshake and
-// idle timeouts, connection caps and per-source rate limits, can prepend a
-// PROXY protocol v2 header carrying the client's address, writes an access
-// log line per tunnel and drains open tunnels on shutdown.
+// idle timeouts, connection caps and per-source rate limits, starts every
+// upstream connection with a PROXY protocol v2 header carrying the client's
+// address (always: the primary must never take the tunnel's own address for
+// the DMZ host's), writes an access log line per tunnel and drains open
+// tunnels on shutdown.
 package connect
 
 import (
@@ -39,14 +41,13 @@ type limits struct {
 // settings is one immutable snapshot of the configuration; a reload swaps it
 // and new connections use the new one.
 type settings struct {
-	allow         map[string]string // normalised target -> upstream
-	proxyProtocol bool
-	limits        limits
-	drain         time.Duration
+	allow  map[string]string // normalised target -> upstream
+	limits limits
+	drain  time.Duration
 }
 
 func newSettings(f config.File) *settings {
-	s := &settings{allow: make(map[string]string, len(f.Allow)), proxyProtocol: f.ProxyProtocol, drain: f.ShutdownTimeout}
+	s := &settings{allow: make(map[string]string, len(f.Allow)), drain: f.ShutdownTimeout}
 	for _, a := range f.Allow {
 		s.allow[a.Target] = a.Upstream
 	}
@@ -170,8 +171,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type connKey struct{}
 
-// tunnel runs one admitted CONNECT: dial the upstream, optionally send the
-// PROXY header, answer 200 and relay until done. It owns client.
+// tunnel runs one admitted CONNECT: dial the upstream, send the PROXY header, answer 200 and relay until done. It owns client.
 func (s *Server) tunnel(client net.Conn, target, upstream string, st *settings) {
 	defer client.Close()
 	clientAddr := client.RemoteAddr().String()
@@ -211,12 +211,11 @@ func (s *Server) tunnel(client net.Conn, target, upstream string, st *settings) 
 	}
 	ev.Str("source", clientAddr).Str("target", target).Str("upstream", up.RemoteAddr().String()).
 		Int64("bytes_up", t.up.Load()).Int64("bytes_down", t.down.Load()).
-		Dur("duration_ms", time.Since(t.start)).Str("outcome", t.outcome).
-		Bool("proxy_protocol", st.proxyProtocol).Msg("tunnel closed")
+		Dur("duration_ms", time.Since(t.start)).Str("outcome", t.outcome).Msg("tunnel closed")
 }
 
-// dialUpstream connects to the configured upstream and, when configured,
-// sends the PROXY v2 header naming the client and the address it reached.
+// dialUpstream connects to the configured upstream and sends the PROXY v2
+// header naming the client and the address it reached.
 func (s *Server) dialUpstream(upstream string, client net.Conn, st *settings) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(s.base, st.limits.dial)
 	defer cancel()
@@ -224,16 +223,13 @@ func (s *Server) dialUpstream(upstream string, client net.Conn, st *settings) (n
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", upstream, err)
 	}
-	if !st.proxyProtocol {
-		return up, nil
-	}
-	h := proxyproto.HeaderProxyFromAddrs(2, client.RemoteAddr(), client.LocalAddr())
-	if h.Command != proxyproto.PROXY {
+	h, err := proxyHeader(client.RemoteAddr(), client.LocalAddr())
+	if err != nil {
 		_ = up.Close()
-		return nil, fmt.Errorf("proxy header for %v: unsupported address family", client.RemoteAddr())
+		return nil, err
 	}
 	_ = up.SetWriteDeadline(time.Now().Add(st.limits.dial))
-	if _, err := h.WriteTo(up); err != nil {
+	if _, err := up.Write(h); err != nil {
 		_ = up.Close()
 		return nil, fmt.Errorf("send proxy header to %s: %w", upstream, err)
 	}
@@ -305,7 +301,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs.SetKeepAlivesEnabled(false)
 	l := &listener{Listener: ln, s: s, lingering: make(chan struct{}, maxLingering)}
 	s.log.Info().Str("listen", ln.Addr().String()).Int("allowed_targets", len(st.allow)).
-		Bool("proxy_protocol", st.proxyProtocol).Msg("tunnel listening")
+		Msg("tunnel listening")
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
@@ -361,4 +357,19 @@ func (s *Server) closeAll() int {
 		_ = c.Close()
 	}
 	return len(relaying) + len(dialing)
+}
+
+// proxyHeader is the PROXY protocol v2 header naming client (the DMZ host)
+// and local (the tunnel address it reached). Only TCP over IPv4 or IPv6 can
+// be relayed; anything else is refused rather than sent without an address.
+func proxyHeader(client, local net.Addr) ([]byte, error) {
+	h := proxyproto.HeaderProxyFromAddrs(2, client, local)
+	if h.Command != proxyproto.PROXY || (h.TransportProtocol != proxyproto.TCPv4 && h.TransportProtocol != proxyproto.TCPv6) {
+		return nil, fmt.Errorf("proxy header for %v: unsupported address family", client)
+	}
+	b, err := h.Format()
+	if err != nil {
+		return nil, fmt.Errorf("proxy header for %v: %w", client, err)
+	}
+	return b, nil
 }

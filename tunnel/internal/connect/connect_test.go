@@ -33,9 +33,12 @@ import (
 // with the server's loopback address as upstream: nothing resolves it.
 func tlsPrimary(t testing.TB) (*httptest.Server, string) {
 	t.Helper()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello from primary")
 	}))
+	// The tunnel starts every upstream connection with a PROXY header.
+	srv.Listener = &proxyproto.Listener{Listener: srv.Listener}
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	return srv, port
@@ -131,7 +134,7 @@ func TestProxyProtocolHeaderCarriesClientAddress(t *testing.T) {
 		}
 		_, _ = io.Copy(c, c)
 	}()
-	tt := startTunnel(t, []string{"primary.test:1556=" + raw.Addr().String()}, func(f *config.File) { f.ProxyProtocol = true })
+	tt := startTunnel(t, []string{"primary.test:1556=" + raw.Addr().String()}, nil)
 	// The client comes from 127.0.0.7: the upstream must see that, not the
 	// tunnel's own address.
 	c := connectThrough(t, tt.addr, "127.0.0.7", "primary.test:1556")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
 
 	"github.com/hostcert/hostcert/tunnel/internal/config"
@@ -125,7 +126,8 @@ func echoServer(t testing.TB) *countingListener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &countingListener{Listener: ln}
+	// The tunnel starts every upstream connection with a PROXY header.
+	cl := &countingListener{Listener: &proxyproto.Listener{Listener: ln}}
 	go func() {
 		for {
 			c, err := cl.Accept()
