@@ -117,7 +117,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	say("CA fingerprint (SHA-256): %s", initRes.Fingerprint)
 
-	step("primary", "serve on "+api+"; the tunnel's address 127.0.0.1 must send PROXY v2 headers")
+	step("primary", "serve on "+api+"; --tunnel-addr 127.0.0.1 declares the media server, whose PROXY v2 headers relay the DMZ hosts' addresses")
 	if err := d.start(ctx, "primary", "serving", "primary", "serve", "--data", pdata, "--listen", api,
 		"--tunnel-addr", "127.0.0.1", "--dns-server", dns.Addr(), "--log-format", "json"); err != nil {
 		return err
@@ -129,9 +129,9 @@ func (d *demo) run(ctx context.Context) error {
 	lvl, _ := admin("level", "get")
 	say("deployment security level: %s; host registry: %s", strings.TrimSpace(lvl), lanName)
 
-	step("tunnel", "CONNECT-only proxy on "+tunnel+" admitting "+primary+" and nothing else")
+	step("tunnel", "CONNECT-only proxy on "+tunnel+" admitting "+primary+" and nothing else; it always relays the client's address (PROXY v2)")
 	if err := d.start(ctx, "tunnel", "listening", "tunnel", "run", "--listen", tunnel,
-		"--allow", primary+"="+api, "--proxy-protocol", "--log-format", "json"); err != nil {
+		"--allow", primary+"="+api, "--log-format", "json"); err != nil {
 		return err
 	}
 	if code, body := rawConnect(tunnel, "127.0.0.1:22"); code != "" {

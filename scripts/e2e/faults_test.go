@@ -83,7 +83,7 @@ func TestFaults(t *testing.T) {
 	legs := map[string]*faultProxy{"tunnel->primary": newFaultProxy(t, "tunnel-primary", pr.listen)}
 	tunAddr := freePort(t, "127.0.0.1")
 	tun := start(t, "tunnel", "", bins.tunnel, "run", "--listen", tunAddr,
-		"--allow", target+"="+legs["tunnel->primary"].addr(), "--proxy-protocol", "--log-format", "json")
+		"--allow", target+"="+legs["tunnel->primary"].addr(), "--log-format", "json")
 	tun.waitFor(t, "listening", 20*time.Second)
 	legs["agent->tunnel"] = newFaultProxy(t, "agent-tunnel", tunAddr)
 

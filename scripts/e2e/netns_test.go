@@ -49,7 +49,7 @@ func TestPartitions(t *testing.T) {
 	})
 	pr.admin("level", "set", "medium")
 	tun := start(t, "tunnel", tp.ns("media"), bins.tunnel, "run", "--listen", nsTunnel,
-		"--allow", nsPrimaryDNS+":1556="+nsPrimary, "--proxy-protocol", "--log-format", "json")
+		"--allow", nsPrimaryDNS+":1556="+nsPrimary, "--log-format", "json")
 	tun.waitFor(t, "listening", 20*time.Second)
 
 	host := func(name, netns string, extra ...string) *agentHost {
