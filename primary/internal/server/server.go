@@ -403,6 +403,7 @@ func notVerifiable(next http.Handler) http.Handler {
 // that is not a declared tunnel: most likely a tunnel the primary was not
 // told about (serve --tunnel-addr).
 func (s *Server) undeclaredProxy(ctx context.Context) undeclaredReporter {
+	st := s.store // Close clears the field; a late connection gets a closed store's error
 	return func(peer netip.AddrPort, relayed net.Addr) {
 		rel := ""
 		if relayed != nil {
@@ -413,7 +414,7 @@ func (s *Server) undeclaredProxy(ctx context.Context) undeclaredReporter {
 			Msg("proxy header from undeclared peer: request not verified; declare the tunnel with --tunnel-addr")
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWait)
 		defer cancel()
-		err := s.store.AppendAudit(actx, store.Audit{
+		err := st.AppendAudit(actx, store.Audit{
 			At: time.Now(), Actor: "api", Source: peer.Addr().String(), Action: "proxy.undeclared", Outcome: "refused",
 			Code: string(protocol.CodeNotVerified),
 			Detail: map[string]any{

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
 	"github.com/hostcert/hostcert/tunnel/internal/config"
 )
 
