@@ -410,7 +410,7 @@ func (s *Server) undeclaredProxy(ctx context.Context) undeclaredReporter {
 			rel = relayed.String()
 		}
 		s.metrics.UndeclaredProxy()
-		s.log.Warn().Str("peer", peer.Addr().String()).Str("relayed", rel).
+		s.log.Warn().Str("source", peer.Addr().String()).Str("relayed", rel).
 			Msg("proxy header from undeclared peer: request not verified; declare the tunnel with --tunnel-addr")
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWait)
 		defer cancel()
@@ -423,7 +423,7 @@ func (s *Server) undeclaredProxy(ctx context.Context) undeclaredReporter {
 			},
 		})
 		if err != nil {
-			s.log.Error().Err(err).Str("peer", peer.Addr().String()).Msg("auditing proxy header from undeclared peer")
+			s.log.Error().Err(err).Str("source", peer.Addr().String()).Msg("auditing proxy header from undeclared peer")
 		}
 	}
 }
