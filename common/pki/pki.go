@@ -16,7 +16,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 )
 
@@ -76,22 +75,6 @@ func AlgorithmOf(key crypto.Signer) KeyAlgorithm {
 			return RSA3072
 		case 4096:
 			return RSA4096
-		}
-	}
-	return ""
-}
-
-// HostURI is the URI SAN every host certificate carries: urn:hostcert:host:<host-id>.
-func HostURI(hostID string) *url.URL {
-	return &url.URL{Scheme: "urn", Opaque: "hostcert:host:" + hostID}
-}
-
-// HostIDFromCert returns the host ID a host certificate was issued for, from
-// its URI SAN, or "" when it has none.
-func HostIDFromCert(c *x509.Certificate) string {
-	for _, u := range c.URIs {
-		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, "hostcert:host:") {
-			return strings.TrimPrefix(u.Opaque, "hostcert:host:")
 		}
 	}
 	return ""
