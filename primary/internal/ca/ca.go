@@ -28,6 +28,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hostcert/hostcert/common/atomicfile"
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/pki"
 )
 
@@ -57,11 +58,12 @@ const (
 	hostIDFile     = "host-id"
 	serverCertFile = "server.pem"
 	serverKeyFile  = "server-key.pem"
+	namesFile      = "primary-names" // every name the primary's TLS certificate ever held
 )
 
 // InitOptions configure a new CA.
 type InitOptions struct {
-	Names    []string         // DNS names (and IP literals -> IP SANs) of the primary, for its TLS cert
+	Names    []string         // host names of the primary, for its TLS cert (no IP literals)
 	KeyAlg   pki.KeyAlgorithm // default pki.ECDSAP384; RSA selectable
 	Validity time.Duration    // default 20 years
 }
@@ -76,6 +78,9 @@ type CA struct {
 
 	mu     sync.Mutex // serialises EnsureServerCert
 	server atomic.Pointer[tls.Certificate]
+	// names is every name the primary ever had (the names file plus the
+	// current server certificate's), canonical: reserved for the primary.
+	names atomic.Pointer[map[string]bool]
 
 	// bundlePEM is BundlePEM, encoded on first use: every certificate
 	// response carries it, and the bundle never changes once loaded.
@@ -89,6 +94,7 @@ func HostIDPath(dir string) string     { return filepath.Join(dir, caDir, hostID
 func ServerCertPath(dir string) string { return filepath.Join(dir, tlsDir, serverCertFile) }
 func ServerKeyPath(dir string) string  { return filepath.Join(dir, tlsDir, serverKeyFile) }
 func previousPath(dir string) string   { return filepath.Join(dir, caDir, previousFile) }
+func NamesPath(dir string) string      { return filepath.Join(dir, caDir, namesFile) }
 
 // Init creates a new CA in dir: the data directory (owner-only), the CA key
 // and self-signed certificate, the primary's host ID and its TLS server
@@ -101,7 +107,7 @@ func Init(dir string, opts InitOptions, now time.Time) (*CA, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("init CA in %s: %w", dir, err)
 	}
-	names, err := normalizeNames(opts.Names)
+	names, err := normalizeNames(opts.Names, hostname.Normalize)
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
@@ -145,6 +151,7 @@ func Init(dir string, opts InitOptions, now time.Time) (*CA, error) {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
 	c := &CA{dir: dir, cert: cert, key: key, hostID: hostID}
+	c.names.Store(&map[string]bool{})
 	if _, err := c.issueServerCert(names, now); err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
@@ -206,7 +213,95 @@ func Load(dir string) (*CA, error) {
 	if pair, err := tls.LoadX509KeyPair(ServerCertPath(dir), ServerKeyPath(dir)); err == nil && pair.Leaf != nil {
 		c.server.Store(&pair)
 	}
+	past, err := readNames(NamesPath(dir))
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	// A data directory older than the names file: its current server
+	// certificate's names are the primary's too (written at its next
+	// issuance).
+	if cur := c.server.Load(); cur != nil {
+		for _, n := range cur.Leaf.DNSNames {
+			if k, err := hostname.Normalize(n); err == nil {
+				past[k] = true
+			}
+		}
+	}
+	c.names.Store(&past)
 	return c, nil
+}
+
+// IsPrimaryName reports whether name is, or ever was, a name of the
+// primary's TLS certificate, in any spelling that normalises to it. Such a
+// name is reserved: no host certificate carries it.
+func (c *CA) IsPrimaryName(name string) bool {
+	n, err := hostname.Normalize(name)
+	if err != nil {
+		return false
+	}
+	m := c.names.Load()
+	return m != nil && (*m)[n]
+}
+
+// PrimaryNames lists every name the primary has had, sorted.
+func (c *CA) PrimaryNames() []string {
+	m := c.names.Load()
+	if m == nil {
+		return nil
+	}
+	out := make([]string, 0, len(*m))
+	for n := range *m {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// recordNames adds names to the names file (owner-only, atomically) before
+// a certificate for them exists, so that a name the primary had stays
+// reserved after a rename. The caller holds c.mu (or owns c).
+func (c *CA) recordNames(names []string) error {
+	old := c.names.Load()
+	next := make(map[string]bool, len(*old)+len(names))
+	for n := range *old {
+		next[n] = true
+	}
+	for _, n := range names {
+		next[n] = true
+	}
+	list := make([]string, 0, len(next))
+	for n := range next {
+		list = append(list, n)
+	}
+	slices.Sort(list)
+	if err := atomicfile.WritePrivate(NamesPath(c.dir), []byte(strings.Join(list, "\n")+"\n")); err != nil {
+		return fmt.Errorf("record the primary's names: %w", err)
+	}
+	c.names.Store(&next)
+	return nil
+}
+
+// readNames reads the names file; a missing file is an empty set.
+func readNames(path string) (map[string]bool, error) {
+	out := map[string]bool{}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("primary names: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		n, err := hostname.Normalize(line)
+		if err != nil {
+			return nil, fmt.Errorf("primary names %s: %w", path, err)
+		}
+		out[n] = true
+	}
+	return out, nil
 }
 
 // Certificate is the current (signing) CA certificate.
@@ -250,7 +345,7 @@ func (c *CA) ServerTLS() *tls.Certificate { return c.server.Load() }
 // is none, when its names differ, when it was not signed by the current CA,
 // or when less than ServerRenewBefore of its validity is left.
 func (c *CA) EnsureServerCert(names []string, now time.Time) (renewed bool, err error) {
-	want, err := normalizeNames(names)
+	want, err := normalizeNames(names, hostname.Normalize)
 	if err != nil {
 		return false, fmt.Errorf("server certificate: %w", err)
 	}
@@ -272,6 +367,9 @@ func (c *CA) serverNeedsRenewal(leaf *x509.Certificate, names []string, now time
 	if leaf.CheckSignatureFrom(c.cert) != nil {
 		return true
 	}
+	if pki.RequireRole(leaf, pki.RolePrimary) != nil {
+		return true // made before certificates had roles
+	}
 	if !leaf.NotAfter.After(now.Add(ServerRenewBefore)) && leaf.NotAfter.Before(c.cert.NotAfter) {
 		return true
 	}
@@ -292,7 +390,11 @@ func (c *CA) issueServerCert(names []string, now time.Time) (*tls.Certificate, e
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
+	if err := c.recordNames(names); err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
 	tmpl, err := Template(HostCertRequest{
+		Role:      pki.RolePrimary,
 		HostID:    c.hostID,
 		Names:     names,
 		PublicKey: key.Public(),
@@ -353,7 +455,7 @@ func selfSign(key crypto.Signer, validity time.Duration, now time.Time) (*x509.C
 		return nil, err
 	}
 	name := pkix.Name{
-		CommonName:   "hostcert CA " + now.UTC().Format("2006-01-02"),
+		CommonName:   caCommonName(now, ski),
 		Organization: []string{"hostcert"},
 	}
 	tmpl := &x509.Certificate{
@@ -374,6 +476,13 @@ func selfSign(key crypto.Signer, validity time.Duration, now time.Time) (*x509.C
 		return nil, fmt.Errorf("self-sign CA: %w", err)
 	}
 	return x509.ParseCertificate(der)
+}
+
+// caCommonName is unique per CA: the creation date, for people, and the
+// first 6 bytes of the CA key's identifier in hex, so that two CAs created
+// on the same day have different subjects in every tool.
+func caCommonName(now time.Time, ski []byte) string {
+	return fmt.Sprintf("hostcert CA %s %X", now.UTC().Format("2006-01-02"), ski[:6])
 }
 
 // subjectKeyID is RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.

@@ -15,11 +15,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/pki"
 )
 
@@ -39,7 +41,7 @@ func newCA(t testing.TB, opts InitOptions) (*CA, string) {
 }
 
 func TestInitCreatesCA(t *testing.T) {
-	c, dir := newCA(t, InitOptions{Names: []string{"Primary.Example.com", "10.0.0.5", "::1"}})
+	c, dir := newCA(t, InitOptions{Names: []string{"Primary.Example.com", "primary.example.com."}})
 	ca := c.Certificate()
 	if !ca.IsCA || !ca.BasicConstraintsValid {
 		t.Errorf("CA IsCA = %v, BasicConstraintsValid = %v, want true, true", ca.IsCA, ca.BasicConstraintsValid)
@@ -78,11 +80,17 @@ func TestInitCreatesCA(t *testing.T) {
 	if !slices.Equal(leaf.DNSNames, []string{"primary.example.com"}) {
 		t.Errorf("server DNSNames = %v, want [primary.example.com]", leaf.DNSNames)
 	}
-	if len(leaf.IPAddresses) != 2 || leaf.IPAddresses[0].String() != "10.0.0.5" || leaf.IPAddresses[1].String() != "::1" {
-		t.Errorf("server IPAddresses = %v, want [10.0.0.5 ::1]", leaf.IPAddresses)
+	if len(leaf.IPAddresses) != 0 {
+		t.Errorf("server IPAddresses = %v, want none", leaf.IPAddresses)
 	}
-	if leaf.Subject.CommonName != c.PrimaryHostID() || pki.HostIDFromCert(leaf) != c.PrimaryHostID() {
-		t.Errorf("server CN = %q, URI host = %q, want %q", leaf.Subject.CommonName, pki.HostIDFromCert(leaf), c.PrimaryHostID())
+	if role, id := pki.RoleOf(leaf); leaf.Subject.CommonName != c.PrimaryHostID() || role != pki.RolePrimary || id != c.PrimaryHostID() {
+		t.Errorf("server CN = %q, role = %q %q, want primary %q", leaf.Subject.CommonName, role, id, c.PrimaryHostID())
+	}
+	if pki.HostIDFromCert(leaf) != "" || len(leaf.SubjectKeyId) == 0 {
+		t.Errorf("server certificate: host ID %q (want none), SKI %x (want one)", pki.HostIDFromCert(leaf), leaf.SubjectKeyId)
+	}
+	if !slices.Equal(leaf.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) {
+		t.Errorf("server ExtKeyUsage = %v, want server auth only", leaf.ExtKeyUsage)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
@@ -216,17 +224,17 @@ func TestEnsureServerCert(t *testing.T) {
 	if err != nil || renewed {
 		t.Errorf("EnsureServerCert(same names) = %v, %v, want false, nil", renewed, err)
 	}
-	renewed, err = c.EnsureServerCert([]string{"primary.example.com", "192.0.2.1"}, t0.Add(time.Hour))
+	renewed, err = c.EnsureServerCert([]string{"primary.example.com", "alt.example.com"}, t0.Add(time.Hour))
 	if err != nil || !renewed {
 		t.Fatalf("EnsureServerCert(new names) = %v, %v, want true, nil", renewed, err)
 	}
 	second := c.ServerTLS().Leaf
-	if second.SerialNumber.Cmp(first.SerialNumber) == 0 || len(second.IPAddresses) != 1 {
+	if second.SerialNumber.Cmp(first.SerialNumber) == 0 || len(second.DNSNames) != 2 {
 		t.Errorf("server cert not replaced with the new names: %v %v", second.DNSNames, second.IPAddresses)
 	}
 	// Within 30 days of NotAfter it is renewed.
 	late := second.NotAfter.Add(-29 * 24 * time.Hour)
-	renewed, err = c.EnsureServerCert([]string{"primary.example.com", "192.0.2.1"}, late)
+	renewed, err = c.EnsureServerCert([]string{"primary.example.com", "alt.example.com"}, late)
 	if err != nil || !renewed {
 		t.Errorf("EnsureServerCert(29 days left) = %v, %v, want true, nil", renewed, err)
 	}
@@ -252,7 +260,7 @@ func TestEnsureServerCert(t *testing.T) {
 	if l.ServerTLS() != nil {
 		t.Error("ServerTLS() with a mismatched server key != nil")
 	}
-	if renewed, err := l.EnsureServerCert([]string{"primary.example.com", "192.0.2.1"}, t0); err != nil || !renewed {
+	if renewed, err := l.EnsureServerCert([]string{"primary.example.com", "alt.example.com"}, t0); err != nil || !renewed {
 		t.Errorf("EnsureServerCert(mismatched) = %v, %v, want true, nil", renewed, err)
 	}
 	// A missing server certificate is created.
@@ -338,16 +346,11 @@ func TestTemplate(t *testing.T) {
 			wantNotBefore: caCert.NotAfter.Add(-10*day - 5*time.Minute),
 			wantNotAfter:  caCert.NotAfter,
 		},
-		{
-			name:          "IP literals become IP SANs",
-			req:           HostCertRequest{HostID: id, Names: []string{"h.example", "192.0.2.7", "[2001:DB8::1]"}, PublicKey: ecKey.Public(), Serial: big.NewInt(5)},
-			now:           now,
-			wantDNS:       []string{"h.example"},
-			wantIPs:       []string{"192.0.2.7", "2001:db8::1"},
-			wantUsage:     x509.KeyUsageDigitalSignature,
-			wantNotBefore: now.Add(-5 * time.Minute),
-			wantNotAfter:  now.Add(365 * day),
-		},
+		{name: "IP literals are refused", req: HostCertRequest{HostID: id, Names: []string{"h.example", "192.0.2.7"}, PublicKey: ecKey.Public(), Serial: big.NewInt(5)}, now: now, wantErr: true},
+		{name: "localhost is refused for a host", req: HostCertRequest{HostID: id, Names: []string{"LocalHost."}, PublicKey: ecKey.Public(), Serial: big.NewInt(5)}, now: now, wantErr: true},
+		{name: "token-like name refused", req: HostCertRequest{HostID: id, Names: []string{"hct_abc.example"}, PublicKey: ecKey.Public(), Serial: big.NewInt(5)}, now: now, wantErr: true},
+		{name: "admin with names", req: HostCertRequest{Role: pki.RoleAdmin, HostID: "alice", Names: []string{"a.example"}, PublicKey: ecKey.Public(), Serial: big.NewInt(5)}, now: now, wantErr: true},
+		{name: "unknown role", req: HostCertRequest{Role: "root", HostID: id, Names: []string{"a.example"}, PublicKey: ecKey.Public(), Serial: big.NewInt(5)}, now: now, wantErr: true},
 		{name: "empty host ID", req: HostCertRequest{Names: []string{"a"}, PublicKey: ecKey.Public(), Serial: big.NewInt(1)}, now: now, wantErr: true},
 		{name: "no public key", req: HostCertRequest{HostID: id, Names: []string{"a"}, Serial: big.NewInt(1)}, now: now, wantErr: true},
 		{name: "no serial", req: HostCertRequest{HostID: id, Names: []string{"a"}, PublicKey: ecKey.Public()}, now: now, wantErr: true},
@@ -672,5 +675,104 @@ func BenchmarkBundlePEM(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		_ = c.BundlePEM()
+	}
+}
+
+// TestInitRefusesIPNames: the primary's names are host names only.
+func TestInitRefusesIPNames(t *testing.T) {
+	for _, names := range [][]string{{"10.0.0.5"}, {"primary.example.com", "::1"}, {"hct_x.example"}} {
+		if _, err := Init(filepath.Join(t.TempDir(), "d"), InitOptions{Names: names}, t0); !errors.Is(err, hostname.ErrReserved) {
+			t.Errorf("Init(%v) error = %v, want hostname.ErrReserved", names, err)
+		}
+	}
+}
+
+// TestCASubjectsUnique: two CAs created on the same day (same instant,
+// even) have different subjects, and the subject still shows the date.
+func TestCASubjectsUnique(t *testing.T) {
+	a, _ := newCA(t, InitOptions{})
+	b, _ := newCA(t, InitOptions{})
+	sa, sb := a.Certificate().Subject.String(), b.Certificate().Subject.String()
+	if sa == sb {
+		t.Errorf("two CAs created at %s have one subject %q", t0, sa)
+	}
+	for _, s := range []string{sa, sb} {
+		if !strings.Contains(s, "hostcert CA 2026-11-23 ") {
+			t.Errorf("CA subject %q does not name its creation day", s)
+		}
+	}
+}
+
+// TestPrimaryNamesRemembered: every name the primary's certificate ever
+// held stays a primary name — across a rename and a reload, in any spelling
+// — and a data directory made before the names file counts its current
+// certificate's names.
+func TestPrimaryNamesRemembered(t *testing.T) {
+	c, dir := newCA(t, InitOptions{Names: []string{"old.example.com"}})
+	if _, err := c.EnsureServerCert([]string{"new.example.com"}, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"old.example.com", "OLD.Example.com.", " new.example.com "} {
+		if !l.IsPrimaryName(n) {
+			t.Errorf("IsPrimaryName(%q) = false after a rename and a reload, want true", n)
+		}
+	}
+	if l.IsPrimaryName("other.example.com") || l.IsPrimaryName("") {
+		t.Error("IsPrimaryName of another name = true")
+	}
+	if got := l.PrimaryNames(); !slices.Equal(got, []string{"new.example.com", "old.example.com"}) {
+		t.Errorf("PrimaryNames() = %v", got)
+	}
+	// Without the file (an older data directory), the current names count.
+	if err := os.Remove(NamesPath(dir)); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.IsPrimaryName("new.example.com") {
+		t.Error("IsPrimaryName(current name) = false without the names file")
+	}
+}
+
+// TestTemplateRoles: the CA sets exactly one role marker, the key usages of
+// the role and the subject key identifier.
+func TestTemplateRoles(t *testing.T) {
+	c, _ := newCA(t, InitOptions{})
+	key, _ := pki.GenerateKey(pki.ECDSAP256)
+	for _, tc := range []struct {
+		role     pki.Role
+		id       string
+		names    []string
+		wantRole pki.Role
+		wantEKU  []x509.ExtKeyUsage
+	}{
+		{"", "h-1", []string{"a.example"}, pki.RoleHost, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}},
+		{pki.RoleHost, "h-1", []string{"a.example"}, pki.RoleHost, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}},
+		{pki.RolePrimary, "p-1", []string{"localhost"}, pki.RolePrimary, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+		{pki.RoleAdmin, "alice", nil, pki.RoleAdmin, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+	} {
+		tmpl, err := Template(HostCertRequest{Role: tc.role, HostID: tc.id, Names: tc.names, PublicKey: key.Public(), Serial: big.NewInt(1)}, c.Certificate(), t0)
+		if err != nil {
+			t.Fatalf("Template(%q) error = %v", tc.role, err)
+		}
+		cert, err := c.Sign(tmpl, key.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if role, id := pki.RoleOf(cert); role != tc.wantRole || id != tc.id || len(cert.URIs) != 1 {
+			t.Errorf("Template(%q): role %q %q (%d URIs), want %q %q", tc.role, role, id, len(cert.URIs), tc.wantRole, tc.id)
+		}
+		if !slices.Equal(cert.ExtKeyUsage, tc.wantEKU) {
+			t.Errorf("Template(%q): EKU %v, want %v", tc.role, cert.ExtKeyUsage, tc.wantEKU)
+		}
+		if ski, _ := subjectKeyID(key.Public()); !bytes.Equal(cert.SubjectKeyId, ski) {
+			t.Errorf("Template(%q): SKI %x, want %x", tc.role, cert.SubjectKeyId, ski)
+		}
 	}
 }

@@ -33,6 +33,7 @@ var (
 	oidExtExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
 	oidExtBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
 	oidExtAuthorityKeyID   = asn1.ObjectIdentifier{2, 5, 29, 35}
+	oidExtSubjectKeyID     = asn1.ObjectIdentifier{2, 5, 29, 14}
 	oidExtSubjectAltName   = asn1.ObjectIdentifier{2, 5, 29, 17}
 
 	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
@@ -78,6 +79,7 @@ func directTemplate(tmpl *x509.Certificate) bool {
 	rest.SerialNumber, rest.Subject, rest.NotBefore, rest.NotAfter = nil, pkix.Name{}, time.Time{}, time.Time{}
 	rest.KeyUsage, rest.ExtKeyUsage, rest.BasicConstraintsValid = 0, nil, false
 	rest.DNSNames, rest.IPAddresses, rest.URIs = nil, nil, nil
+	rest.SubjectKeyId = nil
 	rest.SignatureAlgorithm = 0
 	return reflect.DeepEqual(rest, x509.Certificate{})
 }
@@ -127,7 +129,7 @@ func encodeTBS(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sigAlg asn1
 		})
 		b.AddBytes(subject)
 		b.AddBytes(spki)
-		exts := tmpl.KeyUsage != 0 || len(tmpl.ExtKeyUsage) > 0 || tmpl.BasicConstraintsValid || aki != nil || san != nil
+		exts := tmpl.KeyUsage != 0 || len(tmpl.ExtKeyUsage) > 0 || tmpl.BasicConstraintsValid || len(tmpl.SubjectKeyId) > 0 || aki != nil || san != nil
 		if !exts {
 			return
 		}
@@ -148,6 +150,9 @@ func encodeTBS(tmpl, parent *x509.Certificate, pub crypto.PublicKey, sigAlg asn1
 				if tmpl.BasicConstraintsValid {
 					// Not a CA, no path length: an empty SEQUENCE.
 					addExtension(b, oidExtBasicConstraints, true, func(v *cryptobyte.Builder) { v.AddBytes([]byte{0x30, 0}) })
+				}
+				if len(tmpl.SubjectKeyId) > 0 {
+					addExtension(b, oidExtSubjectKeyID, false, func(v *cryptobyte.Builder) { v.AddASN1OctetString(tmpl.SubjectKeyId) })
 				}
 				if aki != nil {
 					addExtension(b, oidExtAuthorityKeyID, false, func(v *cryptobyte.Builder) {

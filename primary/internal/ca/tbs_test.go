@@ -80,8 +80,14 @@ func TestEncodeTBSMatchesX509(t *testing.T) {
 	cases := []tc{
 		{"one name", one, p256.Public()},
 		{"many names", fromTemplate(req([]string{"A.example.com", "b.example.com.", "a.example.com", "x-1.y.z"}, p256.Public()), t0), p256.Public()},
-		{"ipv4", fromTemplate(req([]string{"192.0.2.7"}, p256.Public()), t0), p256.Public()},
-		{"ipv6 and names", fromTemplate(req([]string{"h.example", "2001:db8::1", "[::ffff:192.0.2.9]", "10.1.2.3"}, p256.Public()), t0), p256.Public()},
+		{"ipv4", edit(one, func(c *x509.Certificate) { c.DNSNames, c.IPAddresses = nil, []net.IP{net.ParseIP("192.0.2.7")} }), p256.Public()},
+		{"ipv6 and names", edit(one, func(c *x509.Certificate) {
+			c.IPAddresses = []net.IP{net.ParseIP("2001:db8::1"), net.ParseIP("::ffff:192.0.2.9"), net.ParseIP("10.1.2.3")}
+		}), p256.Public()},
+		{"primary role", fromTemplate(HostCertRequest{Role: pki.RolePrimary, HostID: "p", Names: []string{"localhost", "primary.example"}, PublicKey: p256.Public(), Serial: big.NewInt(9)}, t0), p256.Public()},
+		{"admin role", fromTemplate(HostCertRequest{Role: pki.RoleAdmin, HostID: "alice", PublicKey: p256.Public(), Serial: big.NewInt(9)}, t0), p256.Public()},
+		{"no subject key id", edit(one, func(c *x509.Certificate) { c.SubjectKeyId = nil }), p256.Public()},
+		{"other subject key id", edit(one, func(c *x509.Certificate) { c.SubjectKeyId = []byte{1, 2, 3} }), p256.Public()},
 		{"p384 key", fromTemplate(req([]string{"h.example"}, p384.Public()), t0), p384.Public()},
 		{"rsa key", fromTemplate(req([]string{"h.example"}, rsaKey.Public()), t0), rsaKey.Public()},
 		{"ed25519 key", fromTemplate(req([]string{"h.example"}, edKey.Public()), t0), edKey.Public()},
@@ -178,7 +184,6 @@ func TestEncodeTBSLeavesOtherTemplatesToX509(t *testing.T) {
 			t.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 2, 3}, Value: []byte{5, 0}}}
 		},
 		"crl distribution":   func(t *x509.Certificate) { t.CRLDistributionPoints = []string{"http://crl.example/ca.crl"} },
-		"subject key id":     func(t *x509.Certificate) { t.SubjectKeyId = []byte{1, 2, 3} },
 		"unknown eku":        func(t *x509.Certificate) { t.UnknownExtKeyUsage = []asn1.ObjectIdentifier{{1, 2, 3, 4}} },
 		"email":              func(t *x509.Certificate) { t.EmailAddresses = []string{"a@example.com"} },
 		"non-ascii dns name": func(t *x509.Certificate) { t.DNSNames = []string{"bücher.example"} },

@@ -8,11 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/netip"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/pki"
 )
 
@@ -23,22 +22,30 @@ const (
 	MaxBackdate         = time.Hour
 )
 
-// HostCertRequest is what Template needs to build a host certificate.
+// HostCertRequest is what Template needs to build a certificate.
 type HostCertRequest struct {
+	// Role is the certificate's role (pki.RoleHost when empty): the CA
+	// alone sets its marker, never from a CSR.
+	Role pki.Role
+	// HostID is the id of the role marker: a host's or the primary's host
+	// ID, or an administrator's name.
 	HostID    string
-	Names     []string         // DNS SANs, already validated by the caller
+	Names     []string         // DNS SANs (hostname.ForHost for a host, hostname.Normalize for the primary; none for an admin)
 	PublicKey crypto.PublicKey // from the CSR
 	Serial    *big.Int
 	Validity  time.Duration // default 365 days when zero
 	Backdate  time.Duration // default 5 minutes when zero; capped at 1 hour
 }
 
-// Template builds the certificate to sign for a host. It is pure: Subject
-// CN = HostID; DNS SANs = Names (lower-cased; an IP literal becomes an IP
-// SAN); URI SAN pki.HostURI(HostID); extended key usages TLS client and
-// server auth; key usage digitalSignature, plus keyEncipherment for RSA keys;
-// NotBefore = now-Backdate (never before the CA's NotBefore); NotAfter =
-// min(now+Validity, caCert.NotAfter).
+// Template builds the certificate to sign for a host, the primary or an
+// administrator. It is pure: Subject CN = HostID; DNS SANs = Names in
+// canonical form (package hostname: no IP literals; reserved names refused
+// for a host); exactly one role marker, pki.RoleURI(Role, HostID); extended
+// key usages TLS client and server auth for a host, server auth only for
+// the primary, client auth only for an administrator; key usage
+// digitalSignature, plus keyEncipherment for RSA keys; the subject key
+// identifier (RFC 5280 §4.2.1.2 method 1); NotBefore = now-Backdate (never
+// before the CA's NotBefore); NotAfter = min(now+Validity, caCert.NotAfter).
 func Template(req HostCertRequest, caCert *x509.Certificate, now time.Time) (*x509.Certificate, error) {
 	if req.HostID == "" {
 		return nil, errors.New("certificate template: empty host ID")
@@ -58,7 +65,30 @@ func Template(req HostCertRequest, caCert *x509.Certificate, now time.Time) (*x5
 	if !now.Before(caCert.NotAfter) {
 		return nil, fmt.Errorf("certificate template for %s: the CA expired at %s", req.HostID, caCert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	names, err := normalizeNames(req.Names)
+	role := req.Role
+	if role == pki.RoleNone {
+		role = pki.RoleHost
+	}
+	var eku []x509.ExtKeyUsage
+	check := hostname.ForHost
+	switch role {
+	case pki.RoleHost:
+		eku = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	case pki.RolePrimary:
+		eku, check = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, hostname.Normalize
+	case pki.RoleAdmin:
+		eku = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		if len(req.Names) > 0 {
+			return nil, fmt.Errorf("certificate template for %s: an administrator's certificate carries no host names", req.HostID)
+		}
+	default:
+		return nil, fmt.Errorf("certificate template for %s: unknown role %q", req.HostID, role)
+	}
+	names, err := normalizeNames(req.Names, check)
+	if err != nil {
+		return nil, fmt.Errorf("certificate template for %s: %w", req.HostID, err)
+	}
+	ski, err := subjectKeyID(req.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("certificate template for %s: %w", req.HostID, err)
 	}
@@ -91,32 +121,24 @@ func Template(req HostCertRequest, caCert *x509.Certificate, now time.Time) (*x5
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              usage,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:           eku,
 		BasicConstraintsValid: true,
-		URIs:                  []*url.URL{pki.HostURI(req.HostID)},
-	}
-	for _, n := range names {
-		if ip, err := netip.ParseAddr(n); err == nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
-			continue
-		}
-		tmpl.DNSNames = append(tmpl.DNSNames, n)
+		SubjectKeyId:          ski,
+		URIs:                  []*url.URL{pki.RoleURI(role, req.HostID)},
+		DNSNames:              names,
 	}
 	return tmpl, nil
 }
 
-// normalizeNames lower-cases, trims and de-duplicates names, keeping order.
-// IP literals are kept in their canonical text form.
-func normalizeNames(in []string) ([]string, error) {
-	out := make([]string, 0, len(in))
+// normalizeNames puts names in canonical form with check (hostname.ForHost
+// or hostname.Normalize) and de-duplicates them, keeping order.
+func normalizeNames(in []string, check func(string) (string, error)) ([]string, error) {
+	var out []string
 	seen := make(map[string]bool, len(in))
-	for _, n := range in {
-		n = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(n)), ".")
-		if n == "" {
-			return nil, errors.New("empty name")
-		}
-		if ip, err := netip.ParseAddr(strings.Trim(n, "[]")); err == nil {
-			n = ip.Unmap().WithZone("").String()
+	for _, raw := range in {
+		n, err := check(raw)
+		if err != nil {
+			return nil, err
 		}
 		if !seen[n] {
 			seen[n] = true
