@@ -18,6 +18,7 @@ const (
 	CodeBodyTooLarge         Code = "body_too_large"
 	CodeBadCSR               Code = "bad_csr"
 	CodeNameNotAllowed       Code = "name_not_allowed"
+	CodeNameReserved         Code = "name_reserved" // a name of the primary, loopback, an IP literal or a token-like value
 	CodeCertExpired          Code = "cert_expired"
 	CodeCertSuperseded       Code = "cert_superseded" // a renewal with a certificate that is not the host's current one
 	CodeClientCertRequired   Code = "client_cert_required"

@@ -117,6 +117,8 @@ func hint(c protocol.Code) string {
 		return "wait and retry"
 	case protocol.CodeNameNotAllowed:
 		return "check --name"
+	case protocol.CodeNameReserved:
+		return "this name can never be a host's (a name of the primary, localhost, an address or a token value): check --name"
 	}
 	return ""
 }

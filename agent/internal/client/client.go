@@ -1,7 +1,8 @@
 // Package client speaks the primary's HTTPS API (common/protocol) for the
 // agent, over whatever route the route.Selector picks. Every call verifies
-// the primary against the stored CA, except FetchCA, the one bootstrap call
-// that cannot.
+// the primary against the stored CA — chain, primary role, name — before a
+// byte of the request is sent, except FetchCA, the one bootstrap call that
+// cannot.
 package client
 
 import (
@@ -64,10 +65,24 @@ func (c *Client) tlsConfig(insecure bool) *tls.Config {
 			return &tls.Certificate{}, nil
 		},
 	}
-	if insecure {
-		conf.InsecureSkipVerify = true //nolint:gosec // bootstrap only: the caller checks the fingerprint and the chain
+	conf.InsecureSkipVerify = true //nolint:gosec // verified below, or by the caller at bootstrap
+	if !insecure {
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			return VerifyPrimary(cs.PeerCertificates, c.roots, cs.ServerName)
+		}
 	}
 	return conf
+}
+
+// VerifyPrimary is the agent's one check of the primary: the chain leads to
+// a trusted CA for server auth, the certificate has the primary role —
+// whatever name or address the primary was reached by, a host's
+// certificate never passes — and it holds the name the agent asked for.
+// Errors are *pki.ChainError, *pki.RoleError or *pki.NameMismatchError.
+func VerifyPrimary(chain []*x509.Certificate, roots *x509.CertPool, name string) error {
+	return pki.VerifyPeer(chain, pki.PeerCheck{
+		Roots: roots, Role: pki.RolePrimary, Name: name, Usage: x509.ExtKeyUsageServerAuth,
+	})
 }
 
 // Response is one answer of the primary.

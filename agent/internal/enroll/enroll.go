@@ -124,23 +124,22 @@ func confirm(bundle []*x509.Certificate, cf Confirm) error {
 }
 
 // checkServer verifies the TLS chain the primary presented against the
-// confirmed bundle and the primary's name.
+// confirmed bundle: it chains to it, it is the primary's certificate (a
+// host's certificate is refused, whatever its names) and it holds the
+// primary's name (a mismatch names the names it holds).
 func checkServer(bundle, peer []*x509.Certificate, host string) error {
 	if len(peer) == 0 {
 		return fmt.Errorf("%w: no server certificate", ErrServerNotUnderCA)
 	}
-	inter := x509.NewCertPool()
-	for _, p := range peer[1:] {
-		inter.AddCert(p)
+	err := client.VerifyPrimary(peer, certstore.Pool(bundle), host)
+	var chainErr *pki.ChainError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &chainErr):
+		return fmt.Errorf("%w: %w", ErrServerNotUnderCA, chainErr.Err)
 	}
-	_, err := peer[0].Verify(x509.VerifyOptions{
-		Roots: certstore.Pool(bundle), Intermediates: inter, DNSName: host,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrServerNotUnderCA, err)
-	}
-	return nil
+	return fmt.Errorf("the primary's TLS certificate: %w; nothing written", err)
 }
 
 // Request is what get-cert asks for.

@@ -13,6 +13,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/hostcert/hostcert/common/pki"
 )
 
 // UnreachableError marks a failure to reach the primary over one route:
@@ -47,7 +49,7 @@ func Reachability(err error) bool {
 		cierr x509.CertificateInvalidError
 	)
 	if errors.As(err, &verr) || errors.As(err, &rherr) || errors.As(err, &aerr) ||
-		errors.As(err, &uaerr) || errors.As(err, &hnerr) || errors.As(err, &cierr) {
+		errors.As(err, &uaerr) || errors.As(err, &hnerr) || errors.As(err, &cierr) || errors.Is(err, pki.ErrPeer) {
 		return false
 	}
 	var dnsErr *net.DNSError
@@ -116,7 +118,7 @@ func isTLSError(err error) bool {
 		rherr tls.RecordHeaderError
 		aerr  tls.AlertError
 	)
-	return errors.As(err, &verr) || errors.As(err, &rherr) || errors.As(err, &aerr)
+	return errors.As(err, &verr) || errors.As(err, &rherr) || errors.As(err, &aerr) || errors.Is(err, pki.ErrPeer)
 }
 
 func (c Config) dial(ctx context.Context, r Route) (net.Conn, error) {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/ca"
-	"github.com/hostcert/hostcert/primary/internal/enroll"
 	"github.com/hostcert/hostcert/primary/internal/policy"
 	"github.com/hostcert/hostcert/primary/internal/store"
 	"github.com/hostcert/hostcert/primary/internal/tokens"
@@ -66,7 +66,7 @@ func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, 
 		if err := decodeArgs(req, &args); err != nil {
 			return nil, err
 		}
-		names, err := normalizeNames(args.Names)
+		names, err := s.hostNames(args.Names)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +85,7 @@ func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, 
 		if err := decodeArgs(req, &args); err != nil {
 			return nil, err
 		}
-		name, err := enroll.NormalizeName(args.Host)
+		name, err := hostname.Normalize(args.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -259,16 +259,21 @@ func decodeArgs(req Request, v any) error {
 	return nil
 }
 
-func normalizeNames(in []string) ([]string, error) {
+// hostNames puts names for the registry in canonical form and refuses the
+// reserved ones (hostname.ForHost, and the primary's names).
+func (s *Server) hostNames(in []string) ([]string, error) {
 	if len(in) == 0 {
 		return nil, errors.New("no host names given")
 	}
 	seen := make(map[string]bool, len(in))
 	out := make([]string, 0, len(in))
 	for _, raw := range in {
-		n, err := enroll.NormalizeName(raw)
+		n, err := hostname.ForHost(raw)
 		if err != nil {
 			return nil, err
+		}
+		if s.ca != nil && s.ca.IsPrimaryName(n) {
+			return nil, fmt.Errorf("%w: %s is a name of the primary; no host certificate carries it", hostname.ErrReserved, n)
 		}
 		if !seen[n] {
 			seen[n] = true
@@ -290,7 +295,7 @@ func (s *Server) resolveHost(ctx context.Context, ref string) (store.Host, error
 		}
 		return h, err
 	}
-	name, err := enroll.NormalizeName(ref)
+	name, err := hostname.Normalize(ref)
 	if err != nil {
 		return store.Host{}, err
 	}
@@ -305,7 +310,7 @@ func (s *Server) hostShow(ctx context.Context, ref string) (HostDetail, error) {
 	h, err := s.resolveHost(ctx, ref)
 	if err != nil {
 		// A registry name without a host ID is still worth showing.
-		name, nerr := enroll.NormalizeName(ref)
+		name, nerr := hostname.Normalize(ref)
 		if nerr != nil {
 			return HostDetail{}, err
 		}
@@ -347,7 +352,7 @@ func (s *Server) tokenCreate(ctx context.Context, now time.Time, args TokenArgs,
 			return CreatedToken{}, errors.New("a reissue token is already bound to its host: --bind-name is for standard tokens (--bind-net works for both)")
 		}
 	}
-	bind, err := tokens.ParseBinding(args.BindNames, args.BindNets, enroll.NormalizeName)
+	bind, err := tokens.ParseBinding(args.BindNames, args.BindNets, hostname.ForHost)
 	if err != nil {
 		return CreatedToken{}, err
 	}

@@ -27,6 +27,7 @@ type Authority interface {
 	Bundle() []*x509.Certificate
 	BundlePEM() []byte
 	PrimaryHostID() string
+	IsPrimaryName(name string) bool
 }
 
 // Explainer is the dry run of the deployment decision (package enroll).

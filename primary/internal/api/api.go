@@ -311,7 +311,7 @@ func status(code protocol.Code) int {
 	case protocol.CodeClientCertRequired:
 		return http.StatusUnauthorized
 	case protocol.CodeTokenRequired, protocol.CodeReissueTokenRequired, protocol.CodeTokenInvalid,
-		protocol.CodeHostRevoked, protocol.CodeNotVerified, protocol.CodeNameNotAllowed, protocol.CodeCertExpired,
+		protocol.CodeHostRevoked, protocol.CodeNotVerified, protocol.CodeNameNotAllowed, protocol.CodeNameReserved, protocol.CodeCertExpired,
 		protocol.CodeCertSuperseded:
 		return http.StatusForbidden
 	case protocol.CodeNotFound:

@@ -30,6 +30,7 @@ func TestStatus(t *testing.T) {
 		protocol.CodeHostRevoked:          403,
 		protocol.CodeNotVerified:          403,
 		protocol.CodeNameNotAllowed:       403,
+		protocol.CodeNameReserved:         403,
 		protocol.CodeCertExpired:          403,
 		protocol.CodeNotFound:             404,
 		protocol.CodeMethodNotAllowed:     405,

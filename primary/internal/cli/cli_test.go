@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func TestVersion(t *testing.T) {
 
 func TestInit(t *testing.T) {
 	dir := tempDir(t)
-	out := mustRun(t, "init", "--data", dir, "--name", "primary.test", "--name", "127.0.0.1", "--json")
+	out := mustRun(t, "init", "--data", dir, "--name", "Primary.Test.", "--name", "alt.primary.test", "--json")
 	var res InitResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("init --json = %q: %v", out, err)
@@ -74,6 +75,9 @@ func TestInit(t *testing.T) {
 	c, err := ca.Load(dir)
 	if err != nil {
 		t.Fatalf("ca.Load after init: %v", err)
+	}
+	if !slices.Equal(res.Names, []string{"primary.test", "alt.primary.test"}) {
+		t.Errorf("init --json names = %v, want [primary.test alt.primary.test]", res.Names)
 	}
 	if res.Fingerprint != c.Fingerprint() || res.KeyAlgorithm != "ecdsa-p384" || res.PrimaryHostID != c.PrimaryHostID() {
 		t.Errorf("init --json = %+v, want fingerprint %s, ecdsa-p384, host ID %s", res, c.Fingerprint(), c.PrimaryHostID())
@@ -88,6 +92,15 @@ func TestInit(t *testing.T) {
 	}
 	mustFail(t, "already holds a CA", "init", "--data", dir, "--name", "primary.test")
 	mustFail(t, "--name", "init", "--data", tempDir(t))
+	// Host names only: an IP address or a token value is refused, and
+	// nothing is created.
+	for _, bad := range []string{"127.0.0.1", "[::1]", "hct_abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst"} {
+		d := tempDir(t)
+		mustFail(t, "reserved host name", "init", "--data", d, "--name", "p.test", "--name", bad)
+		if _, err := os.Stat(filepath.Join(d, "ca")); err == nil {
+			t.Errorf("init --name %s created a CA", bad)
+		}
+	}
 	mustFail(t, "unknown key algorithm", "init", "--data", tempDir(t), "--name", "p.test", "--key-alg", "dsa")
 
 	rsaDir := tempDir(t)

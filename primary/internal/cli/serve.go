@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostcert/hostcert/common/atomicfile"
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/logging"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/primary/internal/ca"
@@ -40,15 +41,23 @@ func initCmd() *cobra.Command {
 		Short: "create the CA, the primary's TLS certificate, its host ID and the database",
 		Long: `init creates the data directory (owner-only), a self-signed CA (ECDSA P-384 by
 default, 20 years), the primary's own TLS server certificate for the given
-names (DNS names or IP addresses) issued by that CA, the primary's host ID and
-the database, and prints the CA's SHA-256 fingerprint: give it to the hosts'
+names (host names only: agents reach the primary by name, and "primary_dial"
+in their config connects to an address) issued by that CA, the primary's
+host ID and the database, and prints the CA's SHA-256 fingerprint: give it to the hosts'
 admins, who confirm it at "hostcert-agent get-ca-cert".
 
 It refuses to touch a data directory that already holds a CA.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(names) == 0 {
-				return errors.New("init: at least one --name (the primary's DNS name or IP address) is required")
+				return errors.New("init: at least one --name (the primary's DNS name) is required")
+			}
+			for i, n := range names {
+				c, err := hostname.Normalize(n)
+				if err != nil {
+					return fmt.Errorf("init: --name: %w", err)
+				}
+				names[i] = c
 			}
 			alg, err := pki.ParseKeyAlgorithm(keyAlg)
 			if err != nil {
@@ -96,7 +105,7 @@ It refuses to touch a data directory that already holds a CA.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name or IP address of the primary, for its TLS certificate (repeatable)")
+	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name of the primary, for its TLS certificate (repeatable; no IP addresses)")
 	cmd.Flags().StringVar(&keyAlg, "key-alg", string(pki.ECDSAP384), "CA key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096")
 	sf.add(cmd)
 	addJSON(cmd)
@@ -158,7 +167,7 @@ a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 	f.IntVar(&cfg.MaxConns, "max-conns", server.DefaultMaxConns, "most API connections held open at once; more are answered 503 and closed")
 	f.IntVar(&cfg.DNS.MaxLookups, "dns-max-lookups", verify.DefaultMaxLookups, "most DNS verification lookups in flight; more are not verified (dns busy)")
 	f.DurationVar(&cfg.DNS.TTL, "dns-cache-ttl", verify.DefaultCacheTTL, "how long a DNS answer (addresses or no such host) is reused; negative: no cache")
-	f.StringArrayVar(&cfg.Names, "name", nil, "names of the primary's TLS certificate (repeatable); default: keep the current ones")
+	f.StringArrayVar(&cfg.Names, "name", nil, "DNS names of the primary's TLS certificate (repeatable; no IP addresses); default: keep the current ones")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9556); off by default")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "validity of host certificates (default 8760h = 365 days)")
 	sf.add(cmd)

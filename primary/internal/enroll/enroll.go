@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/ca"
@@ -62,6 +63,12 @@ type Signer interface {
 	Sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error)
 }
 
+// PrimaryNames knows the names the primary has, or ever had (package ca):
+// reserved, never carried by a host certificate.
+type PrimaryNames interface {
+	IsPrimaryName(name string) bool
+}
+
 // Counter counts decisions (for metrics). kind is issue/reissue/renew or
 // "enroll" when the request never got that far; code is "" when granted.
 type Counter interface {
@@ -74,6 +81,7 @@ type Config struct {
 	Ledger   Ledger
 	Journal  Journal
 	CA       Signer
+	Primary  PrimaryNames    // the primary's names, reserved; nil = none
 	Resolver verify.Resolver // DNS for verification
 	Limiter  *tokens.Limiter // wrong tokens per source; nil = tokens.NewLimiter defaults
 	Counter  Counter         // optional
@@ -140,11 +148,11 @@ const verifyTimeout = 3 * time.Second
 func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	now := s.now()
 	src := req.Source.Unmap()
-	rec := record{action: "enroll", source: src, name: clip(req.Name)}
+	rec := record{action: "enroll", source: src, name: hostname.Display(req.Name)}
 
-	name, err := NormalizeName(req.Name)
+	name, err := s.hostName(req.Name)
 	if err != nil {
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeBadRequest, err.Error())
+		return Result{}, s.refuse(ctx, now, rec, nil, nameCode(err), err.Error())
 	}
 	rec.name = name
 	csr, err := pki.ParseCSR(req.CSR)
@@ -429,6 +437,10 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, csrPEM [
 		return Result{}, s.internal(ctx, now, rec, err)
 	}
 	rec.name = g.host.Name
+	if _, err := s.hostName(g.host.Name); err != nil {
+		// Issued before the name was reserved (a primary renamed to it).
+		return Result{}, s.refuse(ctx, now, rec, nil, nameCode(err), err.Error())
+	}
 	dec, act := policy.Plan(g.f)
 	switch act {
 	case policy.Resend:
@@ -462,6 +474,9 @@ func (s *Service) presented(ctx context.Context, now time.Time, rec *record, cha
 	rec.hostID = pki.HostIDFromCert(leaf)
 	if err := s.checkChain(chain, now, now.After(leaf.NotAfter)); err != nil {
 		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, err.Error())
+	}
+	if err := pki.RequireRole(leaf, pki.RoleHost); err != nil {
+		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, "only a host certificate renews: "+err.Error())
 	}
 	if rec.hostID == "" {
 		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, "the client certificate is not a host certificate")
@@ -560,9 +575,12 @@ func (s *Service) checkChain(chain []*x509.Certificate, now time.Time, expired b
 	if expired {
 		at = chain[0].NotAfter.Add(-time.Second)
 	}
+	// Any usage here: the role check (Renew) refuses a primary's or an
+	// admin's certificate by name, and every host certificate allows
+	// client auth.
 	_, err := chain[0].Verify(x509.VerifyOptions{
 		Roots: roots, Intermediates: inter, CurrentTime: at,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
 	if err != nil {
 		return errors.New("the client certificate was not issued by this primary's CA")
@@ -574,7 +592,7 @@ func (s *Service) checkChain(chain []*x509.Certificate, now time.Time, expired b
 // from the address from (NAT declared or not, no token) would get. Nothing
 // is issued, counted or audited here (the admin command audits itself).
 func (s *Service) Explain(ctx context.Context, name string, from netip.Addr, nat bool) (protocol.Decision, error) {
-	n, err := NormalizeName(name)
+	n, err := s.hostName(name)
 	if err != nil {
 		return protocol.Decision{}, err
 	}
@@ -595,12 +613,25 @@ func (s *Service) Reject(ctx context.Context, kind protocol.RequestKind, source 
 	return s.refuse(ctx, s.now(), record{action: action, source: source.Unmap()}, nil, code, msg)
 }
 
-// clip bounds attacker-controlled strings before they reach the audit log.
-func clip(s string) string {
-	if len(s) > 255 {
-		return s[:255]
+// hostName is the canonical form of a name a host certificate may carry:
+// hostname.ForHost, and not a name the primary has or ever had.
+func (s *Service) hostName(raw string) (string, error) {
+	name, err := NormalizeName(raw)
+	if err != nil {
+		return "", err
 	}
-	return s
+	if s.cfg.Primary != nil && s.cfg.Primary.IsPrimaryName(name) {
+		return "", fmt.Errorf("%w: %s is a name of the primary; no host certificate carries it", hostname.ErrReserved, name)
+	}
+	return name, nil
+}
+
+// nameCode is the refusal code of a name hostName refused.
+func nameCode(err error) protocol.Code {
+	if errors.Is(err, hostname.ErrReserved) {
+		return protocol.CodeNameReserved
+	}
+	return protocol.CodeBadRequest
 }
 
 // resend answers a retried request whose answer was lost (policy.Plan's

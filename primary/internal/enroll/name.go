@@ -7,74 +7,38 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"net/netip"
-	"strings"
+
+	"github.com/hostcert/hostcert/common/hostname"
 )
 
 // ErrBadName marks a host name that is not a valid DNS name.
-var ErrBadName = errors.New("invalid host name")
+var ErrBadName = hostname.ErrInvalid
 
-// NormalizeName checks that s is a DNS host name (RFC 1123 labels of letters,
-// digits and hyphens, at most 253 characters, not an IP literal) and returns
-// it lower-cased without a trailing dot. Every name the primary stores or
-// signs went through it.
-func NormalizeName(s string) (string, error) {
-	n := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
-	if n == "" {
-		return "", fmt.Errorf("%w: empty", ErrBadName)
-	}
-	if len(n) > 253 {
-		return "", fmt.Errorf("%w: %d characters, at most 253", ErrBadName, len(n))
-	}
-	if _, err := netip.ParseAddr(n); err == nil {
-		return "", fmt.Errorf("%w: %q is an IP address, want a DNS name", ErrBadName, n)
-	}
-	for _, label := range strings.Split(n, ".") {
-		if err := checkLabel(label); err != nil {
-			return "", fmt.Errorf("%w: %q: %v", ErrBadName, s, err)
-		}
-	}
-	return n, nil
-}
-
-func checkLabel(l string) error {
-	switch {
-	case l == "":
-		return errors.New("empty label")
-	case len(l) > 63:
-		return fmt.Errorf("label %q longer than 63 characters", l)
-	case l[0] == '-' || l[len(l)-1] == '-':
-		return fmt.Errorf("label %q starts or ends with a hyphen", l)
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("label %q has character %q", l, c)
-		}
-	}
-	return nil
-}
+// NormalizeName is hostname.ForHost, the one normaliser: the canonical form
+// of a name a host certificate may carry, or why it may not (errors match
+// hostname.ErrInvalid or hostname.ErrReserved). The primary's own names are
+// checked by the Service, which knows them.
+func NormalizeName(s string) (string, error) { return hostname.ForHost(s) }
 
 // CSRNamesMatch checks that a CSR asks for exactly name and nothing else: its
 // DNS SANs (if any) are all name, its Subject CN is empty or name, at least
-// one of them names it, and it has no IP, URI or e-mail SANs. The names are
-// compared case-insensitively.
+// one of them names it, and it has no IP, URI or e-mail SANs (so a CSR can
+// never bring a role marker). The names are compared in canonical form.
 func CSRNamesMatch(csr *x509.CertificateRequest, name string) error {
 	if len(csr.IPAddresses) > 0 || len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
 		return fmt.Errorf("the CSR asks for IP, URI or e-mail names; only %q is allowed", name)
 	}
 	named := false
 	for _, d := range csr.DNSNames {
-		if !strings.EqualFold(strings.TrimSuffix(d, "."), name) {
-			return fmt.Errorf("the CSR asks for %q; only %q is allowed", d, name)
+		if hostname.Key(d) != name {
+			return fmt.Errorf("the CSR asks for %s; only %q is allowed", hostname.Quote(d), name)
 		}
 		named = true
 	}
 	if cn := csr.Subject.CommonName; cn != "" {
-		if !strings.EqualFold(strings.TrimSuffix(cn, "."), name) {
-			return fmt.Errorf("the CSR's subject names %q; only %q is allowed", cn, name)
+		if hostname.Key(cn) != name {
+			return fmt.Errorf("the CSR's subject names %s; only %q is allowed", hostname.Quote(cn), name)
 		}
 		named = true
 	}

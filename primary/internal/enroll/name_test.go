@@ -20,7 +20,6 @@ func TestNormalizeName(t *testing.T) {
 		{"host1.example.com", "host1.example.com"},
 		{"Host1.Example.COM.", "host1.example.com"},
 		{"  db-01.corp ", "db-01.corp"},
-		{"localhost", "localhost"},
 		{"3com.net", "3com.net"},
 		{strings.Repeat("a", 63) + ".test", strings.Repeat("a", 63) + ".test"},
 	} {
@@ -32,6 +31,7 @@ func TestNormalizeName(t *testing.T) {
 	for _, bad := range []string{
 		"", ".", "a..b", "-a.test", "a-.test", "a_b.test", "a b.test", "héllo.test", "*.test",
 		"10.0.0.1", "::1", strings.Repeat("a", 64) + ".test", strings.Repeat("abcdefghi.", 26) + "test",
+		"localhost", "LOCALHOST.", "db.localhost", "127.1", "hct_abc.test",
 	} {
 		if got, err := NormalizeName(bad); err == nil {
 			t.Errorf("NormalizeName(%q) = %q, nil, want an error", bad, got)

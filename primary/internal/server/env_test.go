@@ -53,6 +53,11 @@ type envOpts struct {
 	listen   string // default 127.0.0.1:0
 	store    string // Config.Store: "" for SQLite in the data directory, or a PostgreSQL DSN
 	maxConns int    // default DefaultMaxConns
+	// initNames, when set, are the names init gave the primary; serve then
+	// renames it to localhost (the test clients' server name).
+	initNames []string
+	// serveNames are names serve gives the primary besides localhost.
+	serveNames []string
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -64,7 +69,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	dir = filepath.Join(dir, "data")
-	c, err := ca.Init(dir, ca.InitOptions{Names: []string{"localhost", "127.0.0.1"}, KeyAlg: pki.ECDSAP256}, time.Now())
+	initNames := []string{"localhost"}
+	if o.initNames != nil {
+		initNames = o.initNames
+	}
+	c, err := ca.Init(dir, ca.InitOptions{Names: initNames, KeyAlg: pki.ECDSAP256}, time.Now())
 	if err != nil {
 		t.Fatalf("ca.Init: %v", err)
 	}
@@ -75,7 +84,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, Config{
-		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(),
+		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(), Names: append([]string{"localhost"}, o.serveNames...),
 		CertValidity: o.validity, Log: zerolog.New(logBuf), MetricsListen: metricsAddr(o.metrics),
 		Store: o.store, MaxConns: o.maxConns,
 	})

@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.metrics = newMetrics()
 	levels := enroll.NewLevelCache(s.store, 0)
 	s.enroll = enroll.New(enroll.Config{
-		Registry: s.store, Ledger: s.store, Journal: journal{levels, s.store}, CA: s.ca,
+		Registry: s.store, Ledger: s.store, Journal: journal{levels, s.store}, CA: s.ca, Primary: s.ca,
 		Resolver: verify.NewBounded(verify.NewResolver(cfg.DNSServer), cfg.DNS),
 		Counter:  s.metrics,
 		Validity: cfg.CertValidity,
@@ -349,16 +349,14 @@ func (j journal) AppendAudit(ctx context.Context, a store.Audit) error {
 	return j.st.AppendAudit(ctx, a)
 }
 
-// certNames are the DNS and IP SANs of a TLS certificate.
+// certNames are the DNS names of a TLS certificate. The primary's names are
+// host names only: an IP SAN of a certificate made before that rule is
+// dropped at its next issuance.
 func certNames(c *tls.Certificate) []string {
 	if c == nil || c.Leaf == nil {
 		return nil
 	}
-	names := append([]string(nil), c.Leaf.DNSNames...)
-	for _, ip := range c.Leaf.IPAddresses {
-		names = append(names, ip.String())
-	}
-	return names
+	return append([]string(nil), c.Leaf.DNSNames...)
 }
 
 // parseTunnels accepts IP addresses and CIDR prefixes.

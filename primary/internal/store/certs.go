@@ -91,13 +91,19 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 		return fmt.Errorf("commit issuance: certificate host %s != host %s: %w", c.HostID, is.Host.ID, errInvalid)
 	case c.Serial == "" || len(c.DER) == 0:
 		return fmt.Errorf("commit issuance for %s: certificate without serial or DER: %w", is.Host.ID, errInvalid)
-	case is.Kind == protocol.KindIssue && lowerName(is.Host.Name) == "":
+	case is.Kind == protocol.KindIssue && strings.TrimSpace(is.Host.Name) == "":
 		return fmt.Errorf("commit issuance: new host without a name: %w", errInvalid)
 	case is.TokenName != "" && len(is.TokenHash) == 0:
 		return fmt.Errorf("commit issuance for %s: token %s without its hash: %w", is.Host.ID, is.TokenName, errInvalid)
 	}
 	now := nowOr(is.Now)
 	name := lowerName(is.Host.Name)
+	if is.Kind == protocol.KindIssue {
+		var err error
+		if name, err = storeName(is.Host.Name); err != nil {
+			return fmt.Errorf("commit issuance: %w", err)
+		}
+	}
 	serial := strings.ToUpper(strings.ReplaceAll(c.Serial, ":", ""))
 	names := make([]string, len(c.Names))
 	for i, n := range c.Names {

@@ -64,9 +64,9 @@ type Host struct {
 func (s *Store) AddKnown(ctx context.Context, names []string, a Audit) (added int, err error) {
 	clean := make([]string, 0, len(names))
 	for _, n := range names {
-		n = lowerName(n)
-		if n == "" {
-			return 0, fmt.Errorf("add known names: empty name: %w", errInvalid)
+		n, err := storeName(n)
+		if err != nil {
+			return 0, fmt.Errorf("add known names: %w", err)
 		}
 		clean = append(clean, n)
 	}

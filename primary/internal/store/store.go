@@ -33,6 +33,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/hostcert/hostcert/common/atomicfile"
+	"github.com/hostcert/hostcert/common/hostname"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -523,7 +524,17 @@ func nowOr(t time.Time) time.Time {
 	return t
 }
 
-// lowerName normalises a host name as the store keeps it.
-func lowerName(n string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(n)), ".")
+// lowerName is a host name as the store keeps and looks it up: the one
+// normaliser's canonical form (hostname.Key; a string that is no host name
+// is kept as it is and matches no stored name).
+func lowerName(n string) string { return hostname.Key(n) }
+
+// storeName is the canonical form of a name about to be written, refusing
+// what is no host name.
+func storeName(n string) (string, error) {
+	c, err := hostname.Normalize(n)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return c, nil
 }

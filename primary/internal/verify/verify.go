@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/hostcert/hostcert/common/hostname"
 )
 
 // DefaultTimeout bounds one verification (both lookups, retries included).
@@ -77,13 +79,17 @@ func (v Verifier) Verify(ctx context.Context, name string, from netip.Addr, nat 
 		return false, "no source address"
 	}
 	from = from.Unmap().WithZone("")
-	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
-	if name == "" {
+	n, err := hostname.Normalize(name)
+	switch {
+	case strings.TrimSpace(name) == "":
 		return false, "no name"
+	case err != nil:
+		if _, perr := netip.ParseAddr(strings.Trim(strings.TrimSpace(name), "[]")); perr == nil {
+			return false, "name is an ip address, not a dns name"
+		}
+		return false, "not a host name"
 	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return false, "name is an ip address, not a dns name"
-	}
+	name = n
 	if v.Resolver == nil {
 		return false, "no resolver configured"
 	}
