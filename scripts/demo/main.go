@@ -112,7 +112,7 @@ func (d *demo) run(ctx context.Context) error {
 		Fingerprint string `json:"fingerprint"`
 		HostID      string `json:"primary_host_id"`
 	}
-	if err := d.json(ctx, &initRes, "primary", "init", "--data", pdata, "--name", primaryName, "--name", "127.0.0.1", "--json"); err != nil {
+	if err := d.json(ctx, &initRes, "primary", "init", "--data", pdata, "--name", primaryName, "--json"); err != nil {
 		return err
 	}
 	say("CA fingerprint (SHA-256): %s", initRes.Fingerprint)
