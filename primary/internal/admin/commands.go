@@ -217,9 +217,9 @@ func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, 
 		}
 		d, err := s.explain.Explain(ctx, args.Name, from, args.NAT)
 		if err != nil {
-			return nil, fmt.Errorf("explain %s: %w", args.Name, err)
+			return nil, fmt.Errorf("explain %s: %w", hostname.Quote(args.Name), err)
 		}
-		a.Name, a.Source = args.Name, from.String()
+		a.Name, a.Source = hostname.Display(args.Name), from.String()
 		a.Detail["nat"], a.Detail["need_token"], a.Detail["reason"] = args.NAT, d.NeedToken, d.Reason
 		if err := s.store.AppendAudit(ctx, a); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -45,6 +46,23 @@ func TestPrimaryNamesReserved(t *testing.T) {
 		}
 	}
 
+	// The admin commands that take a name neither store nor repeat a
+	// token value given by mistake.
+	for _, call := range []struct {
+		cmd  string
+		args any
+	}{
+		{admin.CmdExplain, admin.ExplainArgs{Name: tok, From: "192.0.2.1"}},
+		{admin.CmdHostAdd, admin.NamesArgs{Names: []string{tok}}},
+		{admin.CmdHostRemove, admin.HostArgs{Host: tok}},
+		{admin.CmdHostShow, admin.HostArgs{Host: tok}},
+	} {
+		err := e.admin.Call(context.Background(), call.cmd, call.args, nil)
+		if err == nil || strings.Contains(err.Error(), tok[len(hostname.TokenPrefix):len(hostname.TokenPrefix)+20]) {
+			t.Errorf("admin %s with a token value as the name = %v, want a refusal that does not repeat it", call.cmd, err)
+		}
+	}
+
 	var toks []admin.Token
 	e.call(admin.CmdTokenList, nil, &toks)
 	if len(toks) != 1 || toks[0].Uses != 0 {
@@ -62,7 +80,8 @@ func TestPrimaryNamesReserved(t *testing.T) {
 		if a.Name == hostname.TokenPlaceholder {
 			placeholders++
 		}
-		if strings.Contains(a.Name, "hct_") || strings.Contains(a.Name, tok[len(hostname.TokenPrefix):len(hostname.TokenPrefix)+20]) {
+		row := fmt.Sprint(a)
+		if strings.Contains(row, "hct_") || strings.Contains(row, tok[len(hostname.TokenPrefix):len(hostname.TokenPrefix)+20]) {
 			t.Errorf("audit row %+v stores a token-like name", a)
 		}
 	}
