@@ -35,7 +35,7 @@ import (
 
 // DefaultNames are the names of the primary's TLS certificate unless
 // Options.Names says otherwise.
-var DefaultNames = []string{"localhost", "127.0.0.1", "primary.test"}
+var DefaultNames = []string{"localhost", "primary.test"}
 
 // Options configure Start. The zero value is a primary at the default level
 // issuing 365-day certificates.
