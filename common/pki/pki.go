@@ -58,8 +58,12 @@ func GenerateKey(alg KeyAlgorithm) (crypto.Signer, error) {
 }
 
 // AlgorithmOf names key's algorithm, or "" for a key of another kind or size.
-func AlgorithmOf(key crypto.Signer) KeyAlgorithm {
-	switch k := key.Public().(type) {
+func AlgorithmOf(key crypto.Signer) KeyAlgorithm { return PublicKeyAlgorithm(key.Public()) }
+
+// PublicKeyAlgorithm names the algorithm of a public key (e.g. a
+// certificate's), or "" for a key of another kind or size.
+func PublicKeyAlgorithm(pub crypto.PublicKey) KeyAlgorithm {
+	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		switch k.Curve {
 		case elliptic.P256():

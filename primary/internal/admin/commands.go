@@ -1,12 +1,12 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,293 +20,434 @@ import (
 	"github.com/hostcert/hostcert/primary/internal/tokens"
 )
 
-// MaxAuditRows bounds one page of audit rows; auditPageBytes bounds its
-// encoded size, far below MaxMessage (a row's detail can be long).
+// MaxAuditRows bounds one page of audit rows, MaxPageRows one page of
+// hosts or certificates; pageBytes bounds a page's encoded size, far below
+// MaxMessage (a row can be long): a page stops after the row that passes it.
 const (
-	MaxAuditRows   = 1000
-	auditPageBytes = MaxMessage / 4
+	MaxAuditRows = 1000
+	MaxPageRows  = 1000
+	pageBytes    = MaxMessage / 4
 )
 
-// dispatch runs one command for actor and returns its result.
-func (s *Server) dispatch(ctx context.Context, actor string, req Request) (any, error) {
-	now := s.now()
-	a := store.Audit{At: now, Actor: actor, Action: req.Command, Outcome: "ok", Detail: map[string]any{}}
-	switch req.Command {
-	case CmdCAShow:
-		return s.caShow(), nil
-
-	case CmdLevelGet:
-		l, err := s.levels.Level(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("read level: %w", err)
-		}
-		return LevelInfo{Level: l, CRLRefreshSeconds: int64(l.CRLRefresh() / time.Second)}, nil
-
-	case CmdLevelSet:
-		var args LevelArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		l, err := protocol.ParseLevel(string(args.Level))
-		if err != nil {
-			return nil, err
-		}
-		old, err := s.levels.Level(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("read level: %w", err)
-		}
-		a.Detail["from"], a.Detail["to"] = string(old), string(l)
-		if err := s.levels.SetLevel(ctx, l, a); err != nil {
-			return nil, fmt.Errorf("set level: %w", err)
-		}
-		return LevelInfo{Level: l, CRLRefreshSeconds: int64(l.CRLRefresh() / time.Second)}, nil
-
-	case CmdHostAdd:
-		var args NamesArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		names, err := s.hostNames(args.Names)
-		if err != nil {
-			return nil, err
-		}
-		a.Detail["count"] = len(names)
-		if len(names) <= 20 {
-			a.Detail["names"] = names
-		}
-		added, err := s.store.AddKnown(ctx, names, a)
-		if err != nil {
-			return nil, fmt.Errorf("add hosts: %w", err)
-		}
-		return AddResult{Added: added, Total: len(names)}, nil
-
-	case CmdHostRemove:
-		var args HostArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		name, err := hostname.Normalize(args.Host)
-		if err != nil {
-			return nil, err
-		}
-		a.Name = name
-		if err := s.store.RemoveKnown(ctx, name, a); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, fmt.Errorf("%s is not in the host registry", name)
-			}
-			return nil, fmt.Errorf("remove %s: %w", name, err)
-		}
-		return CountResult{Count: 1}, nil
-
-	case CmdHostList:
-		hosts, err := s.store.ListHosts(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list hosts: %w", err)
-		}
-		out := make([]Host, 0, len(hosts))
-		for _, h := range hosts {
-			out = append(out, hostView(h))
-		}
-		return out, nil
-
-	case CmdHostShow:
-		var args HostArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		return s.hostShow(ctx, args.Host)
-
-	case CmdHostReissue:
-		var args WindowArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		d, err := policy.ParseWindow(args.For)
-		if err != nil {
-			return nil, err
-		}
-		h, err := s.resolveHost(ctx, args.Host)
-		if err != nil {
-			return nil, err
-		}
-		until := now.Add(d)
-		a.HostID, a.Name = h.ID, h.Name
-		a.Detail["until"] = until.UTC().Format(time.RFC3339)
-		if err := s.store.SetReissueWindow(ctx, h.ID, until, a); err != nil {
-			return nil, fmt.Errorf("open auto-reissue window for %s: %w", h.Name, err)
-		}
-		return WindowResult{HostID: h.ID, Name: h.Name, Until: until}, nil
-
-	case CmdTokenCreate:
-		var args TokenArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		return s.tokenCreate(ctx, now, args, a)
-
-	case CmdTokenList:
-		list, err := s.store.ListTokens(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		out := make([]Token, 0, len(list))
-		for _, t := range list {
-			out = append(out, tokenView(t, now))
-		}
-		return out, nil
-
-	case CmdTokenDelete:
-		var args NameArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		a.TokenName = args.Name
-		if err := s.store.DeleteToken(ctx, args.Name, a); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, fmt.Errorf("no token named %q", args.Name)
-			}
-			return nil, fmt.Errorf("delete token %s: %w", args.Name, err)
-		}
-		return CountResult{Count: 1}, nil
-
-	case CmdTokenCleanup:
-		n, err := s.store.CleanupTokens(ctx, now, a)
-		if err != nil {
-			return nil, fmt.Errorf("clean up tokens: %w", err)
-		}
-		return CountResult{Count: n}, nil
-
-	case CmdCertList:
-		var args CertArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		f := store.CertFilter{TokenName: args.Token, IncludeRevoked: true}
-		if args.Host != "" {
-			h, err := s.resolveHost(ctx, args.Host)
-			if err != nil {
-				return nil, err
-			}
-			f.HostID = h.ID
-		}
-		certs, err := s.store.ListCerts(ctx, f)
-		if err != nil {
-			return nil, fmt.Errorf("list certificates: %w", err)
-		}
-		out := make([]Cert, 0, len(certs))
-		for _, c := range certs {
-			out = append(out, certView(c))
-		}
-		return out, nil
-
-	case CmdCertRevoke:
-		var args RevokeArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		return s.revoke(ctx, now, args, a)
-
-	case CmdExplain:
-		var args ExplainArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		from, err := netip.ParseAddr(args.From)
-		if err != nil {
-			return nil, fmt.Errorf("--from %q is not an IP address", args.From)
-		}
-		d, err := s.explain.Explain(ctx, args.Name, from, args.NAT)
-		if err != nil {
-			return nil, fmt.Errorf("explain %s: %w", hostname.Quote(args.Name), err)
-		}
-		a.Name, a.Source = hostname.Display(args.Name), from.String()
-		a.Detail["nat"], a.Detail["need_token"], a.Detail["reason"] = args.NAT, d.NeedToken, d.Reason
-		if err := s.store.AppendAudit(ctx, a); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-		return d, nil
-
-	case CmdAudit:
-		var args AuditArgs
-		if err := decodeArgs(req, &args); err != nil {
-			return nil, err
-		}
-		if args.Limit < 0 || args.After < 0 {
-			return nil, fmt.Errorf("audit: limit %d, after %d: want 0 or more", args.Limit, args.After)
-		}
-		limit := args.Limit
-		if limit == 0 || limit > MaxAuditRows {
-			limit = MaxAuditRows
-		}
-		rows, err := s.store.ListAuditPage(ctx, args.Since, args.After, limit)
-		if err != nil {
-			return nil, fmt.Errorf("read audit log: %w", err)
-		}
-		return auditPage(rows, auditPageBytes)
-	}
-	return nil, fmt.Errorf("unknown admin command %q", req.Command)
+// Groups are the first words of the operations' names, with their help.
+var Groups = map[string]string{
+	"ca":    "show the CA",
+	"level": "get or set the deployment security level (very-high, high, medium)",
+	"host":  "the host registry (known names) and host IDs",
+	"token": "enrollment tokens (values are shown once, stored only as hashes)",
+	"cert":  "issued certificates and revocation",
 }
 
-func decodeArgs(req Request, v any) error {
-	if len(req.Args) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(req.Args))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s: bad arguments: %w", req.Command, err)
+// table is the command table: every admin operation, declared once.
+var table = []*Op{
+	define(Op{Name: CmdCAShow, Short: "show the CA's fingerprint, validity and current CRL"},
+		(*Server).caShow, textCA),
+	define(Op{Name: CmdLevelGet, Short: "print the current level"},
+		(*Server).levelGet, textLevel[NoArgs]),
+	define(Op{Name: CmdLevelSet, Short: "change the level at run time", Mutates: true, Audited: true,
+		Audits: "the old and the new level"},
+		(*Server).levelSet, textLevel[LevelArgs]),
+	define(Op{Name: CmdHostAdd, Use: "NAME...", Short: "add names to the registry of known hosts", Mutates: true, Audited: true,
+		Audits: "how many names, how many were new, and the names when at most 20"},
+		(*Server).hostAdd, textAdded),
+	define(Op{Name: CmdHostRemove, Short: "remove a name from the registry (its host ID and certificates stay)", Mutates: true, Audited: true,
+		Audits: "the name"},
+		(*Server).hostRemove, textRemoved),
+	paged(define(Op{Name: CmdHostList, Use: "[--stale 7d] [--after NAME] [--limit N]", Short: "list known names and hosts with host IDs (--stale: hosts gone quiet)",
+		Long: `list prints the registry's names and the hosts with a host ID, by name,
+with each host's last contact (SEEN): its last issuance or renewal, or the last
+request it made with one of its certificates (e.g. its CRL refresh), recorded
+at most hourly.
+
+--stale 7d lists only hosts with a host ID, not revoked, whose last contact is
+older than that: hosts that have neither renewed nor talked to the primary in
+that time. The rows come from the server in pages (--after NAME starts after
+that name; --limit N stops after N rows), so a fleet of any size can be listed.`},
+		(*Server).hostList, textHosts), func(r []Host) (int, string) {
+		if len(r) == 0 {
+			return 0, ""
+		}
+		return len(r), r[len(r)-1].Name
+	}),
+	define(Op{Name: CmdHostShow, Short: "show one host and its certificates"},
+		(*Server).hostShow, textHostDetail),
+	define(Op{Name: CmdHostReissue, Use: "NAME|HOSTID [--for 48h]", Short: "open an auto-reissue window: the host may reissue without a token until it closes",
+		Mutates: true, Audited: true, Audits: "the host and when the window closes"},
+		(*Server).hostAllowReissue, textWindow),
+	define(Op{Name: CmdTokenCreate, Use: "--name N [--max-uses 1] [--valid-for 24h] [--reason R] [--reissue-host NAME|HOSTID] [--bind-name P]... [--bind-net CIDR]...",
+		Short: "create a token and print its value (the only time it is shown)",
+		Long: `create makes a token and prints its value on standard output, alone on one
+line (so T=$(hostcert-primary token create --name n) works); the value is never
+shown again. With --reissue-host it makes a single-use reissue token bound to
+that host.
+
+--bind-name (repeatable) limits the token to these host names or patterns: a
+name, or *. and a name of at least two labels (*.dmz.example.com matches
+a.dmz.example.com, not dmz.example.com nor a.b.dmz.example.com). --bind-net
+(repeatable) limits it to requests from these networks (192.0.2.0/24,
+2001:db8::/48 or one address): the TCP peer, or the client address a tunnel
+relays. A bound token refuses every other request with token_invalid.`,
+		Mutates: true, Audited: true, Audits: "the token's name, kind, host, max uses, expiry and reason (never its value)"},
+		(*Server).tokenCreate, textToken),
+	define(Op{Name: CmdTokenList, Short: "list tokens (live, expired and used up)"},
+		(*Server).tokenList, textTokens),
+	define(Op{Name: CmdTokenDelete, Short: "delete a token (certificates it issued stay valid)", Mutates: true, Audited: true,
+		Audits: "the token's name"},
+		(*Server).tokenDelete, textDeleted),
+	define(Op{Name: CmdTokenCleanup, Short: "delete every expired or used-up token", Mutates: true, Audited: true,
+		Audits: "how many tokens it removed"},
+		(*Server).tokenCleanup, textCleanup),
+	paged(define(Op{Name: CmdCertList, Use: "[--host NAME|HOSTID] [--token N] [--expiring 30d] [--after SERIAL] [--limit N]",
+		Short: "list issued certificates (--expiring: current ones about to expire)",
+		Long: `list prints issued certificates in issuance order, revoked ones included,
+with their key algorithm and the route their request took (direct, or tunnel:
+through a declared tunnel; "-" for certificates issued before routes were
+recorded).
+
+--expiring 30d lists instead the current certificate of each host (its latest
+issued) that is not revoked and expires within that time, soonest first;
+certificates already expired are included: those hosts have fallen out of
+trust and need a reissue. The rows come from the server in pages (--after
+SERIAL starts after that certificate; --limit N stops after N rows).`},
+		(*Server).certList, textCerts), func(r []Cert) (int, string) {
+		if len(r) == 0 {
+			return 0, ""
+		}
+		return len(r), r[len(r)-1].Serial
+	}),
+	define(Op{Name: CmdCertRevoke, Use: "NAME|HOSTID --reason R | revoke --token N --reason R",
+		Short: "revoke a host (all its certificates) or everything a token issued",
+		Long: `revoke a host by name or host ID — the host and every certificate of it — or,
+with --token, every certificate that token authorised. The reason is an RFC 5280
+reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,
+cessationOfOperation, certificateHold, removeFromCRL, privilegeWithdrawn,
+aACompromise (name in any case, with - or _, or the number). The CRL is
+regenerated within seconds.`,
+		Mutates: true, Audited: true, Audits: "the host or the token, the reason and how many certificates were revoked"},
+		(*Server).certRevoke, textRevoked),
+	define(Op{Name: CmdExplain, Use: "NAME --from ADDR [--nat]", Short: "dry run: would this host need a token? (nothing is issued)",
+		Long: `explain runs the deployment decision for NAME as if it asked from ADDR without
+a token — the same facts (level, registry, host ID, DNS verification, NAT, an
+auto-reissue window) and the same decision function as a real request — and
+prints the decision and its reason. Nothing is issued or counted.`,
+		Audited: true, Audits: "the name, the address, NAT and the decision with its reason"},
+		(*Server).explainName, textExplain),
+	paged(define(Op{Name: CmdAudit, Use: "[--since T] [--after ID] [--limit N]", Short: "show the audit log (decisions and admin actions)",
+		Long: `audit prints the audit log from --since on, oldest first, each row with its
+ID. T is a time (RFC 3339, e.g. 2026-01-02T15:04:05Z, or a date 2026-01-02) or
+a duration back from now (e.g. 90m, 24h, 7d). Default: the last 24 hours.
+--after ID starts after that row (to continue where an earlier listing
+stopped); --limit N stops after N rows (0, the default: all of them). The rows
+come from the server in pages, so a log of any size can be listed.`},
+		(*Server).auditPage, textAudit), func(r []AuditEntry) (int, string) {
+		if len(r) == 0 {
+			return 0, ""
+		}
+		return len(r), strconv.FormatInt(r[len(r)-1].ID, 10)
+	}),
+	define(Op{Name: CmdInventory, Use: "[--expiring 30d] [--stale 7d]", Short: "the fleet in numbers: hosts, stale hosts, certificates by state, route and key algorithm",
+		Long: `inventory counts, as of now: hosts with a host ID (revoked; stale: not
+revoked and not seen for --stale), registry names without a host ID yet, and
+the current certificate of each host (its latest issued) by state — valid,
+expiring within --expiring, expired, revoked — and, for the valid ones, by the
+route their request took (direct, or through a declared tunnel; "unrecorded"
+for certificates issued before routes were recorded) and by key algorithm.
+The deployment level is one for the whole primary and is shown with them.
+"hostcert-primary cert list --expiring" and "host list --stale" list the rows
+behind the numbers.`},
+		(*Server).inventory, textInventory),
+}
+
+// Ops is the command table, in the order of --help.
+func Ops() []*Op { return table }
+
+// Lookup finds an operation by its wire name.
+func Lookup(name string) *Op {
+	for _, o := range table {
+		if o.Name == name {
+			return o
+		}
 	}
 	return nil
 }
 
-// hostNames puts names for the registry in canonical form and refuses the
-// reserved ones (hostname.ForHost, and the primary's names).
-func (s *Server) hostNames(in []string) ([]string, error) {
-	if len(in) == 0 {
-		return nil, errors.New("no host names given")
+// Do runs one operation for actor: it decodes and checks the arguments,
+// runs the handler, and audits a failure of an operation that changes
+// state. Every front end calls it.
+func (s *Server) Do(ctx context.Context, actor, name string, raw json.RawMessage) (any, error) {
+	op := Lookup(name)
+	if op == nil {
+		return nil, fmt.Errorf("unknown admin command %q", name)
 	}
-	seen := make(map[string]bool, len(in))
-	out := make([]string, 0, len(in))
-	for _, raw := range in {
-		n, err := hostname.ForHost(raw)
+	now := s.now()
+	c := &Call{Actor: actor, Now: now,
+		Audit: store.Audit{At: now, Actor: actor, Action: op.Name, Outcome: "ok", Detail: map[string]any{}}}
+	args, err := op.decode(raw)
+	var res any
+	if err == nil {
+		res, err = op.run(s, ctx, c, args)
+	}
+	if err != nil && op.Mutates {
+		a := store.Audit{At: now, Actor: actor, Action: op.Name, Outcome: "error",
+			Detail: map[string]any{"error": oneLine(err.Error())}}
+		if aerr := s.store.AppendAudit(context.WithoutCancel(ctx), a); aerr != nil {
+			s.log.Error().Err(aerr).Msg("writing audit row of a failed admin command")
+		}
+	}
+	return res, err
+}
+
+// Checks of the arguments: run by the front end before sending and by the
+// server before the handler.
+
+// Check normalises the level.
+func (a *LevelArgs) Check() error {
+	l, err := protocol.ParseLevel(string(a.Level))
+	a.Level = l
+	return err
+}
+
+// Check puts the names in canonical form (refusing reserved ones; the
+// server refuses the primary's own names too) and drops repeats.
+func (a *NamesArgs) Check() error {
+	names, err := normalizeNames(a.Names)
+	a.Names = names
+	return err
+}
+
+// Check needs a host.
+func (a *HostArgs) Check() error {
+	if a.Host == "" {
+		return errNoHost
+	}
+	return nil
+}
+
+// Check reads the duration and the limit.
+func (a *HostListArgs) Check() error {
+	if a.Stale != "" {
+		if _, err := window("--stale", a.Stale); err != nil {
+			return err
+		}
+	}
+	return checkLimit(a.Limit)
+}
+
+// Check reads the window.
+func (a *WindowArgs) Check() error {
+	if a.Host == "" {
+		return errNoHost
+	}
+	_, err := policy.ParseWindow(a.For)
+	return err
+}
+
+// Check refuses what the server would refuse anyway, with the flag's name.
+func (a *TokenArgs) Check() error {
+	if a.Name == "" {
+		return errors.New("token create: --name is required")
+	}
+	if err := tokens.ValidName(a.Name); err != nil {
+		return err
+	}
+	if err := tokens.CheckMaxUses(a.MaxUses); err != nil {
+		return fmt.Errorf("token create: --max-uses: %w", err)
+	}
+	if _, err := tokens.ParseValidity(a.ValidFor); err != nil {
+		return fmt.Errorf("token create: --valid-for: %w", err)
+	}
+	if a.ReissueHost != "" && len(a.BindNames) > 0 {
+		return errors.New("a reissue token is already bound to its host: --bind-name is for standard tokens (--bind-net works for both)")
+	}
+	_, err := tokens.ParseBinding(a.BindNames, a.BindNets, hostname.ForHost)
+	return err
+}
+
+// Check needs a name.
+func (a *NameArgs) Check() error {
+	if a.Name == "" {
+		return errors.New("no token name given")
+	}
+	return nil
+}
+
+// Check reads the duration.
+func (a *CertArgs) Check() error {
+	if a.Expiring != "" {
+		if _, err := window("--expiring", a.Expiring); err != nil {
+			return err
+		}
+	}
+	return checkLimit(a.Limit)
+}
+
+// Check needs a host or a token, not both, and a known reason.
+func (a *RevokeArgs) Check() error {
+	if (a.Host == "") == (a.Token == "") {
+		return errors.New("revoke: give exactly one of a host (NAME or HOSTID) or --token")
+	}
+	if a.Reason == "" {
+		return errors.New("revoke: --reason is required (an RFC 5280 reason, e.g. keyCompromise, superseded, cessationOfOperation)")
+	}
+	_, err := ca.ParseReason(a.Reason)
+	return err
+}
+
+// Check needs a name and an address.
+func (a *ExplainArgs) Check() error {
+	if a.Name == "" {
+		return errors.New("explain: no host name given")
+	}
+	if a.From == "" {
+		return errors.New("explain: --from ADDR is required")
+	}
+	if _, err := netip.ParseAddr(a.From); err != nil {
+		return fmt.Errorf("--from %q is not an IP address", a.From)
+	}
+	return nil
+}
+
+// Check refuses negative cursors and limits.
+func (a *AuditArgs) Check() error {
+	if a.Limit < 0 || a.After < 0 {
+		return fmt.Errorf("audit: --limit %d, --after %d: want 0 or more", a.Limit, a.After)
+	}
+	return nil
+}
+
+// Check reads both windows.
+func (a *InventoryArgs) Check() error {
+	if _, err := window("--expiring", a.Expiring); err != nil {
+		return err
+	}
+	_, err := window("--stale", a.Stale)
+	return err
+}
+
+// window reads an inventory window: a duration or days, 1s to 100 years.
+func window(flag, s string) (time.Duration, error) {
+	d, err := parseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want a duration (36h) or days (30d)", flag, s)
+	}
+	if d < time.Second || d > 100*365*24*time.Hour {
+		return 0, fmt.Errorf("%s %q: want between 1s and 36500d", flag, s)
+	}
+	return d, nil
+}
+
+func parseDuration(s string) (time.Duration, error) { return tokens.ParseDuration(s) }
+
+func checkLimit(n int) error {
+	if n < 0 {
+		return fmt.Errorf("limit %d: want 0 or more", n)
+	}
+	return nil
+}
+
+func pageLimit(n, max int) int {
+	if n <= 0 || n > max {
+		return max
+	}
+	return n
+}
+
+// The handlers.
+
+func (s *Server) caShow(_ context.Context, _ *Call, _ *CAArgs) (CAInfo, error) {
+	c := s.ca.Certificate()
+	info := CAInfo{
+		Fingerprint: pki.Fingerprint(c), Subject: c.Subject.String(),
+		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Certificates: len(s.ca.Bundle()),
+		BundlePEM: string(s.ca.BundlePEM()), PrimaryHostID: s.ca.PrimaryHostID(),
+	}
+	if l := s.crls.Current(); l != nil {
+		info.CRLNumber, info.CRLEntries, info.CRLNextUpdate = l.Number.String(), l.Entries, l.NextUpdate
+	}
+	return info, nil
+}
+
+func (s *Server) levelGet(ctx context.Context, _ *Call, _ *NoArgs) (LevelInfo, error) {
+	l, err := s.levels.Level(ctx)
+	if err != nil {
+		return LevelInfo{}, fmt.Errorf("read level: %w", err)
+	}
+	return LevelInfo{Level: l, CRLRefreshSeconds: int64(l.CRLRefresh() / time.Second)}, nil
+}
+
+func (s *Server) levelSet(ctx context.Context, c *Call, args *LevelArgs) (LevelInfo, error) {
+	old, err := s.levels.Level(ctx)
+	if err != nil {
+		return LevelInfo{}, fmt.Errorf("read level: %w", err)
+	}
+	l := args.Level
+	c.Audit.Detail["from"], c.Audit.Detail["to"] = string(old), string(l)
+	if err := s.levels.SetLevel(ctx, l, c.Audit); err != nil {
+		return LevelInfo{}, fmt.Errorf("set level: %w", err)
+	}
+	return LevelInfo{Level: l, CRLRefreshSeconds: int64(l.CRLRefresh() / time.Second)}, nil
+}
+
+func (s *Server) hostAdd(ctx context.Context, c *Call, args *NamesArgs) (AddResult, error) {
+	names := args.Names
+	for _, n := range names {
+		if s.ca != nil && s.ca.IsPrimaryName(n) {
+			return AddResult{}, fmt.Errorf("%w: %s is a name of the primary; no host certificate carries it", hostname.ErrReserved, n)
+		}
+	}
+	c.Audit.Detail["count"] = len(names)
+	if len(names) <= 20 {
+		c.Audit.Detail["names"] = names
+	}
+	added, err := s.store.AddKnown(ctx, names, c.Audit)
+	if err != nil {
+		return AddResult{}, fmt.Errorf("add hosts: %w", err)
+	}
+	return AddResult{Added: added, Total: len(names)}, nil
+}
+
+func (s *Server) hostRemove(ctx context.Context, c *Call, args *HostArgs) (CountResult, error) {
+	name, err := hostname.Normalize(args.Host)
+	if err != nil {
+		return CountResult{}, err
+	}
+	c.Audit.Name = name
+	if err := s.store.RemoveKnown(ctx, name, c.Audit); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return CountResult{}, fmt.Errorf("%s is not in the host registry", name)
+		}
+		return CountResult{}, fmt.Errorf("remove %s: %w", name, err)
+	}
+	return CountResult{Count: 1}, nil
+}
+
+func (s *Server) hostList(ctx context.Context, c *Call, args *HostListArgs) ([]Host, error) {
+	p := store.HostPage{After: args.After, Limit: pageLimit(args.Limit, MaxPageRows)}
+	if args.Stale != "" {
+		d, err := window("--stale", args.Stale)
 		if err != nil {
 			return nil, err
 		}
-		if s.ca != nil && s.ca.IsPrimaryName(n) {
-			return nil, fmt.Errorf("%w: %s is a name of the primary; no host certificate carries it", hostname.ErrReserved, n)
-		}
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
+		p.StaleBefore = c.Now.Add(-d)
+	}
+	hosts, err := s.store.ListHostsPage(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	out := make([]Host, 0, len(hosts))
+	size := 0
+	for _, h := range hosts {
+		v := hostView(h)
+		out = append(out, v)
+		if size += approxSize(v); size > pageBytes {
+			break
 		}
 	}
 	return out, nil
 }
 
-// resolveHost finds a host with a host ID by its ID or its name.
-func (s *Server) resolveHost(ctx context.Context, ref string) (store.Host, error) {
-	if ref == "" {
-		return store.Host{}, errors.New("no host given (NAME or HOSTID)")
-	}
-	if _, err := uuid.Parse(ref); err == nil {
-		h, err := s.store.HostByID(ctx, ref)
-		if errors.Is(err, store.ErrNotFound) {
-			return h, fmt.Errorf("no host with host ID %s", ref)
-		}
-		return h, err
-	}
-	name, err := hostname.Normalize(ref)
-	if err != nil {
-		return store.Host{}, err
-	}
-	h, err := s.store.HostByName(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return h, fmt.Errorf("%s has no host ID yet (it never got a certificate)", name)
-	}
-	return h, err
-}
-
-func (s *Server) hostShow(ctx context.Context, ref string) (HostDetail, error) {
+func (s *Server) hostShow(ctx context.Context, _ *Call, args *HostArgs) (HostDetail, error) {
+	ref := args.Host
 	h, err := s.resolveHost(ctx, ref)
 	if err != nil {
 		// A registry name without a host ID is still worth showing.
@@ -336,10 +477,26 @@ func (s *Server) hostShow(ctx context.Context, ref string) (HostDetail, error) {
 	return d, nil
 }
 
-func (s *Server) tokenCreate(ctx context.Context, now time.Time, args TokenArgs, a store.Audit) (CreatedToken, error) {
-	if err := tokens.ValidName(args.Name); err != nil {
-		return CreatedToken{}, err
+func (s *Server) hostAllowReissue(ctx context.Context, c *Call, args *WindowArgs) (WindowResult, error) {
+	d, err := policy.ParseWindow(args.For)
+	if err != nil {
+		return WindowResult{}, err
 	}
+	h, err := s.resolveHost(ctx, args.Host)
+	if err != nil {
+		return WindowResult{}, err
+	}
+	until := c.Now.Add(d)
+	c.Audit.HostID, c.Audit.Name = h.ID, h.Name
+	c.Audit.Detail["until"] = until.UTC().Format(time.RFC3339)
+	if err := s.store.SetReissueWindow(ctx, h.ID, until, c.Audit); err != nil {
+		return WindowResult{}, fmt.Errorf("open auto-reissue window for %s: %w", h.Name, err)
+	}
+	return WindowResult{HostID: h.ID, Name: h.Name, Until: until}, nil
+}
+
+func (s *Server) tokenCreate(ctx context.Context, c *Call, args *TokenArgs) (CreatedToken, error) {
+	now, a := c.Now, c.Audit
 	kind, hostID := tokens.KindStandard, ""
 	if args.ReissueHost != "" {
 		h, err := s.resolveHost(ctx, args.ReissueHost)
@@ -348,9 +505,6 @@ func (s *Server) tokenCreate(ctx context.Context, now time.Time, args TokenArgs,
 		}
 		kind, hostID = tokens.KindReissue, h.ID
 		a.HostID, a.Name = h.ID, h.Name
-		if len(args.BindNames) > 0 {
-			return CreatedToken{}, errors.New("a reissue token is already bound to its host: --bind-name is for standard tokens (--bind-net works for both)")
-		}
 	}
 	bind, err := tokens.ParseBinding(args.BindNames, args.BindNets, hostname.ForHost)
 	if err != nil {
@@ -388,22 +542,84 @@ func (s *Server) tokenCreate(ctx context.Context, now time.Time, args TokenArgs,
 	return CreatedToken{Token: tokenView(t, now), Value: value}, nil
 }
 
-func (s *Server) revoke(ctx context.Context, now time.Time, args RevokeArgs, a store.Audit) (CountResult, error) {
-	if (args.Host == "") == (args.Token == "") {
-		return CountResult{}, errors.New("revoke: give exactly one of a host (NAME or HOSTID) or --token")
+func (s *Server) tokenList(ctx context.Context, c *Call, _ *NoArgs) ([]Token, error) {
+	list, err := s.store.ListTokens(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
 	}
-	if args.Reason == "" {
-		return CountResult{}, errors.New("revoke: --reason is required (an RFC 5280 reason, e.g. keyCompromise, superseded, cessationOfOperation)")
+	out := make([]Token, 0, len(list))
+	for _, t := range list {
+		out = append(out, tokenView(t, c.Now))
 	}
+	return out, nil
+}
+
+func (s *Server) tokenDelete(ctx context.Context, c *Call, args *NameArgs) (CountResult, error) {
+	c.Audit.TokenName = args.Name
+	if err := s.store.DeleteToken(ctx, args.Name, c.Audit); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return CountResult{}, fmt.Errorf("no token named %q", args.Name)
+		}
+		return CountResult{}, fmt.Errorf("delete token %s: %w", args.Name, err)
+	}
+	return CountResult{Count: 1}, nil
+}
+
+func (s *Server) tokenCleanup(ctx context.Context, c *Call, _ *NoArgs) (CountResult, error) {
+	n, err := s.store.CleanupTokens(ctx, c.Now, c.Audit)
+	if err != nil {
+		return CountResult{}, fmt.Errorf("clean up tokens: %w", err)
+	}
+	return CountResult{Count: n}, nil
+}
+
+func (s *Server) certList(ctx context.Context, c *Call, args *CertArgs) ([]Cert, error) {
+	p := store.CertPage{CertFilter: store.CertFilter{TokenName: args.Token, IncludeRevoked: true},
+		After: args.After, Limit: pageLimit(args.Limit, MaxPageRows)}
+	if args.Host != "" {
+		h, err := s.resolveHost(ctx, args.Host)
+		if err != nil {
+			return nil, err
+		}
+		p.HostID = h.ID
+	}
+	if args.Expiring != "" {
+		d, err := window("--expiring", args.Expiring)
+		if err != nil {
+			return nil, err
+		}
+		p.ExpiringBefore = c.Now.Add(d)
+	}
+	certs, err := s.store.ListCertsPage(ctx, p)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("--after %s: no certificate with that serial", args.After)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list certificates: %w", err)
+	}
+	out := make([]Cert, 0, len(certs))
+	size := 0
+	for _, c := range certs {
+		v := certView(c)
+		out = append(out, v)
+		if size += approxSize(v); size > pageBytes {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) certRevoke(ctx context.Context, c *Call, args *RevokeArgs) (CountResult, error) {
 	reason, err := ca.ParseReason(args.Reason)
 	if err != nil {
 		return CountResult{}, err
 	}
+	a := c.Audit
 	a.Detail["reason"] = ca.ReasonName(reason)
 	var n int
 	if args.Token != "" {
 		a.TokenName = args.Token
-		n, err = s.store.RevokeByToken(ctx, args.Token, reason, now, a)
+		n, err = s.store.RevokeByToken(ctx, args.Token, reason, c.Now, a)
 		if err != nil {
 			return CountResult{}, fmt.Errorf("revoke certificates of token %s: %w", args.Token, err)
 		}
@@ -413,7 +629,7 @@ func (s *Server) revoke(ctx context.Context, now time.Time, args RevokeArgs, a s
 			return CountResult{}, err
 		}
 		a.HostID, a.Name = h.ID, h.Name
-		n, err = s.store.RevokeHost(ctx, h.ID, reason, now, a)
+		n, err = s.store.RevokeHost(ctx, h.ID, reason, c.Now, a)
 		if err != nil {
 			return CountResult{}, fmt.Errorf("revoke %s: %w", h.Name, err)
 		}
@@ -426,17 +642,108 @@ func (s *Server) revoke(ctx context.Context, now time.Time, args RevokeArgs, a s
 	return CountResult{Count: n}, nil
 }
 
-func (s *Server) caShow() CAInfo {
-	c := s.ca.Certificate()
-	info := CAInfo{
-		Fingerprint: pki.Fingerprint(c), Subject: c.Subject.String(),
-		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Certificates: len(s.ca.Bundle()),
-		BundlePEM: string(s.ca.BundlePEM()), PrimaryHostID: s.ca.PrimaryHostID(),
+func (s *Server) explainName(ctx context.Context, c *Call, args *ExplainArgs) (protocol.Decision, error) {
+	from, err := netip.ParseAddr(args.From)
+	if err != nil {
+		return protocol.Decision{}, fmt.Errorf("--from %q is not an IP address", args.From)
 	}
-	if l := s.crls.Current(); l != nil {
-		info.CRLNumber, info.CRLEntries, info.CRLNextUpdate = l.Number.String(), l.Entries, l.NextUpdate
+	d, err := s.explain.Explain(ctx, args.Name, from, args.NAT)
+	if err != nil {
+		return protocol.Decision{}, fmt.Errorf("explain %s: %w", hostname.Quote(args.Name), err)
 	}
-	return info
+	a := c.Audit
+	a.Name, a.Source = hostname.Display(args.Name), from.String()
+	a.Detail["nat"], a.Detail["need_token"], a.Detail["reason"] = args.NAT, d.NeedToken, d.Reason
+	if err := s.store.AppendAudit(ctx, a); err != nil {
+		return protocol.Decision{}, fmt.Errorf("audit: %w", err)
+	}
+	return d, nil
+}
+
+func (s *Server) auditPage(ctx context.Context, _ *Call, args *AuditArgs) ([]AuditEntry, error) {
+	rows, err := s.store.ListAuditPage(ctx, args.Since.Time, args.After, pageLimit(args.Limit, MaxAuditRows))
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	return auditPage(rows, pageBytes)
+}
+
+func (s *Server) inventory(ctx context.Context, c *Call, args *InventoryArgs) (InventoryInfo, error) {
+	exp, err := window("--expiring", args.Expiring)
+	if err != nil {
+		return InventoryInfo{}, err
+	}
+	stale, err := window("--stale", args.Stale)
+	if err != nil {
+		return InventoryInfo{}, err
+	}
+	level, err := s.levels.Level(ctx)
+	if err != nil {
+		return InventoryInfo{}, fmt.Errorf("read level: %w", err)
+	}
+	inv, err := s.store.Inventory(ctx, c.Now, c.Now.Add(exp), c.Now.Add(-stale))
+	if err != nil {
+		return InventoryInfo{}, fmt.Errorf("inventory: %w", err)
+	}
+	out := InventoryInfo{Level: level, At: c.Now, Expiring: args.Expiring, Stale: args.Stale,
+		ByRoute: map[string]int{}, ByKeyAlg: map[string]int{}}
+	out.Hosts.WithID, out.Hosts.Revoked, out.Hosts.Stale, out.Hosts.RegistryOnly = inv.Hosts, inv.HostsRevoked, inv.Stale, inv.RegistryOnly
+	out.Certificates.Valid, out.Certificates.Expiring = inv.Valid, inv.Expiring
+	out.Certificates.Expired, out.Certificates.Revoked = inv.Expired, inv.Revoked
+	for r, n := range inv.ByRoute {
+		if r == "" {
+			r = "unrecorded"
+		}
+		out.ByRoute[r] += n
+	}
+	for a, n := range inv.ByKeyAlg {
+		out.ByKeyAlg[a] += n
+	}
+	return out, nil
+}
+
+// Helpers of the handlers.
+
+func normalizeNames(in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, errors.New("no host names given")
+	}
+	seen := make(map[string]bool, len(in))
+	out := make([]string, 0, len(in))
+	for _, raw := range in {
+		n, err := hostname.ForHost(raw)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// resolveHost finds a host with a host ID by its ID or its name.
+func (s *Server) resolveHost(ctx context.Context, ref string) (store.Host, error) {
+	if ref == "" {
+		return store.Host{}, errNoHost
+	}
+	if _, err := uuid.Parse(ref); err == nil {
+		h, err := s.store.HostByID(ctx, ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return h, fmt.Errorf("no host with host ID %s", ref)
+		}
+		return h, err
+	}
+	name, err := hostname.Normalize(ref)
+	if err != nil {
+		return store.Host{}, err
+	}
+	h, err := s.store.HostByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return h, fmt.Errorf("%s has no host ID yet (it never got a certificate)", name)
+	}
+	return h, err
 }
 
 func hostView(h store.Host) Host {
@@ -444,6 +751,10 @@ func hostView(h store.Host) Host {
 	if !h.CreatedAt.IsZero() {
 		t := h.CreatedAt
 		v.CreatedAt = &t
+	}
+	if !h.SeenAt.IsZero() {
+		t := h.SeenAt
+		v.SeenAt = &t
 	}
 	return v
 }
@@ -467,12 +778,21 @@ func certView(c store.Cert) Cert {
 	v := Cert{
 		Serial: c.Serial, HostID: c.HostID, Names: c.Names, Kind: string(c.Kind), TokenName: c.TokenName,
 		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, NotAfter: c.NotAfter, RevokedAt: c.RevokedAt,
-		RenewedFrom: c.RenewedFrom, UsedAt: c.UsedAt,
+		RenewedFrom: c.RenewedFrom, UsedAt: c.UsedAt, KeyAlg: c.KeyAlg, Route: c.Route,
 	}
 	if c.RevokedAt != nil {
 		v.RevokeReason = ca.ReasonName(c.RevokeReason)
 	}
 	return v
+}
+
+// approxSize is a row's encoded size, for bounding a page.
+func approxSize(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return pageBytes // stop the page here; the encoder reports the error
+	}
+	return len(b) + 1
 }
 
 // auditPage turns store rows into the answer, cut short after the row that

@@ -73,13 +73,6 @@ func NewServer(st Store, ca Authority, explain Explainer, crls CRLs, log zerolog
 // a change applies to the very next request). Call before Serve.
 func (s *Server) UseLevels(l Levels) { s.levels = l }
 
-// mutating are the commands that change state: audited when they succeed
-// (in the same transaction) and when they fail. explain is audited too.
-var mutating = map[string]bool{
-	CmdLevelSet: true, CmdHostAdd: true, CmdHostRemove: true, CmdHostReissue: true,
-	CmdTokenCreate: true, CmdTokenDelete: true, CmdTokenCleanup: true, CmdCertRevoke: true,
-}
-
 // ActionConnect and CodePermissionDenied name the audit row of an admin
 // connection refused because of who made it.
 const (
@@ -144,16 +137,9 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		s.reply(conn, Response{Error: "admin: wrong or missing admin secret"})
 		return
 	}
-	data, err := s.dispatch(ctx, actor, req)
+	data, err := s.Do(ctx, actor, req.Command, req.Args)
 	if err != nil {
 		s.log.Info().Str("command", req.Command).Str("actor", actor).Err(err).Msg("admin command failed")
-		if mutating[req.Command] {
-			a := store.Audit{At: s.now(), Actor: actor, Action: req.Command, Outcome: "error",
-				Detail: map[string]any{"error": oneLine(err.Error())}}
-			if aerr := s.store.AppendAudit(context.WithoutCancel(ctx), a); aerr != nil {
-				s.log.Error().Err(aerr).Msg("writing audit row of a failed admin command")
-			}
-		}
 		s.reply(conn, Response{Error: oneLine(err.Error())})
 		return
 	}

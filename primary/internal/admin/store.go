@@ -17,7 +17,7 @@ type Registry interface {
 	IsKnown(ctx context.Context, name string) (bool, error)
 	HostByName(ctx context.Context, name string) (store.Host, error)
 	HostByID(ctx context.Context, id string) (store.Host, error)
-	ListHosts(ctx context.Context) ([]store.Host, error)
+	ListHostsPage(ctx context.Context, p store.HostPage) ([]store.Host, error)
 	SetReissueWindow(ctx context.Context, hostID string, until time.Time, a store.Audit) error
 }
 
@@ -32,6 +32,7 @@ type TokenBook interface {
 // CertBook lists and revokes issued certificates.
 type CertBook interface {
 	ListCerts(ctx context.Context, f store.CertFilter) ([]store.Cert, error)
+	ListCertsPage(ctx context.Context, p store.CertPage) ([]store.Cert, error)
 	RevokeHost(ctx context.Context, hostID string, reason int, now time.Time, a store.Audit) (int, error)
 	RevokeByToken(ctx context.Context, tokenName string, reason int, now time.Time, a store.Audit) (int, error)
 }
@@ -42,11 +43,17 @@ type AuditLog interface {
 	ListAuditPage(ctx context.Context, since time.Time, after int64, limit int) ([]store.Audit, error)
 }
 
+// Inventory counts the fleet.
+type Inventory interface {
+	Inventory(ctx context.Context, now, expiringBefore, staleBefore time.Time) (store.Inventory, error)
+}
+
 // Store is everything the admin server reads and changes.
 type Store interface {
 	Registry
 	TokenBook
 	CertBook
 	AuditLog
+	Inventory
 	Levels
 }

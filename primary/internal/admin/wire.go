@@ -42,6 +42,7 @@ const (
 	CmdCertRevoke   = "cert.revoke"
 	CmdExplain      = "explain"
 	CmdAudit        = "audit"
+	CmdInventory    = "inventory"
 )
 
 // Request is one admin request: a command and its JSON arguments.
@@ -95,9 +96,17 @@ type CAInfo struct {
 	CRLNextUpdate time.Time `json:"crl_next_update,omitzero"`
 }
 
+// CAArgs are the arguments of ca.show (a display option only).
+type CAArgs struct {
+	PEM bool `json:"-" flag:"pem" help:"print the CA bundle as PEM"`
+}
+
+// NoArgs are the arguments of an operation that takes none.
+type NoArgs struct{}
+
 // LevelArgs are the arguments of level.set.
 type LevelArgs struct {
-	Level protocol.Level `json:"level"`
+	Level protocol.Level `json:"level" arg:"very-high|high|medium"`
 }
 
 // LevelInfo answers level.get and level.set.
@@ -108,7 +117,7 @@ type LevelInfo struct {
 
 // NamesArgs are the arguments of host.add.
 type NamesArgs struct {
-	Names []string `json:"names"`
+	Names []string `json:"names" arg:"NAME"`
 }
 
 // AddResult answers host.add.
@@ -119,7 +128,16 @@ type AddResult struct {
 
 // HostArgs name one host by name or host ID.
 type HostArgs struct {
-	Host string `json:"host"`
+	Host string `json:"host" arg:"NAME|HOSTID"`
+}
+
+// HostListArgs are the arguments of host.list: a page of hosts by name
+// after After; with Stale, only hosts (with a host ID, not revoked) whose
+// last contact is older than that duration.
+type HostListArgs struct {
+	Stale string `json:"stale,omitempty" flag:"stale" help:"only hosts not seen for this long (7d, 36h): no issuance, renewal or request with their certificate"`
+	After string `json:"after,omitempty" flag:"after" help:"start after the host with this name"`
+	Limit int    `json:"limit,omitempty"`
 }
 
 // Host is one row of host.list.
@@ -130,6 +148,9 @@ type Host struct {
 	CreatedAt    *time.Time `json:"created_at,omitempty"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	ReissueUntil *time.Time `json:"reissue_until,omitempty"`
+	// SeenAt is the host's last contact: its last issuance or renewal,
+	// or a request with one of its certificates (recorded at most hourly).
+	SeenAt *time.Time `json:"seen_at,omitempty"`
 }
 
 // HostDetail answers host.show.
@@ -140,8 +161,8 @@ type HostDetail struct {
 
 // WindowArgs are the arguments of host.allow-reissue.
 type WindowArgs struct {
-	Host string `json:"host"`
-	For  string `json:"for,omitempty"` // duration; default 48h, at most 30 days
+	Host string `json:"host" arg:"NAME|HOSTID"`
+	For  string `json:"for,omitempty" flag:"for" default:"48h" help:"how long the window stays open (Go duration or days, e.g. 48h, 7d; at most 30d)"`
 }
 
 // WindowResult answers host.allow-reissue.
@@ -151,18 +172,18 @@ type WindowResult struct {
 	Until  time.Time `json:"until"`
 }
 
-// TokenArgs are the arguments of token.create. MaxUses 0 (absent) means the
-// default, 1; the CLI refuses an explicit --max-uses 0.
+// TokenArgs are the arguments of token.create. MaxUses left out means the
+// default, 1; an explicit 0 is refused.
 type TokenArgs struct {
-	Name        string `json:"name"`
-	MaxUses     int    `json:"max_uses,omitempty"`
-	ValidFor    string `json:"valid_for,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	ReissueHost string `json:"reissue_host,omitempty"`
+	Name        string `json:"name" flag:"name" help:"unique token name (A-Z a-z 0-9 . _ -)"`
+	MaxUses     int    `json:"max_uses,omitempty" flag:"max-uses" default:"1" help:"how many certificates the token may authorise (reissue tokens: 1)"`
+	ValidFor    string `json:"valid_for,omitempty" flag:"valid-for" default:"24h" help:"validity (Go duration or days, e.g. 24h, 30d; at most 999d)"`
+	Reason      string `json:"reason,omitempty" flag:"reason" help:"why the token exists (goes to the audit log)"`
+	ReissueHost string `json:"reissue_host,omitempty" flag:"reissue-host" help:"make a single-use reissue token for this host (NAME or HOSTID)"`
 	// BindNames and BindNets bind the token to host names or "*."
 	// patterns and to source networks (CIDR or address); see tokens.Binding.
-	BindNames []string `json:"bind_names,omitempty"`
-	BindNets  []string `json:"bind_nets,omitempty"`
+	BindNames []string `json:"bind_names,omitempty" flag:"bind-name" help:"only for this host name or pattern (*.dmz.example.com); repeatable"`
+	BindNets  []string `json:"bind_nets,omitempty" flag:"bind-net" help:"only for requests from this network (CIDR or address); repeatable"`
 }
 
 // Token is one token as the admin sees it (never its value or hash).
@@ -190,7 +211,7 @@ type CreatedToken struct {
 
 // NameArgs name one token.
 type NameArgs struct {
-	Name string `json:"name"`
+	Name string `json:"name" arg:"NAME"`
 }
 
 // CountResult answers commands that remove or revoke several things.
@@ -198,10 +219,16 @@ type CountResult struct {
 	Count int `json:"count"`
 }
 
-// CertArgs are the arguments of cert.list.
+// CertArgs are the arguments of cert.list: a page of certificates after
+// the one with serial After, in issuance order; with Expiring, the current
+// certificate of each host that is not revoked and expires within that
+// duration (expired ones included), soonest first.
 type CertArgs struct {
-	Host  string `json:"host,omitempty"`
-	Token string `json:"token,omitempty"`
+	Host     string `json:"host,omitempty" flag:"host" help:"only this host (NAME or HOSTID)"`
+	Token    string `json:"token,omitempty" flag:"token" help:"only certificates this token authorised"`
+	Expiring string `json:"expiring,omitempty" flag:"expiring" help:"only current, unrevoked certificates expiring within this long (30d), expired ones included"`
+	After    string `json:"after,omitempty" flag:"after" help:"start after the certificate with this serial"`
+	Limit    int    `json:"limit,omitempty"`
 }
 
 // Cert is one certificate as the admin sees it.
@@ -218,20 +245,22 @@ type Cert struct {
 	RevokeReason string     `json:"revoke_reason,omitempty"`
 	RenewedFrom  string     `json:"renewed_from,omitempty"` // renewals: the serial presented to renew
 	UsedAt       *time.Time `json:"used_at,omitempty"`      // first presented to the primary
+	KeyAlg       string     `json:"key_alg,omitempty"`
+	Route        string     `json:"route,omitempty"` // direct or tunnel; absent when not recorded
 }
 
 // RevokeArgs are the arguments of cert.revoke: Host or Token, and a reason.
 type RevokeArgs struct {
-	Host   string `json:"host,omitempty"`
-	Token  string `json:"token,omitempty"`
-	Reason string `json:"reason"`
+	Host   string `json:"host,omitempty" arg:"NAME|HOSTID,optional"`
+	Token  string `json:"token,omitempty" flag:"token" help:"revoke every certificate this token authorised"`
+	Reason string `json:"reason" flag:"reason" help:"RFC 5280 revocation reason (required)"`
 }
 
 // ExplainArgs are the arguments of explain.
 type ExplainArgs struct {
-	Name string `json:"name"`
-	From string `json:"from"`
-	NAT  bool   `json:"nat,omitempty"`
+	Name string `json:"name" arg:"NAME"`
+	From string `json:"from" flag:"from" help:"the address the request would come from"`
+	NAT  bool   `json:"nat,omitempty" flag:"nat" help:"the host declares it is behind NAT"`
 }
 
 // AuditArgs are the arguments of audit: rows at or after Since with an ID
@@ -239,9 +268,9 @@ type ExplainArgs struct {
 // fewer when the answer would come near MaxMessage). An empty answer is the
 // end; the next page starts after the last row's ID.
 type AuditArgs struct {
-	Since time.Time `json:"since"`
-	After int64     `json:"after,omitempty"`
-	Limit int       `json:"limit,omitempty"`
+	Since When  `json:"since" flag:"since" default:"24h" help:"from this time (RFC 3339 or date) or this long ago (24h, 7d)"`
+	After int64 `json:"after,omitempty" flag:"after" help:"start after the row with this ID"`
+	Limit int   `json:"limit,omitempty"`
 }
 
 // AuditEntry is one audit row.
@@ -257,4 +286,36 @@ type AuditEntry struct {
 	Name      string         `json:"name,omitempty"`
 	TokenName string         `json:"token,omitempty"`
 	Detail    map[string]any `json:"detail,omitempty"`
+}
+
+// InventoryArgs are the arguments of inventory: the windows of "expiring"
+// and "stale".
+type InventoryArgs struct {
+	Expiring string `json:"expiring,omitempty" flag:"expiring" default:"30d" help:"count certificates expiring within this long"`
+	Stale    string `json:"stale,omitempty" flag:"stale" default:"7d" help:"count hosts not seen for this long"`
+}
+
+// InventoryInfo answers inventory: the fleet in numbers.
+type InventoryInfo struct {
+	Level    protocol.Level `json:"level"`
+	At       time.Time      `json:"at"`
+	Expiring string         `json:"expiring_window"`
+	Stale    string         `json:"stale_window"`
+	Hosts    struct {
+		WithID       int `json:"with_host_id"`
+		Revoked      int `json:"revoked"`
+		Stale        int `json:"stale"`
+		RegistryOnly int `json:"registry_only"`
+	} `json:"hosts"`
+	// Certificates: the current certificate of each host.
+	Certificates struct {
+		Valid    int `json:"valid"`
+		Expiring int `json:"expiring"`
+		Expired  int `json:"expired"`
+		Revoked  int `json:"revoked"`
+	} `json:"certificates"`
+	// ByRoute and ByKeyAlg count valid current certificates; route
+	// "unrecorded" is for certificates issued before routes were recorded.
+	ByRoute  map[string]int `json:"by_route"`
+	ByKeyAlg map[string]int `json:"by_key_algorithm"`
 }

@@ -5,7 +5,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -59,10 +58,8 @@ can open.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.PersistentFlags().String("data", DefaultDataDir(), "data directory of the primary (CA, database, admin socket)")
-	root.AddCommand(
-		initCmd(), serveCmd(),
-		caCmd(), levelCmd(), hostCmd(), tokenCmd(), certCmd(), explainCmd(), auditCmd(),
-	)
+	root.AddCommand(initCmd(), serveCmd())
+	root.AddCommand(adminCmds()...)
 	return root
 }
 
@@ -87,11 +84,7 @@ func wantJSON(cmd *cobra.Command) bool {
 	return j
 }
 
-func printJSON(cmd *cobra.Command, v any) error {
-	enc := json.NewEncoder(cmd.OutOrStdout())
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func printJSON(cmd *cobra.Command, v any) error { return admin.JSON(cmd.OutOrStdout(), v) }
 
 func firstLine(s string) string {
 	if i := strings.IndexAny(s, "\r\n"); i >= 0 {

@@ -288,14 +288,14 @@ func TestParseSince(t *testing.T) {
 		{"2026-11-01T10:00:00Z", time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)},
 		{"2026-11-01", time.Date(2026, 11, 1, 0, 0, 0, 0, time.Local)},
 	} {
-		got, err := parseSince(c.in, now)
+		got, err := admin.ParseWhen(c.in, now)
 		if err != nil || !got.Equal(c.want) {
-			t.Errorf("parseSince(%q) = %v, %v, want %v", c.in, got, err, c.want)
+			t.Errorf("ParseWhen(%q) = %v, %v, want %v", c.in, got, err, c.want)
 		}
 	}
 	for _, bad := range []string{"yesterday", "-5h", "2026-13-01"} {
-		if _, err := parseSince(bad, now); err == nil {
-			t.Errorf("parseSince(%q) = nil error, want an error", bad)
+		if _, err := admin.ParseWhen(bad, now); err == nil {
+			t.Errorf("ParseWhen(%q) = nil error, want an error", bad)
 		}
 	}
 }

@@ -376,6 +376,7 @@ func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.Reques
 			Cert: store.Cert{
 				Serial: hexSerial, HostID: host.ID, Names: names, Kind: kind, TokenName: tokenName,
 				IssuedAt: now, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw,
+				Route: routeOf(ctx),
 			},
 			TokenName:   tokenName,
 			TokenHash:   tokenHash,
@@ -539,8 +540,10 @@ func (s *Service) renewFacts(ctx context.Context, now time.Time, leaf *x509.Cert
 // Seen records the first use of a host certificate presented to the
 // primary (any request over TLS with a client certificate, e.g. a CRL
 // fetch): from then on the certificate it renewed can no longer get it sent
-// again (policy.Plan). A certificate that does not chain to our CA, or that
-// this primary did not issue to the host it names, is ignored.
+// again (policy.Plan). It also records the host's last contact (the
+// inventory's stale hosts; the store writes it at most hourly). A
+// certificate that does not chain to our CA, or that this primary did not
+// issue to the host it names, is ignored.
 func (s *Service) Seen(ctx context.Context, chain []*x509.Certificate) {
 	now := s.now()
 	leaf := chain[0]
@@ -550,7 +553,7 @@ func (s *Service) Seen(ctx context.Context, chain []*x509.Certificate) {
 	}
 	serial := ca.SerialHex(leaf.SerialNumber)
 	c, err := s.cfg.Ledger.CertBySerial(ctx, serial)
-	if err != nil || c.HostID != hostID || c.UsedAt != nil {
+	if err != nil || c.HostID != hostID {
 		return
 	}
 	if err := s.cfg.Ledger.MarkUsed(ctx, serial, now); err != nil {

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/hostcert/hostcert/primary/internal/enroll"
+	"github.com/hostcert/hostcert/primary/internal/store"
 )
 
 // The API listener is three layers over TCP: the connection cap (capListener),
@@ -237,7 +240,13 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 		c = nc.NetConn()
 	}
 	if sc, ok := c.(*sourceConn); ok {
-		return context.WithValue(ctx, connKey{}, sc)
+		// The route issuance records for the inventory: through a
+		// declared tunnel or direct (known from the TCP peer alone).
+		route := store.RouteDirect
+		if sc.declared {
+			route = store.RouteTunnel
+		}
+		return enroll.WithRoute(context.WithValue(ctx, connKey{}, sc), route)
 	}
 	return ctx
 }

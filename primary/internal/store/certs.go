@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/x509"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 )
 
@@ -39,6 +41,37 @@ type Cert struct {
 	RevokeReason int
 	RenewedFrom  string     // renewals: the serial of the certificate presented to renew
 	UsedAt       *time.Time // when it was first presented to the primary; nil: never
+	// KeyAlg names the certificate's key algorithm (pki names, e.g.
+	// "ecdsa-p256"); CommitIssuance fills it from DER when empty.
+	KeyAlg string
+	// Route is how the request that got the certificate reached the
+	// primary: RouteDirect, RouteTunnel, or "" when not recorded (issued
+	// before the primary recorded it).
+	Route string
+}
+
+// Routes a certificate's request took (Cert.Route).
+const (
+	RouteDirect = "direct"
+	RouteTunnel = "tunnel"
+)
+
+// SeenEvery is how often at most a host's last contact (Host.SeenAt) is
+// written: a host that fetches its CRL every hour costs one write an hour.
+const SeenEvery = time.Hour
+
+// keyAlgOf names the key algorithm of a DER certificate, "other" for one
+// that parses but has a key of no supported kind or size, "unknown" for
+// one that does not parse.
+func keyAlgOf(der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "unknown"
+	}
+	if a := pki.PublicKeyAlgorithm(c.PublicKey); a != "" {
+		return string(a)
+	}
+	return "other"
 }
 
 // Issuance is everything CommitIssuance writes in one transaction.
@@ -117,13 +150,17 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 	if issued.IsZero() {
 		issued = now
 	}
+	keyAlg := c.KeyAlg
+	if keyAlg == "" {
+		keyAlg = keyAlgOf(c.DER)
+	}
 
 	err = s.write(ctx, func(t *wtx) error {
 		switch is.Kind {
 		case protocol.KindIssue:
 			// DO NOTHING rather than a constraint error: a failed statement
 			// would abort a PostgreSQL transaction before the question below.
-			n, err := affected(t.exec("INSERT INTO hosts (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", is.Host.ID, name, ts(now)))
+			n, err := affected(t.exec("INSERT INTO hosts (id, name, created_at, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", is.Host.ID, name, ts(now), ts(now)))
 			if err != nil {
 				return err
 			}
@@ -156,6 +193,9 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 				if err := renewFromCurrent(t, is.Host.ID, is.RenewedFrom, now); err != nil {
 					return err
 				}
+			}
+			if _, err := t.exec("UPDATE hosts SET seen_at = ? WHERE id = ? AND seen_at < ?", ts(now), is.Host.ID, ts(now)); err != nil {
+				return err
 			}
 			if is.Kind == protocol.KindReissue && name != "" && name != cur {
 				_, err := t.exec("UPDATE hosts SET name = ? WHERE id = ?", name, is.Host.ID)
@@ -190,10 +230,10 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 			}
 		}
 
-		_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, renewed_from, seq)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM certs WHERE host_id = ?))`,
+		_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, renewed_from, key_alg, route, seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM certs WHERE host_id = ?))`,
 			serial, is.Host.ID, string(namesJSON), string(is.Kind), is.TokenName, ts(issued), ts(c.NotBefore), ts(c.NotAfter), c.DER,
-			normSerial(is.RenewedFrom), is.Host.ID)
+			normSerial(is.RenewedFrom), keyAlg, c.Route, is.Host.ID)
 		if isConstraint(err) {
 			return fmt.Errorf("%s: %w", serial, ErrSerialExists)
 		}
@@ -279,7 +319,7 @@ func tokenRefusal(t *wtx, name string, hash []byte, hostID string, now time.Time
 	return fmt.Errorf("token %s: use not counted for an unknown reason", name)
 }
 
-const certColumns = "serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, revoked_at, revoke_reason, renewed_from, used_at"
+const certColumns = "serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, revoked_at, revoke_reason, renewed_from, used_at, key_alg, route"
 
 func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
 	var (
@@ -289,7 +329,7 @@ func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
 		revoked, used               sql.NullInt64
 	)
 	if err := sc.Scan(&c.Serial, &c.HostID, &names, &kind, &c.TokenName, &issued, &notBefore, &notAfter, &c.DER, &revoked, &c.RevokeReason,
-		&c.RenewedFrom, &used); err != nil {
+		&c.RenewedFrom, &used, &c.KeyAlg, &c.Route); err != nil {
 		return Cert{}, err
 	}
 	if err := json.Unmarshal([]byte(names), &c.Names); err != nil {
@@ -350,11 +390,32 @@ func (s *Store) CurrentCert(ctx context.Context, hostID string) (Cert, error) {
 	return c, nil
 }
 
-// MarkUsed records that the certificate was presented to the primary (the
-// first time only). It is a no-op for an unknown serial or one already used.
+// MarkUsed records that the certificate was presented to the primary: its
+// first use (the first time only) and its host's last contact (at most
+// every SeenEvery). It is a no-op for an unknown serial, and writes nothing
+// when both are recorded already.
 func (s *Store) MarkUsed(ctx context.Context, serial string, now time.Time) error {
-	err := s.write(ctx, func(t *wtx) error {
-		_, err := t.exec("UPDATE certs SET used_at = ? WHERE serial = ? AND used_at IS NULL", ts(now), normSerial(serial))
+	key := normSerial(serial)
+	var (
+		used   sql.NullInt64
+		seen   int64
+		hostID string
+	)
+	err := s.queryRow(ctx, "SELECT c.used_at, h.seen_at, h.id FROM certs c JOIN hosts h ON h.id = c.host_id WHERE c.serial = ?", key).Scan(&used, &seen, &hostID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mark certificate %s used: %w", serial, err)
+	}
+	if used.Valid && seen > ts(now.Add(-SeenEvery)) {
+		return nil
+	}
+	err = s.write(ctx, func(t *wtx) error {
+		if _, err := t.exec("UPDATE certs SET used_at = ? WHERE serial = ? AND used_at IS NULL", ts(now), key); err != nil {
+			return err
+		}
+		_, err := t.exec("UPDATE hosts SET seen_at = ? WHERE id = ? AND seen_at < ?", ts(now), hostID, ts(now))
 		return err
 	})
 	if err != nil {

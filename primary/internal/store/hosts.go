@@ -57,6 +57,10 @@ type Host struct {
 	CreatedAt    time.Time
 	RevokedAt    *time.Time // host-level revocation; cleared by a reissue
 	ReissueUntil *time.Time // auto-reissue window end, nil when none
+	// SeenAt is the host's last contact: its last issuance or renewal, or
+	// the last request made with one of its certificates (written at most
+	// every SeenEvery). Zero for a registry name without a host ID.
+	SeenAt time.Time
 }
 
 // AddKnown adds names to the host registry (lower-cased; idempotent per
@@ -124,18 +128,21 @@ func (s *Store) IsKnown(ctx context.Context, name string) (bool, error) {
 }
 
 const hostColumns = `h.id, h.name, h.created_at, h.revoked_at, h.reissue_until,
-	EXISTS (SELECT 1 FROM known_names k WHERE k.name = h.name)`
+	EXISTS (SELECT 1 FROM known_names k WHERE k.name = h.name), h.seen_at`
 
 func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
 	var (
 		h               Host
-		created         int64
+		created, seen   int64
 		revoked, window sql.NullInt64
 	)
-	if err := sc.Scan(&h.ID, &h.Name, &created, &revoked, &window, &h.Known); err != nil {
+	if err := sc.Scan(&h.ID, &h.Name, &created, &revoked, &window, &h.Known, &seen); err != nil {
 		return Host{}, err
 	}
 	h.CreatedAt = fromTS(created)
+	if seen != 0 {
+		h.SeenAt = fromTS(seen)
+	}
 	h.RevokedAt = fromNullTS(revoked)
 	h.ReissueUntil = fromNullTS(window)
 	return h, nil
@@ -159,7 +166,7 @@ func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
 // and only Name and Known set.
 func (s *Store) LookupName(ctx context.Context, name string) (Host, error) {
 	h, err := scanHost(s.queryRow(ctx, `SELECT COALESCE(h.id, ''), q.name, COALESCE(h.created_at, 0), h.revoked_at, h.reissue_until,
-			EXISTS (SELECT 1 FROM known_names k WHERE k.name = q.name)
+			EXISTS (SELECT 1 FROM known_names k WHERE k.name = q.name), COALESCE(h.seen_at, 0)
 		FROM (SELECT CAST(? AS TEXT) AS name) q LEFT JOIN hosts h ON h.name = q.name`, lowerName(name)))
 	if err != nil {
 		return Host{}, fmt.Errorf("look up %s: %w", name, err)
@@ -188,7 +195,7 @@ func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
 	rows, err := s.query(ctx, `
 		SELECT `+hostColumns+` FROM hosts h
 		UNION ALL
-		SELECT '', k.name, k.added_at, NULL, NULL, TRUE FROM known_names k
+		SELECT '', k.name, k.added_at, NULL, NULL, TRUE, 0 FROM known_names k
 			WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.name = k.name)
 		ORDER BY 2`)
 	if err != nil {

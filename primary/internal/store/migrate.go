@@ -100,6 +100,24 @@ UPDATE certs SET seq = (SELECT COUNT(*) FROM certs c2 WHERE c2.host_id = certs.h
 	AND (c2.issued_at < certs.issued_at OR (c2.issued_at = certs.issued_at AND c2.rowid <= certs.rowid)));
 CREATE INDEX certs_host_seq ON certs(host_id, seq);
 `,
+	// 4: inventory. key_alg is the certificate's key algorithm (pki
+	// names; filled at Open for older rows, which have ''); route is how the
+	// request that got it reached the primary, 'direct' or 'tunnel' (through
+	// a declared tunnel, with PROXY protocol), '' before this version;
+	// hosts.seen_at is the host's last contact: its last issuance or renewal,
+	// or a request made with one of its certificates (recorded at most
+	// hourly). Indexes for paging certificates by issuance and by expiry,
+	// and hosts by last contact.
+	`
+ALTER TABLE certs ADD COLUMN key_alg TEXT NOT NULL DEFAULT '';
+ALTER TABLE certs ADD COLUMN route TEXT NOT NULL DEFAULT '';
+ALTER TABLE hosts ADD COLUMN seen_at INTEGER NOT NULL DEFAULT 0;
+UPDATE hosts SET seen_at = COALESCE((SELECT MAX(MAX(c.issued_at, COALESCE(c.used_at, 0))) FROM certs c WHERE c.host_id = hosts.id), created_at);
+CREATE INDEX certs_issued ON certs(issued_at, serial);
+CREATE INDEX certs_not_after ON certs(not_after, serial);
+CREATE INDEX certs_no_key_alg ON certs(serial) WHERE key_alg = '';
+CREATE INDEX hosts_seen ON hosts(seen_at);
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

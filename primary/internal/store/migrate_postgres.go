@@ -93,4 +93,15 @@ UPDATE certs SET seq = o.n
 	WHERE certs.serial = o.serial;
 CREATE INDEX certs_host_seq ON certs(host_id, seq);
 `,
+	// 4: inventory (key_alg, route, hosts.seen_at and their indexes).
+	`
+ALTER TABLE certs ADD COLUMN key_alg TEXT NOT NULL DEFAULT '';
+ALTER TABLE certs ADD COLUMN route TEXT NOT NULL DEFAULT '';
+ALTER TABLE hosts ADD COLUMN seen_at BIGINT NOT NULL DEFAULT 0;
+UPDATE hosts SET seen_at = COALESCE((SELECT MAX(GREATEST(c.issued_at, COALESCE(c.used_at, 0))) FROM certs c WHERE c.host_id = hosts.id), created_at);
+CREATE INDEX certs_issued ON certs(issued_at, serial);
+CREATE INDEX certs_not_after ON certs(not_after, serial);
+CREATE INDEX certs_no_key_alg ON certs(serial) WHERE key_alg = '';
+CREATE INDEX hosts_seen ON hosts(seen_at);
+`,
 }

@@ -96,13 +96,18 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: postgres at %s: %w", pgAddr(cfg), classify(err))
 	}
-	return &Store{
+	s := &Store{
 		d:     postgresDialect,
 		path:  RedactDSN(dsn),
 		rdb:   db,
 		done:  make(chan struct{}),
 		stats: &stats{},
-	}, nil
+	}
+	if err := s.fillKeyAlgs(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: postgres at %s: %w", pgAddr(cfg), err)
+	}
+	return s, nil
 }
 
 // ReachError is a PostgreSQL server that did not accept a connection.

@@ -325,13 +325,15 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	if _, err := s.rdb.ExecContext(ctx, "INSERT INTO hosts (id, name, created_at) VALUES ('h1', 'old.example', 1)"); err != nil {
 		t.Fatal(err)
 	}
-	// Inserted out of issuance order: the latest issued is 0B.
+	// Inserted out of issuance order: the latest issued is 0B (seq 3),
+	// first used at 7.
 	for _, c := range []struct {
-		serial string
-		issued int64
-	}{{"0C", 3}, {"0B", 5}, {"0A", 1}} {
-		if _, err := s.rdb.ExecContext(ctx, `INSERT INTO certs (serial, host_id, names, kind, issued_at, not_before, not_after, der)
-			VALUES ($1, 'h1', '["old.example"]', 'renew', $2, 0, 1, $3)`, c.serial, c.issued, []byte{0}); err != nil {
+		serial      string
+		issued, seq int64
+		used        any
+	}{{"0C", 3, 2, nil}, {"0B", 5, 3, int64(7)}, {"0A", 1, 1, nil}} {
+		if _, err := s.rdb.ExecContext(ctx, `INSERT INTO certs (serial, host_id, names, kind, issued_at, not_before, not_after, der, seq, used_at)
+			VALUES ($1, 'h1', '["old.example"]', 'renew', $2, 0, 1, $3, $4, $5)`, c.serial, c.issued, []byte{0}, c.seq, c.used); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -349,8 +351,11 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	if known, err := s.IsKnown(ctx, "old.example"); err != nil || !known {
 		t.Errorf("IsKnown(old.example) after the migration = %v, %v, want true", known, err)
 	}
-	if c, err := s.CurrentCert(ctx, "h1"); err != nil || c.Serial != "0B" {
-		t.Errorf("CurrentCert after the migration = %+v, %v, want 0B", c, err)
+	if c, err := s.CurrentCert(ctx, "h1"); err != nil || c.Serial != "0B" || c.KeyAlg != "unknown" || c.Route != "" {
+		t.Errorf("CurrentCert after the migration = %+v, %v, want 0B, key algorithm filled in (unknown: not a certificate), no route", c, err)
+	}
+	if h, err := s.HostByID(ctx, "h1"); err != nil || !h.SeenAt.Equal(fromTS(7)) {
+		t.Errorf("host after the migration = %+v, %v, want last seen at its latest first use (7)", h, err)
 	}
 	// The store works at the new version.
 	mustToken(t, s, "after-migration", KindStandard, "", 1, t0.Add(time.Hour))

@@ -168,6 +168,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		defer close(s.done)
 		w.run(s.ops)
 	}()
+	if err := s.fillKeyAlgs(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	return s, nil
 }
 
