@@ -62,8 +62,9 @@ func (s *Store) ListCertsPage(ctx context.Context, p CertPage) ([]Cert, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list certificates: %w", err)
 		}
-		where = append(where, "(c."+order+" > ? OR (c."+order+" = ? AND c.serial > ?))")
-		args = append(args, at, at, key)
+		// A row value, so that both engines seek the (order, serial) index.
+		where = append(where, "(c."+order+", c.serial) > (?, ?)")
+		args = append(args, at, key)
 	}
 	q := "SELECT " + prefixed("c.", certColumns) + " FROM certs c"
 	for i, w := range where {
