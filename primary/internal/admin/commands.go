@@ -50,7 +50,7 @@ var table = []*Op{
 	define(Op{Name: CmdHostAdd, Use: "NAME...", Short: "add names to the registry of known hosts", Mutates: true, Audited: true,
 		Audits: "how many names, how many were new, and the names when at most 20"},
 		(*Server).hostAdd, textAdded),
-	define(Op{Name: CmdHostRemove, Short: "remove a name from the registry (its host ID and certificates stay)", Mutates: true, Audited: true,
+	define(Op{Name: CmdHostRemove, Use: "NAME", Short: "remove a name from the registry (its host ID and certificates stay)", Mutates: true, Audited: true,
 		Audits: "the name"},
 		(*Server).hostRemove, textRemoved),
 	paged(define(Op{Name: CmdHostList, Use: "[--stale 7d] [--after NAME] [--limit N]", Short: "list known names and hosts with host IDs (--stale: hosts gone quiet)",
