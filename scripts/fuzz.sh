@@ -24,22 +24,45 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 echo "fuzz: ${#targets[@]} targets, ${fuzztime} each"
 failed=0
+flaked=0
+# run_one DIR NAME OUT: one fuzzing run; prints ok, fail or flake.
+# Go 1.26's fuzz coordinator can end a healthy run with a bare "context
+# deadline exceeded" at the -fuzztime boundary when the machine is busy
+# (golang/go#75804, fixed in Go 1.27). A real finding always writes its
+# input ("Failing input written to testdata/fuzz/..."); such a run is
+# tried again once, and a second bare deadline is reported as a flake, not
+# a failure. Any other non-zero exit fails.
+run_one() {
+  if "$GO" test -run '^$' -fuzz "^${2}\$" -fuzztime "$fuzztime" -parallel 2 "$1" >"$3" 2>&1; then
+    echo ok
+  elif grep -q 'context deadline exceeded' "$3" && ! grep -qE 'Failing input written|panic:|fuzz_test.go:[0-9]+:|_test.go:[0-9]+:' "$3"; then
+    echo flake
+  else
+    echo fail
+  fi
+}
 for t in "${targets[@]}"; do
   read -r dir name <<<"$t"
   out="$log/$(echo "$dir-$name" | tr '/.' '__').txt"
-  if "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel 2 "$dir" >"$out" 2>&1; then
-    result=ok
-  else
-    result=FAIL
-    failed=$((failed + 1))
+  result="$(run_one "$dir" "$name" "$out")"
+  if [ "$result" = flake ]; then
+    result="$(run_one "$dir" "$name" "$out")"
   fi
-  execs="$(grep -oE 'execs: [0-9]+' "$out" | tail -1 | awk '{print $2}')"
-  printf 'fuzz: %-4s %-45s %-28s %10s execs\n' "$result" "${dir#./}" "$name" "${execs:-?}"
-  if [ "$result" = FAIL ]; then
-    sed 's/^/    /' "$out" | tail -40
-  fi
+  execs="$(grep -oE 'execs: [0-9]+' "$out" | tail -1 | awk '{print $2}' || true)"
+  printf 'fuzz: %-5s %-45s %-28s %10s execs\n' "$result" "${dir#./}" "$name" "${execs:-?}"
+  case "$result" in
+    fail)
+      failed=$((failed + 1))
+      sed 's/^/    /' "$out" | tail -40
+      ;;
+    flake)
+      flaked=$((flaked + 1))
+      echo "    (twice a bare 'context deadline exceeded' at the -fuzztime boundary and no failing input: golang/go#75804, not a finding)"
+      ;;
+  esac
 done
 if [ "$failed" -gt 0 ]; then
   echo "fuzz: $failed target(s) failed" >&2
   exit 1
 fi
+echo "fuzz: ${#targets[@]} targets run, 0 failed, $flaked flaked"
