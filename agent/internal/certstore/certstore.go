@@ -367,9 +367,13 @@ type State struct {
 	Name              string         `json:"name,omitempty"`
 	Level             protocol.Level `json:"level,omitempty"`
 	CRLRefreshSeconds int64          `json:"crl_refresh_seconds,omitempty"`
-	// Route is the last route that worked: "direct" or "tunnel HOST:PORT".
-	Route             string    `json:"route,omitempty"`
-	RouteSince        time.Time `json:"route_since,omitzero"`
+	// Route is the last route that worked: "direct PRIMARY" or "tunnel
+	// HOST:PORT to PRIMARY" (without PRIMARY when written by older agents).
+	Route      string    `json:"route,omitempty"`
+	RouteSince time.Time `json:"route_since,omitzero"`
+	// Node is the address that answered last on a direct route (of the
+	// addresses the primary's name resolves to).
+	Node              string    `json:"node,omitempty"`
 	LastDirectFailure time.Time `json:"last_direct_failure,omitzero"`
 	LastRenewal       time.Time `json:"last_renewal,omitzero"`
 	LastRenewalError  string    `json:"last_renewal_error,omitempty"`

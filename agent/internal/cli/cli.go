@@ -165,8 +165,15 @@ func (a *app) flags(fs *pflag.FlagSet) {
 			}
 		})
 	}
-	str("primary", "primary", "the primary's HOST[:PORT] or https://HOST[:PORT]/ (port default 1556; get-ca-cert records it for later commands)", func(c *config.Config, s string) {
-		c.Primary, c.PrimarySource = s, config.SourceFlag
+	primaries := fs.StringArray("primary", nil, "the primary's HOST[:PORT] or https://HOST[:PORT]/ (port default 1556); several primary nodes: repeat it or separate them by commas, tried in order (config: primary; get-ca-cert records it for later commands)")
+	a.over = append(a.over, func(c *config.Config) {
+		if fs.Changed("primary") {
+			c.Primary = nil
+			for _, p := range *primaries {
+				c.Primary = append(c.Primary, config.ParseAddrs(p)...)
+			}
+			c.PrimarySource = config.SourceFlag
+		}
 	})
 	str("primary-dial", "primary_dial", "dial this ADDR instead of resolving the primary's host; TLS still verifies the host", func(c *config.Config, s string) { c.PrimaryDial = s })
 	str("source-address", "source_address", "local IP address for outgoing connections (default: the system's choice)", func(c *config.Config, s string) { c.SourceAddress = s })

@@ -59,7 +59,7 @@ func (a *app) getCACert() *cobra.Command {
 			sel := route.NewSelector(daemon.RouteConfig(env.Config), route.Outcomes{}, env.Log, nil)
 			c := client.New(sel, nil, nil, env.Config.RequestTimeout)
 			before, _ := env.Store.CA()
-			bundle, err := enroll.Bootstrap(cmd.Context(), c, env.Store, env.Config.PrimaryHost(), enroll.Confirm{
+			bundle, err := enroll.Bootstrap(cmd.Context(), c, env.Store, enroll.Confirm{
 				Fingerprint: fp, Yes: yes, Terminal: a.io.Terminal != nil && a.io.Terminal(), In: a.io.In, Out: a.io.Out,
 				Replace: replace,
 			})
@@ -184,7 +184,8 @@ func FQDN() (string, error) {
 // Status is what `status --json` prints (every key snake_case).
 type Status struct {
 	DataDir       string          `json:"data_dir"`
-	Primary       string          `json:"primary"`
+	Primary       string          `json:"primary"`                  // the first primary
+	Primaries     []string        `json:"primaries"`                // every primary, in order of preference
 	PrimarySource string          `json:"primary_source,omitempty"` // flag, config file, recorded by get-ca-cert
 	Tunnels       []string        `json:"tunnels,omitempty"`
 	Trusted       bool            `json:"trusted"`
@@ -223,7 +224,7 @@ func checkHealth(env *daemon.Env, now time.Time) (health.Report, []*x509.Certifi
 }
 
 func (a *app) collectStatus(env *daemon.Env) (Status, error) {
-	s := Status{DataDir: env.Store.Dir(), Primary: env.Config.Primary, PrimarySource: string(env.Config.PrimarySource), Tunnels: env.Config.Tunnels}
+	s := Status{DataDir: env.Store.Dir(), Primary: env.Config.Primary.First(), Primaries: env.Config.Primary, PrimarySource: string(env.Config.PrimarySource), Tunnels: env.Config.Tunnels}
 	rep, cas, err := checkHealth(env, time.Now())
 	if err != nil {
 		return s, err
@@ -305,7 +306,7 @@ func ts(t time.Time, now time.Time) string {
 func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.Time) {
 	line := func(k, v string) { fmt.Fprintf(w, "%-17s %s\n", k+":", v) }
 	line("data directory", s.DataDir)
-	primary := orNone(s.Primary)
+	primary := orNone(strings.Join(s.Primaries, ", "))
 	if s.PrimarySource != "" {
 		primary += " (" + s.PrimarySource + ")"
 	}
@@ -336,6 +337,9 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s Status, now time.T
 	}
 	line("level", level)
 	route := orNone(st.Route)
+	if st.Node != "" && strings.HasPrefix(st.Route, "direct") {
+		route += " (answered at " + st.Node + ")"
+	}
 	if !st.RouteSince.IsZero() {
 		route += " since " + st.RouteSince.UTC().Format(time.RFC3339)
 	}

@@ -67,7 +67,7 @@ func TestByHandWithoutConfig(t *testing.T) {
 		t.Errorf("get-ca-cert does not say where it recorded the primary:\n%s", r.out)
 	}
 	rec, err := config.ReadRecorded(data)
-	if err != nil || rec.Primary != primary || len(rec.Tunnels) != 1 || rec.Tunnels[0] != "127.0.0.1:1" {
+	if err != nil || rec.Primary.String() != primary || len(rec.Tunnels) != 1 || rec.Tunnels[0] != "127.0.0.1:1" {
 		t.Fatalf("recorded = %+v, %v; want primary %s and tunnel 127.0.0.1:1", rec, err, primary)
 	}
 	srv.AddHost("web01.example.com")

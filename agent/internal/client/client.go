@@ -110,7 +110,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, insec
 			Proxy:             nil, // the agent's routes are explicit; never follow proxy env vars
 			DisableKeepAlives: true,
 			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return rc.DialTLS(ctx, r, conf)
+				return c.sel.DialTLS(ctx, r, conf)
 			},
 			ResponseHeaderTimeout: c.timeout,
 		}
@@ -119,7 +119,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, insec
 		if body != nil {
 			rd = bytes.NewReader(body)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, "https://"+rc.Primary+path, rd)
+		req, err := http.NewRequestWithContext(ctx, method, "https://"+rc.PrimaryOf(r)+path, rd)
 		if err != nil {
 			return err
 		}
@@ -162,23 +162,25 @@ func apiError(method, path string, r Response) error {
 }
 
 // FetchCA gets /v1/ca WITHOUT verifying the primary (bootstrap). It returns
-// the bundle and the TLS chain the server presented, for the caller to check
+// the bundle, the TLS chain the server presented and the name of the
+// primary that answered (one of several), for the caller to check the chain
 // against the bundle once a person has confirmed its fingerprint.
-func (c *Client) FetchCA(ctx context.Context) (bundle, peer []*x509.Certificate, err error) {
+func (c *Client) FetchCA(ctx context.Context) (bundle, peer []*x509.Certificate, host string, err error) {
 	r, err := c.do(ctx, http.MethodGet, protocol.PathCA, nil, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
+	host = c.sel.Config().Host(r.Route)
 	certs, err := pki.ParseCerts(r.Body)
 	if err != nil {
-		return nil, nil, fmt.Errorf("CA bundle from the primary: %w", err)
+		return nil, nil, "", fmt.Errorf("CA bundle from the primary: %w", err)
 	}
 	for _, ca := range certs {
 		if !ca.IsCA {
-			return nil, nil, fmt.Errorf("CA bundle from the primary: %s is not a CA certificate", ca.Subject)
+			return nil, nil, "", fmt.Errorf("CA bundle from the primary: %s is not a CA certificate", ca.Subject)
 		}
 	}
-	return certs, r.Peer, nil
+	return certs, r.Peer, host, nil
 }
 
 // Info gets /v1/info.
@@ -237,7 +239,7 @@ func (c *Client) post(ctx context.Context, path string, v any) (protocol.CertRes
 func (c *Client) ProbeDirect(ctx context.Context) error {
 	conf := c.tlsConfig(false)
 	return c.sel.ProbeDirect(ctx, func(ctx context.Context, r route.Route) error {
-		conn, err := c.sel.Config().DialTLS(ctx, r, conf)
+		conn, err := c.sel.DialTLS(ctx, r, conf)
 		if err != nil {
 			return err
 		}

@@ -39,10 +39,14 @@ var ErrInvalid = errors.New("invalid agent configuration")
 
 // Config is the agent's configuration. Zero values in the file mean "the default".
 type Config struct {
-	// Primary is the primary's "HOST[:PORT]"; HOST is the name TLS verifies.
-	Primary string `yaml:"primary"`
+	// Primary is the primary's "HOST[:PORT]", or several (primary nodes,
+	// tried in order, the one that answered last first); each HOST is the
+	// name TLS verifies on its node. A name that resolves to several
+	// addresses is tried at each of them.
+	Primary Addrs `yaml:"primary"`
 	// PrimaryDial, when set, is the address dialled instead of resolving
-	// Primary's host (like curl --resolve); TLS still verifies Primary's host.
+	// Primary's host (like curl --resolve); TLS still verifies Primary's
+	// host. Only with a single primary.
 	PrimaryDial string `yaml:"primary_dial"`
 	// Tunnels are hostcert-tunnel addresses tried in order when the primary
 	// cannot be reached directly.
@@ -145,7 +149,7 @@ func Load(path string, optional bool, o Overrides) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
-		if c.Primary != "" {
+		if len(c.Primary) > 0 {
 			c.PrimarySource = SourceFile
 		}
 	case optional && errors.Is(err, os.ErrNotExist):
@@ -156,12 +160,12 @@ func Load(path string, optional bool, o Overrides) (Config, error) {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir()
 	}
-	if c.Primary == "" || c.Tunnels == nil {
+	if len(c.Primary) == 0 || c.Tunnels == nil {
 		rec, err := ReadRecorded(c.DataDir)
 		switch {
 		case err == nil:
 			c = Resolve(c, rec)
-		case c.Primary == "":
+		case len(c.Primary) == 0:
 			// Only an error when the record is what would give the primary.
 			return Config{}, err
 		}
@@ -214,8 +218,8 @@ func (c *Config) applyDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
-	if c.Primary != "" {
-		c.Primary = NormalizeAddr(c.Primary)
+	for i, p := range c.Primary {
+		c.Primary[i] = NormalizeAddr(p)
 	}
 	if c.PrimaryDial != "" {
 		c.PrimaryDial = NormalizeAddr(c.PrimaryDial)
@@ -264,12 +268,26 @@ func WithDefaultPort(addr string) string {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	for _, a := range []struct{ key, addr string }{{"primary", c.Primary}, {"primary_dial", c.PrimaryDial}} {
-		if a.addr == "" {
-			continue
+	for i, p := range c.Primary {
+		key := "primary"
+		if len(c.Primary) > 1 {
+			key = fmt.Sprintf("primary[%d]", i)
 		}
-		if err := checkAddr(a.addr); err != nil {
-			bad("%s: %v", a.key, err)
+		if err := checkAddr(p); err != nil {
+			bad("%s: %v", key, err)
+		}
+		for _, q := range c.Primary[:i] {
+			if q == p {
+				bad("%s: %q listed twice", key, p)
+			}
+		}
+	}
+	if c.PrimaryDial != "" {
+		if err := checkAddr(c.PrimaryDial); err != nil {
+			bad("primary_dial: %v", err)
+		}
+		if len(c.Primary) > 1 {
+			bad("primary_dial: only with a single primary (it replaces that primary's address)")
 		}
 	}
 	for i, t := range c.Tunnels {
@@ -317,18 +335,19 @@ var ErrNoPrimary = errors.New("no primary configured: run get-ca-cert --primary 
 
 // NeedPrimary fails when the primary's address is missing.
 func (c *Config) NeedPrimary() error {
-	if c.Primary == "" {
+	if len(c.Primary) == 0 {
 		return ErrNoPrimary
 	}
 	return nil
 }
 
-// PrimaryHost is the host part of Primary: the name the primary's TLS
-// certificate must carry.
+// PrimaryHost is the host part of the first primary: the name the
+// primary's TLS certificate must carry.
 func (c *Config) PrimaryHost() string {
-	h, _, err := net.SplitHostPort(c.Primary)
+	p := c.Primary.First()
+	h, _, err := net.SplitHostPort(p)
 	if err != nil {
-		return c.Primary
+		return p
 	}
 	return h
 }

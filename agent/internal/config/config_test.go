@@ -15,7 +15,7 @@ func TestParseStrict(t *testing.T) {
 		t.Fatalf("Parse(unknown key) = %v, want an error naming bogus_key and line 2", err)
 	}
 	c, err := Parse(nil)
-	if err != nil || c.Primary != "" {
+	if err != nil || len(c.Primary) != 0 {
 		t.Fatalf("Parse(empty) = %+v, %v, want zero config", c, err)
 	}
 }
@@ -40,7 +40,7 @@ func TestLoadDefaultsAndOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, got, want string }{
-		{"primary", c.Primary, "p.example:1556"},
+		{"primary", c.Primary.String(), "p.example:1556"},
 		{"tunnels[0]", c.Tunnels[0], "m1.example:1556"},
 		{"tunnels[1]", c.Tunnels[1], "m2.example:99"},
 		{"data_dir", c.DataDir, "/tmp/x"},

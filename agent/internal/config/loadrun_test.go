@@ -12,7 +12,7 @@ import (
 // an empty file, a file without primary:, a bad key — and accepts a
 // primary from the file or from a flag.
 func TestLoadRun(t *testing.T) {
-	withPrimary := Overrides{func(c *Config) { c.Primary = "flag.example" }}
+	withPrimary := Overrides{func(c *Config) { c.Primary = Addrs{"flag.example"} }}
 	tests := []struct {
 		name    string
 		file    string
@@ -35,7 +35,7 @@ func TestLoadRun(t *testing.T) {
 			}
 			c, err := LoadRun(p, false, tt.over)
 			if tt.wantErr == "" {
-				if err != nil || c.Primary == "" {
+				if err != nil || len(c.Primary) == 0 {
 					t.Errorf("LoadRun(%q) = %+v, %v, want a config with a primary", tt.file, c, err)
 				}
 				return

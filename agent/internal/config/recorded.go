@@ -17,7 +17,7 @@ const RecordedFile = "defaults.json"
 
 // Recorded is what get-ca-cert remembers for later commands and `run`.
 type Recorded struct {
-	Primary string   `json:"primary"`
+	Primary Addrs    `json:"primary"` // one address as a string, several as an array
 	Tunnels []string `json:"tunnels,omitempty"`
 }
 
@@ -54,16 +54,16 @@ func WriteRecorded(dataDir string, r Recorded) error {
 
 // Resolve fills in, from what get-ca-cert recorded, what neither a flag nor
 // the config file set (precedence: flag > config file > recorded): the
-// primary, and the tunnels — the recorded tunnels only while the primary in
-// use is the recorded one (they were given for that primary).
+// primaries, and the tunnels — the recorded tunnels only while the
+// primaries in use are the recorded ones (they were given for them).
 func Resolve(c Config, r Recorded) Config {
-	if r.Primary == "" {
+	if len(r.Primary) == 0 {
 		return c
 	}
-	if c.Primary == "" {
-		c.Primary, c.PrimarySource = r.Primary, SourceRecorded
+	if len(c.Primary) == 0 {
+		c.Primary, c.PrimarySource = append(Addrs(nil), r.Primary...), SourceRecorded
 	}
-	if c.Tunnels == nil && NormalizeAddr(c.Primary) == NormalizeAddr(r.Primary) && len(r.Tunnels) > 0 {
+	if c.Tunnels == nil && c.Primary.Equal(r.Primary) && len(r.Tunnels) > 0 {
 		c.Tunnels = append([]string(nil), r.Tunnels...)
 	}
 	return c

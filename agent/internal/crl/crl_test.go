@@ -31,7 +31,7 @@ func setup(t *testing.T) (*primarytest.Primary, *certstore.Store, *Refresher) {
 	if err := store.WriteCA(srv.CA()); err != nil {
 		t.Fatal(err)
 	}
-	sel := route.NewSelector(route.Config{Primary: "primary.test:" + srv.Port(), PrimaryDial: srv.Addr(), DialTimeout: time.Second}, route.Outcomes{}, zerolog.Nop(), nil)
+	sel := route.NewSelector(route.Config{Primaries: []string{"primary.test:" + srv.Port()}, PrimaryDial: srv.Addr(), DialTimeout: time.Second}, route.Outcomes{}, zerolog.Nop(), nil)
 	c := client.New(sel, certstore.Pool(srv.CA()), new(atomic.Pointer[certstore.Identity]), 5*time.Second)
 	return srv, store, &Refresher{Store: store, State: store, Client: c, Now: time.Now}
 }

@@ -55,7 +55,7 @@ type Env struct {
 // RouteConfig extracts the route settings.
 func RouteConfig(c config.Config) route.Config {
 	return route.Config{
-		Primary: c.Primary, PrimaryDial: c.PrimaryDial, Tunnels: c.Tunnels, SourceAddress: c.SourceAddress,
+		Primaries: c.Primary, PrimaryDial: c.PrimaryDial, Tunnels: c.Tunnels, SourceAddress: c.SourceAddress,
 		DialTimeout: c.DialTimeout, ProbeInterval: c.ProbeInterval,
 	}
 }
@@ -78,14 +78,15 @@ func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
 		return nil, err
 	}
 	routeLog := log.With().Str("part", "route").Logger()
-	sel := route.NewSelector(RouteConfig(cfg), route.Outcomes{
-		Current: route.Parse(st.Route), Known: st.Route != "", LastDirectFailure: st.LastDirectFailure,
+	var sel *route.Selector
+	sel = route.NewSelector(RouteConfig(cfg), route.Outcomes{
+		Current: route.Parse(st.Route), Known: st.Route != "", LastDirectFailure: st.LastDirectFailure, Node: st.Node,
 	}, routeLog, func(o route.Outcomes) {
 		if _, err := store.UpdateState(func(st *certstore.State) {
-			if st.Route != o.Current.String() {
-				st.Route, st.RouteSince = o.Current.String(), time.Now()
+			if label := sel.Config().Label(o.Current); st.Route != label {
+				st.Route, st.RouteSince = label, time.Now()
 			}
-			st.LastDirectFailure = o.LastDirectFailure
+			st.LastDirectFailure, st.Node = o.LastDirectFailure, o.Node
 		}); err != nil {
 			routeLog.Warn().Err(err).Msg("cannot write state")
 		}
@@ -172,7 +173,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, r := range []runner{renewLoop, crlLoop, prober{env.Client}} {
 		g.Go(func() error { return r.Run(ctx) })
 	}
-	log.Info().Str("primary", cfg.Primary).Str("primary_source", string(cfg.PrimarySource)).Str("data_dir", cfg.DataDir).Msg("agent running")
+	log.Info().Str("primary", cfg.Primary.String()).Str("primary_source", string(cfg.PrimarySource)).Str("data_dir", cfg.DataDir).Msg("agent running")
 	err = g.Wait()
 	log.Info().Msg("agent stopped")
 	return err

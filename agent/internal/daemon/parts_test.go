@@ -71,7 +71,7 @@ func trustOnly(t *testing.T, enrolled bool) (string, *x509.Certificate) {
 	if err := store.WriteCA([]*x509.Certificate{ca}); err != nil {
 		t.Fatal(err)
 	}
-	if err := config.WriteRecorded(data, config.Recorded{Primary: "127.0.0.1:1"}); err != nil {
+	if err := config.WriteRecorded(data, config.Recorded{Primary: config.Addrs{"127.0.0.1:1"}}); err != nil {
 		t.Fatal(err)
 	}
 	if !enrolled {

@@ -42,9 +42,10 @@ type Confirm struct {
 
 // Bootstrap fetches the CA bundle without verification, has it confirmed,
 // checks that the primary's own TLS certificate chains to it, and only then
-// writes the trust store. host is the primary's name (TLS server name).
-func Bootstrap(ctx context.Context, c *client.Client, store *certstore.Store, host string, cf Confirm) ([]*x509.Certificate, error) {
-	bundle, peer, err := c.FetchCA(ctx)
+// writes the trust store. The chain must carry the name of the primary that
+// answered (its TLS server name).
+func Bootstrap(ctx context.Context, c *client.Client, store *certstore.Store, cf Confirm) ([]*x509.Certificate, error) {
+	bundle, peer, host, err := c.FetchCA(ctx)
 	if err != nil {
 		return nil, err
 	}

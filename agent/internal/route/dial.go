@@ -81,35 +81,101 @@ var reachErrnos = append([]error{
 }, platformErrnos...)
 
 // DialTLS connects to the primary over r and completes the TLS handshake
-// (server name: the primary's host) within DialTimeout. Reachability failures
-// come back as *UnreachableError.
+// (server name: the host of r's primary). Reachability failures come back as
+// *UnreachableError.
 func (c Config) DialTLS(ctx context.Context, r Route, conf *tls.Config) (*tls.Conn, error) {
+	return c.dialTLS(ctx, r, conf, "")
+}
+
+// dialTLS tries each address of r in turn (see addrs; prefer first), each
+// within DialTimeout, and returns the first TLS connection. Only a
+// reachability failure moves on to the next address; a TLS or certificate
+// error is returned at once.
+func (c Config) dialTLS(ctx context.Context, r Route, conf *tls.Config, prefer string) (*tls.Conn, error) {
+	fail := func(dctx context.Context, err error) error {
+		if ctx.Err() == nil && (Reachability(err) || errors.Is(err, ErrTunnelRefused) || dctx.Err() != nil && !isTLSError(err)) {
+			return &UnreachableError{Route: r, Err: err}
+		}
+		return err
+	}
+	addrs, err := c.addrs(ctx, r, prefer)
+	if err != nil {
+		return nil, fail(ctx, err)
+	}
+	conf = conf.Clone()
+	if conf.ServerName == "" {
+		conf.ServerName = c.Host(r)
+	}
+	var errs []error
+	for _, addr := range addrs {
+		tc, err := c.dialOne(ctx, r, addr, conf, fail)
+		if err == nil {
+			return tc, nil
+		}
+		if !IsUnreachable(err) {
+			return nil, err
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, &UnreachableError{Route: r, Err: errors.Join(errs...)}
+}
+
+// dialOne connects to addr (the primary, or r's tunnel) and completes the
+// TLS handshake within DialTimeout; fail classifies its errors.
+func (c Config) dialOne(ctx context.Context, r Route, addr string, conf *tls.Config, fail func(context.Context, error) error) (*tls.Conn, error) {
 	dctx := ctx
 	if c.DialTimeout > 0 {
 		var cancel context.CancelFunc
 		dctx, cancel = context.WithTimeout(ctx, c.DialTimeout)
 		defer cancel()
 	}
-	fail := func(err error) error {
-		if ctx.Err() == nil && (Reachability(err) || errors.Is(err, ErrTunnelRefused) || dctx.Err() != nil && !isTLSError(err)) {
-			return &UnreachableError{Route: r, Err: err}
-		}
-		return err
-	}
-	raw, err := c.dial(dctx, r)
+	raw, err := c.dial(dctx, r, addr)
 	if err != nil {
-		return nil, fail(err)
-	}
-	conf = conf.Clone()
-	if conf.ServerName == "" {
-		conf.ServerName = c.PrimaryHost()
+		return nil, fail(dctx, err)
 	}
 	tc := tls.Client(raw, conf)
 	if err := tc.HandshakeContext(dctx); err != nil {
 		raw.Close()
-		return nil, fail(fmt.Errorf("tls handshake with %s: %w", c.Primary, err))
+		return nil, fail(dctx, fmt.Errorf("tls handshake with %s at %s: %w", c.PrimaryOf(r), addr, err))
 	}
 	return tc, nil
+}
+
+// addrs are the addresses to dial for r, in order: the tunnel; the
+// PrimaryDial override; the primary itself when its host is an IP address;
+// else every address its name resolves to, prefer (the node that answered
+// last) first.
+func (c Config) addrs(ctx context.Context, r Route, prefer string) ([]string, error) {
+	if !r.IsDirect() {
+		return []string{r.Tunnel}, nil
+	}
+	if c.PrimaryDial != "" {
+		return []string{c.PrimaryDial}, nil
+	}
+	p := c.PrimaryOf(r)
+	host, port, err := net.SplitHostPort(p)
+	if err != nil {
+		return nil, fmt.Errorf("primary %q: %w", p, err)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return []string{p}, nil
+	}
+	res := c.Resolver
+	if res == nil {
+		res = net.DefaultResolver
+	}
+	ips, err := res.LookupHost(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	out := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, net.JoinHostPort(ip, port))
+	}
+	return preferFirst(out, prefer), nil
 }
 
 func isTLSError(err error) bool {
@@ -121,7 +187,7 @@ func isTLSError(err error) bool {
 	return errors.As(err, &verr) || errors.As(err, &rherr) || errors.As(err, &aerr) || errors.Is(err, pki.ErrPeer)
 }
 
-func (c Config) dial(ctx context.Context, r Route) (net.Conn, error) {
+func (c Config) dial(ctx context.Context, r Route, addr string) (net.Conn, error) {
 	var d net.Dialer
 	if c.SourceAddress != "" {
 		ip, err := netip.ParseAddr(c.SourceAddress)
@@ -131,24 +197,20 @@ func (c Config) dial(ctx context.Context, r Route) (net.Conn, error) {
 		d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}
 	}
 	if r.IsDirect() {
-		addr := c.Primary
-		if c.PrimaryDial != "" {
-			addr = c.PrimaryDial
-		}
 		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", addr, err)
 		}
 		return conn, nil
 	}
-	conn, err := d.DialContext(ctx, "tcp", r.Tunnel)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial tunnel %s: %w", r.Tunnel, err)
+		return nil, fmt.Errorf("dial tunnel %s: %w", addr, err)
 	}
-	tunneled, err := connect(ctx, conn, c.Primary)
+	tunneled, err := connect(ctx, conn, c.PrimaryOf(r))
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("tunnel %s: %w", r.Tunnel, err)
+		return nil, fmt.Errorf("tunnel %s: %w", addr, err)
 	}
 	return tunneled, nil
 }

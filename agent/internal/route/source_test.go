@@ -23,8 +23,8 @@ func TestDialUsesSourceAddress(t *testing.T) {
 		seen <- host
 		c.Close()
 	}()
-	c := Config{Primary: "primary.test:1556", PrimaryDial: l.Addr().String(), SourceAddress: "127.0.0.7", DialTimeout: 2 * time.Second}
-	conn, err := c.dial(context.Background(), Route{})
+	c := Config{Primaries: []string{"primary.test:1556"}, SourceAddress: "127.0.0.7", DialTimeout: 2 * time.Second}
+	conn, err := c.dial(context.Background(), Route{}, l.Addr().String())
 	if err != nil {
 		t.Fatalf("dial with source 127.0.0.7: %v", err)
 	}
@@ -32,8 +32,8 @@ func TestDialUsesSourceAddress(t *testing.T) {
 	if got := <-seen; got != "127.0.0.7" {
 		t.Errorf("server saw the client at %s, want 127.0.0.7", got)
 	}
-	bad := Config{Primary: "primary.test:1556", PrimaryDial: l.Addr().String(), SourceAddress: "not-an-ip"}
-	if _, err := bad.dial(context.Background(), Route{}); err == nil {
+	bad := Config{Primaries: []string{"primary.test:1556"}, SourceAddress: "not-an-ip"}
+	if _, err := bad.dial(context.Background(), Route{}, l.Addr().String()); err == nil {
 		t.Error("dial with source address not-an-ip = nil error, want an error")
 	}
 }
