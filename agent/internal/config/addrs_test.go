@@ -64,8 +64,8 @@ func TestValidatePrimaries(t *testing.T) {
 		t.Errorf("Load(two primaries) = %q (host %q), %v; want [a.example:1556 b.example:99]", c.Primary, c.PrimaryHost(), err)
 	}
 	for yaml, want := range map[string]string{
-		"primary: [a.example, 'b.example:0']\n":                     "primary[1]",
-		"primary: [a.example, 'a.example:1556']\n":                  "listed twice",
+		"primary: [a.example, 'b.example:0']\n":                      "primary[1]",
+		"primary: [a.example, 'a.example:1556']\n":                   "listed twice",
 		"primary: [a.example, b.example]\nprimary_dial: 127.0.0.1\n": "only with a single primary",
 	} {
 		if _, err := load(yaml); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
