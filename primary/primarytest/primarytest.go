@@ -48,6 +48,14 @@ type Options struct {
 	Level protocol.Level
 	// Listen is the API address (default 127.0.0.1:0).
 	Listen string
+	// Store, when set, is the database (a postgres:// URL, see internal/pgtest)
+	// instead of SQLite in the data directory.
+	Store string
+	// Join, when set, makes this primary a second node of Join's CA: after
+	// init, Join's CA and TLS directories replace the new ones, so agents
+	// that trust one node trust both. With the same Store the two nodes
+	// serve one fleet.
+	Join *Primary
 }
 
 // AuditEntry is one row of the primary's audit log.
@@ -91,15 +99,28 @@ func Start(t testing.TB, o Options) *Primary {
 	for _, n := range o.Names {
 		args = append(args, "--name", n)
 	}
+	if o.Store != "" {
+		args = append(args, "--store", o.Store)
+	}
 	var out, errb bytes.Buffer
 	if code := cli.Main(context.Background(), args, &out, &errb); code != 0 {
 		t.Fatalf("primarytest: hostcert-primary init: exit %d: %s", code, errb.String())
+	}
+	if o.Join != nil {
+		for _, sub := range []string{"ca", "tls"} {
+			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+				t.Fatalf("primarytest: join: %v", err)
+			}
+			if err := copyDir(filepath.Join(dir, sub), filepath.Join(o.Join.dir, sub)); err != nil {
+				t.Fatalf("primarytest: join: copy %s: %v", sub, err)
+			}
+		}
 	}
 
 	p := &Primary{t: t, dir: dir, dns: dnstest.New(t, nil), admin: admin.Client{Dir: dir}, log: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, server.Config{
-		DataDir: dir, Listen: o.Listen, DNSServer: p.dns.Addr(), CertValidity: o.CertValidity,
+		DataDir: dir, Listen: o.Listen, DNSServer: p.dns.Addr(), CertValidity: o.CertValidity, Store: o.Store,
 		Log: zerolog.New(p.log).Level(zerolog.DebugLevel),
 	})
 	if err != nil {
@@ -135,6 +156,30 @@ func Start(t testing.TB, o Options) *Primary {
 		p.SetLevel(o.Level)
 	}
 	return p
+}
+
+// copyDir copies the files of src into dst (created), keeping their modes:
+// the primary refuses keys others can read.
+func copyDir(dst, src string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.Mkdir(to, info.Mode().Perm())
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, data, info.Mode().Perm())
+	})
 }
 
 // Addr is the API's address, 127.0.0.1:PORT.
