@@ -270,12 +270,13 @@ func (s *Selector) succeeded(r Route) {
 	if prev.Primary == "" {
 		prev.Primary = s.cfg.PrimaryOf(prev) // remembered before several primaries
 	}
-	changed := prev != r || !s.out.Known
+	known := s.out.Known
+	changed := prev != r || !known
 	s.out.Current, s.out.Known = r, true
 	out := s.out
 	s.mu.Unlock()
 	if changed {
-		if prev != r {
+		if prev != r && known {
 			s.log.Warn().Str("from", prev.String()).Str("to", r.String()).Msg("route to the primary changed")
 		} else {
 			s.log.Debug().Str("route", r.String()).Msg("route to the primary established")
