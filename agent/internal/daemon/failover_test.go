@@ -41,8 +41,9 @@ func TestRenewalFailsOverToTheOtherNode(t *testing.T) {
 	nodeA.AddHost("h1.example.com")
 	dir := t.TempDir()
 	a := &agent{t: t, srv: nodeA, data: filepath.Join(dir, "data"), config: filepath.Join(dir, "agent.yaml"), log: &syncBuf{}}
-	// Both nodes' certificates carry 127.0.0.1; the first is reached through the proxy.
-	cfg := "primary: [" + toxi.Addr() + ", " + nodeB.Addr() + "]\ndata_dir: " + a.data +
+	// Both nodes' certificates carry localhost; the first is reached through the proxy.
+	first, second := "localhost:"+port(toxi.Addr()), "localhost:"+nodeB.Port()
+	cfg := "primary: [" + first + ", " + second + "]\ndata_dir: " + a.data +
 		"\nlog_format: json\ndial_timeout: 2s\nrequest_timeout: 6s\nrenew_before: 5m\n"
 	if err := os.WriteFile(a.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -56,8 +57,8 @@ func TestRenewalFailsOverToTheOtherNode(t *testing.T) {
 			t.Fatalf("%v: %v\n%s", args, err, errb.String())
 		}
 	}
-	if st := a.state(); st.Route != "direct "+toxi.Addr() {
-		t.Fatalf("enrolled over %q, want the first node (direct %s)", st.Route, toxi.Addr())
+	if st := a.state(); st.Route != "direct "+first {
+		t.Fatalf("enrolled over %q, want the first node (direct %s)", st.Route, first)
 	}
 	before := a.identity().Cert
 
@@ -82,8 +83,8 @@ func TestRenewalFailsOverToTheOtherNode(t *testing.T) {
 	if want := issuedSerial(t, nodeA); got.Cmp(want) != 0 {
 		t.Errorf("agent holds serial %X, want %X, the one node A issued", got, want)
 	}
-	if st := a.state(); st.Route != "direct "+nodeB.Addr() {
-		t.Errorf("route after failover = %q, want direct %s", st.Route, nodeB.Addr())
+	if st := a.state(); st.Route != "direct "+second {
+		t.Errorf("route after failover = %q, want direct %s", st.Route, second)
 	}
 }
 
@@ -156,6 +157,8 @@ func newCutter(t *testing.T, upstream string) *cutter {
 }
 
 func (c *cutter) Addr() string { return c.ln.Addr().String() }
+
+func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // pipe copies src to dst; from the upstream (fromUp == 1) each chunk waits
 // out the delay first; after the cut nothing more is written.
