@@ -73,7 +73,7 @@ func (a *app) root() *cobra.Command {
 	fs := root.PersistentFlags()
 	fs.StringVar(&a.configPath, "config", "", "configuration file, watched for changes (default "+svc.DefaultConfigPath("tunnel")+" when it exists)")
 	fs.StringVar(&a.listen, "listen", "", "address to listen on (config: listen; default "+config.DefaultListen+")")
-	fs.StringArrayVar(&a.allow, "allow", nil, "allowed CONNECT target PRIMARY:PORT[=UPSTREAM:PORT], repeatable; replaces the config's allow list (config: allow)")
+	fs.StringArrayVar(&a.allow, "allow", nil, "allowed CONNECT target PRIMARY:PORT[=UPSTREAM:PORT[,UPSTREAM:PORT...]] (several upstreams: primary nodes dialled in order until one answers), repeatable; replaces the config's allow list (config: allow)")
 	fs.BoolVar(&a.proxyProtocol, "proxy-protocol", true, "no effect: the PROXY protocol v2 header is always sent; --proxy-protocol=false is refused")
 	_ = fs.MarkDeprecated("proxy-protocol", "the tunnel always sends a PROXY v2 header with the client's address; declare it on the primary with serve --tunnel-addr")
 	fs.StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")

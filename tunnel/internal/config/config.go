@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,13 +59,47 @@ type File struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
-// Allow admits CONNECT requests for Target and relays them to Upstream.
+// Allow admits CONNECT requests for Target and relays them to one of
+// Upstream.
 type Allow struct {
 	// Target is the "name:port" a client must ask for, exactly.
 	Target string `yaml:"target"`
-	// Upstream is the "host:port" the tunnel dials; empty means Target,
-	// resolved by the tunnel itself at dial time.
-	Upstream string `yaml:"upstream"`
+	// Upstream is the "host:port" the tunnel dials, or several (primary
+	// nodes): `upstream: 10.0.0.1:1556` or `upstream: [10.0.0.1:1556,
+	// 10.0.0.2:1556]`, dialled in order until one answers. Empty means
+	// Target, resolved by the tunnel itself at dial time.
+	Upstream Upstreams `yaml:"upstream"`
+}
+
+// Upstreams are the addresses an allowed target is relayed to, in order of
+// preference.
+type Upstreams []string
+
+// String is the list joined by commas (the --allow form).
+func (u Upstreams) String() string { return strings.Join(u, ",") }
+
+// UnmarshalYAML accepts one address or a list of addresses.
+func (u *Upstreams) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var s string
+		if err := n.Decode(&s); err != nil {
+			return err
+		}
+		*u = nil
+		if s != "" {
+			*u = Upstreams{s}
+		}
+		return nil
+	case yaml.SequenceNode:
+		var l []string
+		if err := n.Decode(&l); err != nil {
+			return err
+		}
+		*u = l
+		return nil
+	}
+	return fmt.Errorf("line %d: upstream: want an address or a list of addresses", n.Line)
 }
 
 // Limits bound what clients can make the tunnel hold.
@@ -196,10 +231,15 @@ func (f *File) validate() error {
 		}
 		seen[t] = true
 		f.Allow[i].Target = t
-		if a.Upstream == "" {
-			f.Allow[i].Upstream = t
-		} else if _, err := NormalizeTarget(a.Upstream); err != nil {
-			errs = append(errs, fmt.Errorf("allow[%d].upstream: %w", i, err))
+		if len(a.Upstream) == 0 {
+			f.Allow[i].Upstream = Upstreams{t}
+		}
+		for j, u := range a.Upstream {
+			if _, err := NormalizeTarget(u); err != nil {
+				errs = append(errs, fmt.Errorf("allow[%d].upstream[%d]: %w", i, j, err))
+			} else if slices.Contains(a.Upstream[:j], u) {
+				errs = append(errs, fmt.Errorf("allow[%d].upstream[%d] %q: listed twice", i, j, u))
+			}
 		}
 	}
 	l := f.Limits
@@ -264,18 +304,22 @@ func NormalizeTarget(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// ParseAllowFlag parses the --allow value "TARGET[=UPSTREAM]".
+// ParseAllowFlag parses the --allow value "TARGET[=UPSTREAM[,UPSTREAM...]]".
 func ParseAllowFlag(s string) (Allow, error) {
-	target, upstream, _ := strings.Cut(s, "=")
+	target, upstreams, _ := strings.Cut(s, "=")
 	t, err := NormalizeTarget(target)
 	if err != nil {
 		return Allow{}, fmt.Errorf("--allow %q: %w", s, err)
 	}
-	a := Allow{Target: t, Upstream: upstream}
-	if upstream != "" {
-		if _, err := NormalizeTarget(upstream); err != nil {
+	a := Allow{Target: t}
+	if upstreams == "" {
+		return a, nil
+	}
+	for _, u := range strings.Split(upstreams, ",") {
+		if _, err := NormalizeTarget(u); err != nil {
 			return Allow{}, fmt.Errorf("--allow %q: upstream: %w", s, err)
 		}
+		a.Upstream = append(a.Upstream, u)
 	}
 	return a, nil
 }

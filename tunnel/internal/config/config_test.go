@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -47,14 +48,17 @@ func TestParseAllowFlag(t *testing.T) {
 		ok   bool
 	}{
 		{"primary.example.com:1556", Allow{Target: "primary.example.com:1556"}, true},
-		{"PRIMARY:1556=10.0.0.5:1556", Allow{Target: "primary:1556", Upstream: "10.0.0.5:1556"}, true},
-		{"[::1]:1556=[::1]:2000", Allow{Target: "[::1]:1556", Upstream: "[::1]:2000"}, true},
+		{"PRIMARY:1556=10.0.0.5:1556", Allow{Target: "primary:1556", Upstream: Upstreams{"10.0.0.5:1556"}}, true},
+		{"[::1]:1556=[::1]:2000", Allow{Target: "[::1]:1556", Upstream: Upstreams{"[::1]:2000"}}, true},
+		{"primary.example.com:1556=10.0.0.1:1556,10.0.0.2:1556", Allow{Target: "primary.example.com:1556", Upstream: Upstreams{"10.0.0.1:1556", "10.0.0.2:1556"}}, true},
 		{"primary:1556=10.0.0.5", Allow{}, false},
+		{"primary:1556=10.0.0.1:1556,10.0.0.2", Allow{}, false},
+		{"primary:1556=10.0.0.1:1556,", Allow{}, false},
 		{"primary=10.0.0.5:1556", Allow{}, false},
 	}
 	for _, tt := range tests {
 		got, err := ParseAllowFlag(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
+		if (err == nil) != tt.ok || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseAllowFlag(%q) = %+v, %v; want %+v, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
@@ -76,7 +80,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := File{
 		Listen:          ":1556",
-		Allow:           []Allow{{Target: "primary.example.com:1556", Upstream: "primary.example.com:1556"}},
+		Allow:           []Allow{{Target: "primary.example.com:1556", Upstream: Upstreams{"primary.example.com:1556"}}},
 		ShutdownTimeout: 30 * time.Second,
 		Limits: Limits{
 			HandshakeTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, DialTimeout: 10 * time.Second,
@@ -85,7 +89,7 @@ func TestLoadDefaults(t *testing.T) {
 		},
 	}
 	if got := f; got.Listen != want.Listen || got.Limits != want.Limits || got.ShutdownTimeout != want.ShutdownTimeout ||
-		len(got.Allow) != 1 || got.Allow[0] != want.Allow[0] || got.ProxyProtocol != nil {
+		len(got.Allow) != 1 || !reflect.DeepEqual(got.Allow[0], want.Allow[0]) || got.ProxyProtocol != nil {
 		t.Errorf("Load(minimal) = %+v, want %+v", got, want)
 	}
 }
@@ -110,7 +114,7 @@ shutdown_timeout: 2s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.ProxyProtocol == nil || !*f.ProxyProtocol || f.Listen != "127.0.0.1:8443" || f.Allow[0].Upstream != "10.0.0.5:1556" ||
+	if f.ProxyProtocol == nil || !*f.ProxyProtocol || f.Listen != "127.0.0.1:8443" || f.Allow[0].Upstream.String() != "10.0.0.5:1556" ||
 		f.Limits.HandshakeTimeout != 5*time.Second || f.Limits.IdleTimeout != time.Minute ||
 		f.Limits.MaxConnectionsPerSource != 2 || f.Limits.RatePerSource != 0.5 || f.ShutdownTimeout != 2*time.Second {
 		t.Errorf("Load(full) = %+v", f)
@@ -126,6 +130,9 @@ func TestLoadRejects(t *testing.T) {
 		{"no allow list", "listen: ':1556'\n", "at least one target"},
 		{"target without port", "allow:\n  - target: primary\n", "allow[0].target"},
 		{"bad upstream", "allow:\n  - target: p:1556\n    upstream: 10.0.0.5\n", "allow[0].upstream"},
+		{"bad second upstream", "allow:\n  - target: p:1556\n    upstream: [10.0.0.1:1556, 10.0.0.2]\n", "allow[0].upstream[1]"},
+		{"upstream listed twice", "allow:\n  - target: p:1556\n    upstream: [10.0.0.1:1556, 10.0.0.1:1556]\n", "allow[0].upstream[1] \"10.0.0.1:1556\": listed twice"},
+		{"upstream as a map", "allow:\n  - target: p:1556\n    upstream: {a: 1}\n", "line 3: upstream"},
 		{"duplicate target", "allow:\n  - target: p:1556\n  - target: P.:1556\n", "listed twice"},
 		{"negative limit", "allow:\n  - target: p:1556\nlimits:\n  max_tunnels: -1\n", "limits.max_tunnels"},
 		{"bad duration", "allow:\n  - target: p:1556\nlimits:\n  idle_timeout: soon\n", "line 4: cannot unmarshal"},
@@ -188,5 +195,20 @@ func TestPackagedExampleConfig(t *testing.T) {
 	}
 	if _, err := f.Resolve(Overrides{Allow: []Allow{{Target: "primary.example.com:1556"}}}); err != nil {
 		t.Errorf("packaged tunnel.yaml with an allow entry: %v", err)
+	}
+}
+
+// upstream: takes one address or a list (several primary nodes behind one
+// allowed target), in order.
+func TestLoadSeveralUpstreams(t *testing.T) {
+	for body, want := range map[string]Upstreams{
+		"allow:\n  - target: p.example:1556\n    upstream: 10.0.0.1:1556\n":                                 {"10.0.0.1:1556"},
+		"allow:\n  - target: p.example:1556\n    upstream: [10.0.0.1:1556, 10.0.0.2:1556]\n":                {"10.0.0.1:1556", "10.0.0.2:1556"},
+		"allow:\n  - target: p.example:1556\n    upstream:\n      - 10.0.0.2:1556\n      - 10.0.0.1:1556\n": {"10.0.0.2:1556", "10.0.0.1:1556"},
+	} {
+		f, err := Load(write(t, body), Overrides{})
+		if err != nil || len(f.Allow) != 1 || !reflect.DeepEqual(f.Allow[0].Upstream, want) {
+			t.Errorf("Load(%q) = %+v, %v; want upstreams %q", body, f.Allow, err, want)
+		}
 	}
 }

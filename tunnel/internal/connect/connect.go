@@ -41,13 +41,13 @@ type limits struct {
 // settings is one immutable snapshot of the configuration; a reload swaps it
 // and new connections use the new one.
 type settings struct {
-	allow  map[string]string // normalised target -> upstream
+	allow  map[string][]string // normalised target -> its upstreams, in order
 	limits limits
 	drain  time.Duration
 }
 
 func newSettings(f config.File) *settings {
-	s := &settings{allow: make(map[string]string, len(f.Allow)), drain: f.ShutdownTimeout}
+	s := &settings{allow: make(map[string][]string, len(f.Allow)), drain: f.ShutdownTimeout}
 	for _, a := range f.Allow {
 		s.allow[a.Target] = a.Upstream
 	}
@@ -70,6 +70,8 @@ type Server struct {
 	// dialer reaches the upstreams; a plain net.Dialer never consults proxy
 	// environment variables.
 	dialer net.Dialer
+	// failed remembers the upstreams that did not answer a dial lately.
+	failed failures
 
 	base     context.Context // cancelled when Serve gives up on draining
 	stopBase context.CancelFunc
@@ -148,14 +150,14 @@ func (s *Server) decide(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAct
 	if err != nil {
 		return reject(&refuseMalformed)
 	}
-	upstream, ok := st.allow[target]
+	upstreams, ok := st.allow[target]
 	if !ok {
 		return reject(&refuseNotAllowed)
 	}
 	return &goproxy.ConnectAction{
 		Action: goproxy.ConnectHijack,
 		Hijack: func(_ *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-			s.tunnel(client, target, upstream, st)
+			s.tunnel(client, target, upstreams, st)
 		},
 	}, host
 }
@@ -171,8 +173,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type connKey struct{}
 
-// tunnel runs one admitted CONNECT: dial the upstream, send the PROXY header, answer 200 and relay until done. It owns client.
-func (s *Server) tunnel(client net.Conn, target, upstream string, st *settings) {
+// tunnel runs one admitted CONNECT: dial an upstream (dialFirst), send the PROXY header, answer 200 and relay until done. It owns client.
+func (s *Server) tunnel(client net.Conn, target string, upstreams []string, st *settings) {
 	defer client.Close()
 	clientAddr := client.RemoteAddr().String()
 	_ = client.SetDeadline(time.Time{})
@@ -185,13 +187,13 @@ func (s *Server) tunnel(client net.Conn, target, upstream string, st *settings) 
 	}
 	defer s.unregister(t)
 
-	up, err := s.dialUpstream(upstream, client, st)
+	up, err := s.dialFirst(upstreams, client, st)
 	if err != nil {
 		r := &refuseDial
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 			r = &refuseDialTimeout
 		}
-		s.log.Warn().Err(err).Str("source", clientAddr).Str("target", target).Str("upstream", upstream).
+		s.log.Warn().Err(err).Str("source", clientAddr).Str("target", target).Strs("upstreams", upstreams).
 			Int("status", r.status).Str("code", r.code).Msg("connect refused")
 		_ = r.writeTo(client)
 		return

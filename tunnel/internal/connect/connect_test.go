@@ -395,7 +395,7 @@ func TestConfigUpdateAppliesToNewConnections(t *testing.T) {
 	tt := startTunnel(t, []string{"a.test:1556=" + a.Addr().String()}, nil)
 	open := connectThrough(t, tt.addr, "", "a.test:1556")
 
-	f, err := config.File{Allow: []config.Allow{{Target: "b.test:1556", Upstream: b.Addr().String()}}}.Resolve(config.Overrides{})
+	f, err := config.File{Allow: []config.Allow{{Target: "b.test:1556", Upstream: config.Upstreams{b.Addr().String()}}}}.Resolve(config.Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,12 @@ func FuzzConnectRequest(f *testing.F) {
 		}
 	}()
 	f.Cleanup(func() { up.Close() })
-	tt := startTunnel(f, []string{"primary.test:1556=" + up.Addr().String()}, func(c *config.File) {
+	// Two upstreams for the one target, the first refusing: every admitted
+	// CONNECT fails over to the second, and nothing else is ever dialled.
+	dead := mustListen(f)
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	tt := startTunnel(f, []string{"primary.test:1556=" + deadAddr + "," + up.Addr().String()}, func(c *config.File) {
 		c.Limits.RatePerSource = 1e6
 		c.Limits.BurstPerSource = 1e6
 		c.Limits.HandshakeTimeout = 2 * time.Second
