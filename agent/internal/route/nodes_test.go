@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,5 +125,47 @@ func TestDialNoFailoverOnCertificateError(t *testing.T) {
 	var verr *tls.CertificateVerificationError
 	if err == nil || IsUnreachable(err) || !errors.As(err, &verr) || served.Load() != 0 {
 		t.Errorf("DialTLS(foreign CA at the first address) = %v after %d dials of the second; want the certificate error, no failover", err, served.Load())
+	}
+}
+
+// Through a tunnel the CONNECT target is the route's primary (the first
+// configured for a route remembered without one); a tunnel's refusal is a
+// reachability failure.
+func TestTunnelConnectsToTheRoutesPrimary(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	targets := make(chan string, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 512)
+			n, _ := c.Read(buf)
+			line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+			targets <- line
+			c.Write([]byte("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	cfg := Config{Primaries: []string{"a.test:1556", "b.test:1556"}, Tunnels: []string{l.Addr().String()}, DialTimeout: 2 * time.Second}
+	for _, tc := range []struct {
+		r    Route
+		want string
+	}{
+		{Route{Primary: "b.test:1556", Tunnel: l.Addr().String()}, "CONNECT b.test:1556 HTTP/1.1"},
+		{Route{Tunnel: l.Addr().String()}, "CONNECT a.test:1556 HTTP/1.1"},
+	} {
+		_, err := cfg.DialTLS(context.Background(), tc.r, &tls.Config{})
+		if !IsUnreachable(err) || !errors.Is(err, ErrTunnelRefused) {
+			t.Errorf("DialTLS(%v) = %v, want the tunnel's refusal as unreachable", tc.r, err)
+		}
+		if got := <-targets; got != tc.want {
+			t.Errorf("DialTLS(%v) sent %q, want %q", tc.r, got, tc.want)
+		}
 	}
 }
