@@ -270,13 +270,12 @@ func (s *Selector) succeeded(r Route) {
 	if prev.Primary == "" {
 		prev.Primary = s.cfg.PrimaryOf(prev) // remembered before several primaries
 	}
-	known := s.out.Known
-	changed := prev != r || !known
+	changed := prev != r || !s.out.Known
 	s.out.Current, s.out.Known = r, true
 	out := s.out
 	s.mu.Unlock()
 	if changed {
-		if prev != r && known {
+		if prev != r {
 			s.log.Warn().Str("from", prev.String()).Str("to", r.String()).Msg("route to the primary changed")
 		} else {
 			s.log.Debug().Str("route", r.String()).Msg("route to the primary established")
