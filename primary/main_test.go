@@ -49,7 +49,7 @@ func TestServeAsProcess(t *testing.T) {
 		t.Fatalf("second init succeeded: %s", out)
 	}
 
-	cmd := command("serve", "--data", dir, "--listen", "127.0.0.1:0", "--log-format", "json")
+	cmd := command("serve", "--data", dir, "--listen", "127.0.0.1:0", "--console", "", "--log-format", "json")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

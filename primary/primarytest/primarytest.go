@@ -56,6 +56,8 @@ type Options struct {
 	// that trust one node trust both. With the same Store the two nodes
 	// serve one fleet.
 	Join *Primary
+	// Console serves the web console on 127.0.0.1:0 (ConsoleAddr).
+	Console bool
 }
 
 // AuditEntry is one row of the primary's audit log.
@@ -66,6 +68,7 @@ type Primary struct {
 	t      testing.TB
 	dir    string
 	addr   string
+	cons   string
 	bundle []*x509.Certificate
 	fp     string
 	dns    *dnstest.Server
@@ -120,7 +123,7 @@ func Start(t testing.TB, o Options) *Primary {
 	p := &Primary{t: t, dir: dir, dns: dnstest.New(t, nil), admin: admin.Client{Dir: dir}, log: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, server.Config{
-		DataDir: dir, Listen: o.Listen, DNSServer: p.dns.Addr(), CertValidity: o.CertValidity, Store: o.Store,
+		DataDir: dir, Listen: o.Listen, Console: consoleAddr(o.Console), DNSServer: p.dns.Addr(), CertValidity: o.CertValidity, Store: o.Store,
 		Log: zerolog.New(p.log).Level(zerolog.DebugLevel),
 	})
 	if err != nil {
@@ -128,6 +131,9 @@ func Start(t testing.TB, o Options) *Primary {
 		t.Fatalf("primarytest: server.New: %v", err)
 	}
 	p.addr = srv.Addr().String()
+	if a := srv.ConsoleAddr(); a != nil {
+		p.cons = a.String()
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	p.stop = func() error {
@@ -180,6 +186,24 @@ func copyDir(dst, src string) error {
 		}
 		return os.WriteFile(to, data, info.Mode().Perm())
 	})
+}
+
+func consoleAddr(on bool) string {
+	if on {
+		return "127.0.0.1:0"
+	}
+	return ""
+}
+
+// ConsoleAddr is the web console's address, 127.0.0.1:PORT ("" when off).
+func (p *Primary) ConsoleAddr() string { return p.cons }
+
+// ConsoleLogin makes a one-time console login link for operator, valid for
+// validFor (e.g. "10m"), through the real admin socket.
+func (p *Primary) ConsoleLogin(operator, validFor string) admin.LoginLink {
+	var l admin.LoginLink
+	p.call(admin.CmdConsoleLogin, admin.LoginArgs{Operator: operator, ValidFor: validFor}, &l)
+	return l
 }
 
 // Addr is the API's address, 127.0.0.1:PORT.

@@ -62,7 +62,7 @@ func newPrimary(t testing.TB, o primaryOpts) *primaryProc {
 		t.Fatal(err)
 	}
 	pr.caPEM = ca
-	pr.serveArgs = []string{"serve", "--data", pr.data, "--listen", o.listen, "--log-format", "json"}
+	pr.serveArgs = []string{"serve", "--data", pr.data, "--listen", o.listen, "--console", "", "--log-format", "json"}
 	if o.dnsServer != "" {
 		pr.serveArgs = append(pr.serveArgs, "--dns-server", o.dnsServer)
 	}

@@ -31,11 +31,12 @@ const (
 
 // Groups are the first words of the operations' names, with their help.
 var Groups = map[string]string{
-	"ca":    "show the CA",
-	"level": "get or set the deployment security level (very-high, high, medium)",
-	"host":  "the host registry (known names) and host IDs",
-	"token": "enrollment tokens (values are shown once, stored only as hashes)",
-	"cert":  "issued certificates and revocation",
+	"ca":      "show the CA",
+	"level":   "get or set the deployment security level (very-high, high, medium)",
+	"host":    "the host registry (known names) and host IDs",
+	"token":   "enrollment tokens (values are shown once, stored only as hashes)",
+	"cert":    "issued certificates and revocation",
+	"console": "the web console",
 }
 
 // table is the command table: every admin operation, declared once.
@@ -156,6 +157,13 @@ The deployment level is one for the whole primary and is shown with them.
 "hostcert-primary cert list --expiring" and "host list --stale" list the rows
 behind the numbers.`},
 		(*Server).inventory, textInventory),
+	define(Op{Name: CmdConsoleLogin, Use: "[--operator NAME] [--valid-for 10m]", Short: "print a one-time login link for the web console",
+		Long: `login prints a link that logs one browser into the web console (serve
+--console) once: it works a single time, within --valid-for, and only its hash
+is kept. The session it opens carries the operator's name into the audit row
+of every console action.`,
+		Mutates: true, Audited: true, Audits: "the operator and when the link expires (never the link)"},
+		(*Server).consoleLogin, textLogin),
 }
 
 // Ops is the command table, in the order of --help.

@@ -56,6 +56,7 @@ type Server struct {
 	ca      Authority
 	explain Explainer
 	crls    CRLs
+	logins  Logins
 	log     zerolog.Logger
 	now     func() time.Time
 	secret  string // Windows transport: every request must carry it

@@ -51,5 +51,5 @@ func TestServeRefusesWorldReadableKey(t *testing.T) {
 	if err := os.Chmod(ca.KeyPath(dir), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustFail(t, "fix: chmod 600 "+ca.KeyPath(dir), "serve", "--data", dir, "--listen", "127.0.0.1:0")
+	mustFail(t, "fix: chmod 600 "+ca.KeyPath(dir), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--console", "")
 }

@@ -120,7 +120,8 @@ func serveCmd() *cobra.Command {
 		Use:   "serve --data DIR [--listen :1556] [--tunnel-addr ADDR ...]",
 		Short: "run the HTTPS API and the admin socket (foreground; what the service runs)",
 		Long: `serve runs the primary: the HTTPS API (GET /v1/ca, /v1/crl, /v1/info,
-POST /v1/enroll, /v1/renew) on --listen, and the admin socket DIR/admin.sock.
+POST /v1/enroll, /v1/renew) on --listen, the admin socket DIR/admin.sock and
+the web console on --console (loopback by default; --console "" turns it off).
 It logs one line "serving" with the address when it is ready, and stops
 gracefully on SIGINT or SIGTERM.
 
@@ -168,6 +169,7 @@ a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 	f.IntVar(&cfg.DNS.MaxLookups, "dns-max-lookups", verify.DefaultMaxLookups, "most DNS verification lookups in flight; more are not verified (dns busy)")
 	f.DurationVar(&cfg.DNS.TTL, "dns-cache-ttl", verify.DefaultCacheTTL, "how long a DNS answer (addresses or no such host) is reused; negative: no cache")
 	f.StringArrayVar(&cfg.Names, "name", nil, "DNS names of the primary's TLS certificate (repeatable; no IP addresses); default: keep the current ones")
+	f.StringVar(&cfg.Console, "console", "127.0.0.1:1557", `address of the web console (HTTPS, the primary's certificate; log in with "hostcert-primary console login"); "" turns it off`)
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9556); off by default")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "validity of host certificates (default 8760h = 365 days)")
 	sf.add(cmd)

@@ -88,7 +88,7 @@ func TestInitUnreachableStore(t *testing.T) {
 	// serve (of a data directory with a CA) says the same, in the same line.
 	served := tempDir(t)
 	mustRun(t, "init", "--data", served, "--name", "primary.test", "--store", filepath.Join(t.TempDir(), "p.db"))
-	code, _, errs = run(t, "serve", "--data", served, "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "error")
+	code, _, errs = run(t, "serve", "--data", served, "--listen", "127.0.0.1:0", "--console", "", "--log-format", "json", "--log-level", "error")
 	if code != 1 || !strings.HasSuffix(errs, want) || strings.Contains(errs, "s3cret") {
 		t.Errorf("serve with an unreachable store = exit %d, stderr %q, want exit 1 ending in %q, without the password", code, errs, want)
 	}

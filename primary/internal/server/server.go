@@ -24,6 +24,7 @@ import (
 	"github.com/hostcert/hostcert/primary/internal/admin"
 	"github.com/hostcert/hostcert/primary/internal/api"
 	"github.com/hostcert/hostcert/primary/internal/ca"
+	"github.com/hostcert/hostcert/primary/internal/console"
 	"github.com/hostcert/hostcert/primary/internal/crl"
 	"github.com/hostcert/hostcert/primary/internal/enroll"
 	"github.com/hostcert/hostcert/primary/internal/store"
@@ -69,6 +70,10 @@ type Config struct {
 	// MetricsListen, when set, serves Prometheus metrics at /metrics on
 	// that address (keep it on loopback or a management network).
 	MetricsListen string
+	// Console, when set, serves the web console (package console) on that
+	// address, with the primary's TLS certificate; keep it on loopback or
+	// a management network. Never the API's address.
+	Console string
 	// Store is where the database lives: "" for the SQLite file DBName in
 	// DataDir, or a postgres:// URL (store.OpenTarget).
 	Store string
@@ -91,6 +96,8 @@ type Server struct {
 	metrics  *metrics
 	conns    *capListener
 	metricLn net.Listener
+	console  *console.Console
+	consLn   net.Listener
 	names    []string
 	cert     atomic.Pointer[tls.Certificate]
 	log      zerolog.Logger
@@ -166,6 +173,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
 	if err != nil {
 		return nil, err
+	}
+
+	if cfg.Console != "" {
+		if err := s.startConsole(cfg.Console); err != nil {
+			return nil, err
+		}
 	}
 
 	if cfg.MetricsListen != "" {
@@ -246,6 +259,14 @@ func (s *Server) MetricsAddr() net.Addr {
 	return s.metricLn.Addr()
 }
 
+// ConsoleAddr is the bound address of the web console, nil when it is off.
+func (s *Server) ConsoleAddr() net.Addr {
+	if s.consLn == nil {
+		return nil
+	}
+	return s.consLn.Addr()
+}
+
 // CRLs is the CRL publisher (for tests and the CLI).
 func (s *Server) CRLs() *crl.Publisher { return s.crls }
 
@@ -259,6 +280,12 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.adminSrv.Serve(gctx, s.adminLn) })
 	if s.metricLn != nil {
 		g.Go(func() error { return s.metrics.serve(gctx, s.metricLn, s.log) })
+	}
+	if s.consLn != nil {
+		g.Go(func() error {
+			s.log.Info().Str("addr", s.consLn.Addr().String()).Msg("serving the web console")
+			return s.console.Serve(gctx, s.consLn)
+		})
 	}
 	g.Go(func() error {
 		s.log.Info().Str("addr", s.apiLn.Addr().String()).Str("data_dir", s.cfg.DataDir).
@@ -295,6 +322,9 @@ func (s *Server) Close() {
 	}
 	if s.metricLn != nil {
 		s.metricLn.Close()
+	}
+	if s.consLn != nil {
+		s.consLn.Close()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

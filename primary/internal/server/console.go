@@ -1,0 +1,44 @@
+package server
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/hostcert/hostcert/primary/internal/console"
+)
+
+// startConsole binds the web console on addr: TLS with the primary's own
+// certificate (the same one as the API, renewed in place), its links
+// naming the primary's first name. It refuses the API's own address.
+func (s *Server) startConsole(addr string) error {
+	if _, port, _ := net.SplitHostPort(addr); addr == s.cfg.Listen && port != "0" {
+		return fmt.Errorf("--console %s: the console never shares the enrollment port", addr)
+	}
+	host := "localhost"
+	if len(s.names) > 0 {
+		host = s.names[0]
+	}
+	c, err := console.New(console.Config{
+		Commands: s.adminSrv, Audit: s.store, CRLs: s.crls, CA: s.ca, Host: host,
+		Log: s.log.With().Str("part", "console").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("console: listen on %s: %w", addr, err)
+	}
+	c.SetAddr(ln.Addr())
+	s.console = c
+	s.consLn = tls.NewListener(ln, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cert.Load(), nil
+		},
+		NextProtos: []string{"http/1.1"},
+	})
+	s.adminSrv.UseLogins(c)
+	return nil
+}
