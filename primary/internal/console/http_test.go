@@ -158,8 +158,8 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 		if got := a.header.Get("Content-Security-Policy"); got != console.CSP {
 			t.Errorf("answer %d (%d): Content-Security-Policy = %q, want %q", i, a.status, got, console.CSP)
 		}
-		if a.header.Get("X-Content-Type-Options") != "nosniff" || a.header.Get("Referrer-Policy") != "no-referrer" || a.header.Get("X-Frame-Options") != "DENY" {
-			t.Errorf("answer %d: headers %v lack nosniff, no-referrer or DENY", i, a.header)
+		if a.header.Get("X-Content-Type-Options") != "nosniff" || a.header.Get("Referrer-Policy") != "same-origin" || a.header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("answer %d: headers %v lack nosniff, same-origin referrers or DENY", i, a.header)
 		}
 		if strings.Contains(strings.ToLower(a.body), "<script") || strings.Contains(a.body, "http://") || strings.Contains(a.body, "//cdn") {
 			t.Errorf("answer %d has a script or an outside reference", i)

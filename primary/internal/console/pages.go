@@ -263,6 +263,7 @@ func (c *Console) host(w http.ResponseWriter, r *http.Request, s *session) {
 		v.Error, status = errorText(err), http.StatusNotFound
 	} else {
 		d.Detail, d.Found = det, true
+		v.Title = "Host " + det.Name
 	}
 	v.Data = d
 	c.render(w, status, "host", s, v)
