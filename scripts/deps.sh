@@ -15,6 +15,8 @@ command -v setpriv >/dev/null || need+=(util-linux)
 # PostgreSQL server binaries (initdb, pg_ctl) for the store's HA tests
 # (internal/pgtest starts throwaway clusters; Debian keeps them off PATH).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+# The web console's browser tests drive headless Chromium (chromedp).
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "deps: installing ${need[*]}"
