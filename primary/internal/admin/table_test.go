@@ -108,6 +108,7 @@ var badArgs = map[string]struct{ args, want string }{
 	CmdLevelGet:     {`{"level":"high"}`, "bad arguments"},
 	CmdTokenList:    {`{"all":true}`, "bad arguments"},
 	CmdTokenCleanup: {`{"before":"1d"}`, "bad arguments"},
+	CmdConsoleLogin: {`{"valid_for":"2h"}`, "--valid-for"},
 }
 
 // TestTableRefusesBadArguments: over the real socket, every operation

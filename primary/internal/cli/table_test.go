@@ -47,6 +47,7 @@ var opSamples = map[string][]string{
 	admin.CmdExplain:      {"a.test", "--from", "127.0.0.1", "--nat"},
 	admin.CmdAudit:        {"--since", "1h", "--limit", "3"},
 	admin.CmdInventory:    {"--expiring", "30d", "--stale", "7d"},
+	admin.CmdConsoleLogin: {"--operator", "alice", "--valid-for", "5m"},
 }
 
 // seedHost gives name a host ID and a certificate in the store of dir,
