@@ -30,7 +30,7 @@ func joinPrimary(t *testing.T, first *primaryProc, dsn string) *primaryProc {
 			t.Fatalf("copy %s: %v: %s", sub, err, out)
 		}
 	}
-	pr.serveArgs = []string{"serve", "--data", pr.data, "--listen", pr.listen, "--log-format", "json", "--store", dsn}
+	pr.serveArgs = []string{"serve", "--data", pr.data, "--listen", pr.listen, "--console", "", "--log-format", "json", "--store", dsn}
 	pr.start()
 	return pr
 }
