@@ -141,3 +141,17 @@ func TestHumanDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusedLoginsAuditedAtMostOnceASecond(t *testing.T) {
+	c := &Console{}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	steps := []struct {
+		at   time.Duration
+		want bool
+	}{{0, true}, {10 * time.Millisecond, false}, {999 * time.Millisecond, false}, {time.Second, true}, {1500 * time.Millisecond, false}, {3 * time.Second, true}}
+	for _, s := range steps {
+		if got := c.auditRefusal(t0.Add(s.at)); got != s.want {
+			t.Errorf("auditRefusal(t0+%v) = %v, want %v", s.at, got, s.want)
+		}
+	}
+}

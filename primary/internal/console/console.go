@@ -18,10 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,6 +68,9 @@ type Config struct {
 
 // Console is the web console's HTTP handler.
 type Console struct {
+	mu          sync.Mutex
+	lastRefusal time.Time // of the last refused login audited
+
 	cfg   Config
 	auth  *auth
 	mux   *http.ServeMux
@@ -81,8 +86,12 @@ const CookieName = "__Host-hostcert-console"
 // stylesheet and images, no script at all, no framing, forms post only here.
 const CSP = "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
-// ActionSession is the audit action of a login through a link.
-const ActionSession = "console.session"
+// ActionSession is the audit action of a login through a link;
+// CodeLinkInvalid the code of a refused one.
+const (
+	ActionSession   = "console.session"
+	CodeLinkInvalid = "login_link_invalid"
+)
 
 // New returns a console. SetAddr gives it the listener's address before the
 // first login link is made.
@@ -125,7 +134,6 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Strict-Transport-Security", "max-age=31536000")
 	c.mux.ServeHTTP(w, r)
 }
 
@@ -219,8 +227,11 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	src := sourceOf(r)
 	op, err := c.auth.useLink(r.URL.Query().Get("t"), now)
 	if err != nil {
-		c.auditLogin(r.Context(), store.Audit{At: now, Actor: "console", Source: src, Action: ActionSession,
-			Outcome: "refused", Code: "login_link_invalid", Detail: map[string]any{"via": "link"}})
+		c.cfg.Log.Warn().Str("source", src).Msg("console login with an unknown, used or expired link refused")
+		if c.auditRefusal(now) {
+			c.auditLogin(r.Context(), store.Audit{At: now, Actor: "console", Source: src, Action: ActionSession,
+				Outcome: "refused", Code: CodeLinkInvalid, Detail: map[string]any{"via": "link"}})
+		}
 		c.refuse(w, r, http.StatusUnauthorized, "This login link does not work", "It was used already, has expired, or was never issued. Ask for a new one with “hostcert-primary console login”.")
 		return
 	}
@@ -244,6 +255,19 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *session) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	c.refuse(w, r, http.StatusOK, "Logged out", "Log in again with a new link from “hostcert-primary console login”.")
+}
+
+// auditRefusal reports whether a refused login is audited: at most one a
+// second, so that a flood of made-up links cannot flood the audit log (the
+// log line is written for each).
+func (c *Console) auditRefusal(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.lastRefusal) < time.Second {
+		return false
+	}
+	c.lastRefusal = now
+	return true
 }
 
 func (c *Console) auditLogin(ctx context.Context, a store.Audit) {
@@ -291,7 +315,7 @@ func (c *Console) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ErrorLog:          nil,
+		ErrorLog:          stdlog.New(c.cfg.Log.With().Str("part", "console-http").Logger(), "", 0),
 	}
 	go func() {
 		<-ctx.Done()

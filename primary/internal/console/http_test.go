@@ -1,13 +1,17 @@
 package console_test
 
 import (
+	"context"
+	"crypto/tls"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hostcert/hostcert/primary/internal/admin"
 	"github.com/hostcert/hostcert/primary/internal/console"
+	"github.com/hostcert/hostcert/primary/primarytest"
 )
 
 // login opens a session with a fresh link and returns the client and the
@@ -198,5 +202,36 @@ func TestConsoleActionsAreAuditedWithTheOperator(t *testing.T) {
 		if !seen {
 			t.Errorf("no audit row %s for t1", action)
 		}
+	}
+}
+
+// TestNeverOnTheAPIPort: the enrollment port serves no console page and
+// does not take a login link; a primary without --console makes no links.
+func TestNeverOnTheAPIPort(t *testing.T) {
+	p := start(t)
+	link := p.ConsoleLogin("alice", "10m").URL
+	u, _ := url.Parse(link)
+	api := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool(p), ServerName: "localhost"}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{u.RequestURI(), "/", "/tokens", "/static/style.css"} {
+		resp, err := api.Get("https://" + p.Addr() + path)
+		if err != nil {
+			t.Fatalf("GET API %s: %v", path, err)
+		}
+		a := read(t, resp)
+		if a.status == http.StatusOK || a.status == http.StatusSeeOther || len(resp.Cookies()) != 0 {
+			t.Errorf("GET %s on the API port = %d with cookies %v, want no console there", path, a.status, resp.Cookies())
+		}
+	}
+	if a := get(t, browserish(t, p), link); a.status != http.StatusSeeOther {
+		t.Errorf("the link, after it was tried on the API port, = %d on the console, want 303", a.status)
+	}
+
+	off := primarytest.Start(t, primarytest.Options{})
+	var l admin.LoginLink
+	ac := &admin.Client{Dir: off.Dir()}
+	err := ac.Call(context.Background(), admin.CmdConsoleLogin, admin.LoginArgs{ValidFor: "5m"}, &l)
+	if err == nil || !strings.Contains(err.Error(), "console is off") {
+		t.Errorf("console login on a primary without --console = %v, want the console is off", err)
 	}
 }
