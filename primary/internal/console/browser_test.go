@@ -27,7 +27,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") == "true" {
+	if os.Getenv("CI") != "" {
 		t.Fatal("chromium is not installed: the browser tests of the console cannot run (scripts/deps.sh installs it)")
 	}
 	t.Skip("SKIPPED: chromium is not installed, the console's browser tests did not run (scripts/deps.sh installs it; under CI this fails)")
