@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -152,6 +153,22 @@ func TestRefusedLoginsAuditedAtMostOnceASecond(t *testing.T) {
 	for _, s := range steps {
 		if got := c.auditRefusal(t0.Add(s.at)); got != s.want {
 			t.Errorf("auditRefusal(t0+%v) = %v, want %v", s.at, got, s.want)
+		}
+	}
+}
+
+func TestDetailText(t *testing.T) {
+	cases := []struct {
+		d    map[string]any
+		want string
+	}{
+		{nil, ""},
+		{map[string]any{"b": 2, "a": "x"}, "a=x, b=2"},
+		{map[string]any{"k": strings.Repeat("v", 200)}, "k=" + strings.Repeat("v", 155) + "..."},
+	}
+	for _, tc := range cases {
+		if got := detailText(tc.d); got != tc.want {
+			t.Errorf("detailText(%v) = %q, want %q", tc.d, got, tc.want)
 		}
 	}
 }

@@ -44,8 +44,28 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprint(t)
 	},
-	"join": strings.Join,
-	"dur":  humanDuration,
+	"join":   strings.Join,
+	"dur":    humanDuration,
+	"detail": detailText,
+}
+
+// detailText renders an audit row's detail as "k=v, ..." by key, cut at
+// 160 characters.
+func detailText(d map[string]any) string {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, d[k]))
+	}
+	out := strings.Join(parts, ", ")
+	if len(out) > 160 {
+		out = out[:157] + "..."
+	}
+	return out
 }
 
 func parsePages() (map[string]*pageTemplate, error) {
