@@ -175,6 +175,19 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	shoot(t, ctx, shots, "tokens")
 
+	// By keyboard alone: the skip link is the first stop, and Enter in the
+	// form submits it.
+	run(t, ctx, "tokens page", chromedp.Navigate(origin+"/tokens"))
+	run(t, ctx, "tab to the skip link", chromedp.KeyEvent("\t"))
+	if got := value(t, ctx, "focused element", chromedp.Evaluate[string](`document.activeElement.textContent`)); got != "Skip to content" {
+		t.Errorf("the first Tab stop is %q, want the skip link", got)
+	}
+	run(t, ctx, "type a token by keyboard", chromedp.Focus(css("#token-name")), chromedp.KeyEvent("kbd-token\r"),
+		chromedp.WaitVisible(css("#token-value")))
+	if !hasToken(t, p, "kbd-token") {
+		t.Error("the token typed and submitted by keyboard was not created")
+	}
+
 	// The value is a real token: it enrolls web01.
 	cert := enroll(t, p, "web01.example.com", tokenValue)
 
