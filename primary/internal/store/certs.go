@@ -89,15 +89,22 @@ type Issuance struct {
 	// RenewedFrom is, for KindRenew, the serial of the certificate presented
 	// to renew: it must still be the host's current certificate.
 	RenewedFrom string
+	// Claims are names the host asked for and does not hold yet: they
+	// become its mappings in ClaimState (pending when ""). Every name of
+	// Cert must be approved for the host once they are written.
+	Claims     []string
+	ClaimState MappingState
 	Now         time.Time
 	Audit       Audit // decision audit row, written in the same transaction
 }
 
 // CommitIssuance records an issuance atomically and durably:
-//   - KindIssue inserts the host (ErrHostExists when the name got an ID meanwhile);
+//   - KindIssue inserts the host and its name as its first approved mapping
+//     (ErrHostExists when the name got an ID meanwhile, ErrNameConflict when
+//     another host has it pending);
 //   - KindReissue revokes every earlier unrevoked certificate of the host
-//     (superseded, at Now), clears the host's revocation, closes its reissue
-//     window, and renames the host when Host.Name differs;
+//     (superseded, at Now), clears the host's revocation and closes its
+//     reissue window (a rename goes through the mappings: the host ID stays);
 //   - KindRenew refuses a host revoked meanwhile (ErrHostRevoked) and a
 //     RenewedFrom that is no longer the host's current (latest issued)
 //     certificate (ErrSuperseded), and marks RenewedFrom used;
@@ -105,6 +112,9 @@ type Issuance struct {
 //     TokenHash only while uses < max uses and the token is unexpired (else
 //     ErrTokenUsedUp / ErrTokenExpired / ErrTokenMissing / ErrTokenHost, and
 //     nothing at all is written);
+//   - writes the Claims (ErrNameConflict when another host holds one) and
+//     checks that every name of the certificate is approved for the host
+//     (ErrNameConflict, ErrNameWithdrawn);
 //   - inserts the certificate (ErrSerialExists on a serial collision: retry
 //     with a new serial) and the audit row.
 func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
@@ -136,6 +146,9 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 		if name, err = storeName(is.Host.Name); err != nil {
 			return fmt.Errorf("commit issuance: %w", err)
 		}
+	}
+	if is.ClaimState == "" {
+		is.ClaimState = MappingPending
 	}
 	serial := strings.ToUpper(strings.ReplaceAll(c.Serial, ":", ""))
 	names := make([]string, len(c.Names))
@@ -174,6 +187,12 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 				}
 				return fmt.Errorf("host ID %s: %w", is.Host.ID, ErrExists)
 			}
+			if err := claimName(t, name, is.Host.ID, MappingApproved, now); err != nil {
+				if owner, state, oerr := mappingOwner(t, name); oerr == nil && owner != is.Host.ID && state == MappingApproved {
+					return fmt.Errorf("%s: %w", name, ErrHostExists)
+				}
+				return err
+			}
 		default:
 			var (
 				cur     string
@@ -197,15 +216,9 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 			if _, err := t.exec("UPDATE hosts SET seen_at = ? WHERE id = ? AND seen_at < ?", ts(now), is.Host.ID, ts(now)); err != nil {
 				return err
 			}
-			if is.Kind == protocol.KindReissue && name != "" && name != cur {
-				_, err := t.exec("UPDATE hosts SET name = ? WHERE id = ?", name, is.Host.ID)
-				if isConstraint(err) {
-					return fmt.Errorf("%s: %w", name, ErrHostExists)
-				}
-				if err != nil {
-					return err
-				}
-			}
+		}
+		if err := commitNames(t, is.Host.ID, is.Claims, is.ClaimState, names, now); err != nil {
+			return err
 		}
 
 		if is.TokenName != "" {

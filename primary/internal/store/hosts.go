@@ -127,8 +127,11 @@ func (s *Store) IsKnown(ctx context.Context, name string) (bool, error) {
 	return n > 0, nil
 }
 
+// hostColumns reads a host; it is known when one of its approved names is
+// in the registry (a name known through a mapping counts as known).
 const hostColumns = `h.id, h.name, h.created_at, h.revoked_at, h.reissue_until,
-	EXISTS (SELECT 1 FROM known_names k WHERE k.name = h.name), h.seen_at`
+	EXISTS (SELECT 1 FROM host_names m JOIN known_names k ON k.name = m.name
+		WHERE m.host_id = h.id AND m.state = 'approved'), h.seen_at`
 
 func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
 	var (
@@ -148,10 +151,12 @@ func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
 	return h, nil
 }
 
-// HostByName returns the host that name belongs to; ErrNotFound when the
-// name has no host ID yet (whether it is known is IsKnown's answer).
+// HostByName returns the host that name belongs to (its main name or any
+// other approved name); ErrNotFound when the name has no host ID yet
+// (whether it is known is IsKnown's answer).
 func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
-	h, err := scanHost(s.queryRow(ctx, "SELECT "+hostColumns+" FROM hosts h WHERE h.name = ?", lowerName(name)))
+	h, err := scanHost(s.queryRow(ctx, "SELECT "+hostColumns+` FROM host_names m JOIN hosts h ON h.id = m.host_id
+		WHERE m.name = ? AND m.state = 'approved'`, lowerName(name)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Host{}, fmt.Errorf("host %s: %w", name, ErrNotFound)
 	}
@@ -162,12 +167,18 @@ func (s *Store) HostByName(ctx context.Context, name string) (Host, error) {
 }
 
 // LookupName answers both HostByName and IsKnown in one read: the host that
-// name belongs to, or, when the name has no host ID yet, a Host with ID ""
-// and only Name and Known set.
+// name belongs to through an approved mapping (Name is then the host's main
+// name; Known when any of its approved names is in the registry), or, when
+// the name has no host ID yet, a Host with ID "" and only Name and Known set.
 func (s *Store) LookupName(ctx context.Context, name string) (Host, error) {
-	h, err := scanHost(s.queryRow(ctx, `SELECT COALESCE(h.id, ''), q.name, COALESCE(h.created_at, 0), h.revoked_at, h.reissue_until,
-			EXISTS (SELECT 1 FROM known_names k WHERE k.name = q.name), COALESCE(h.seen_at, 0)
-		FROM (SELECT CAST(? AS TEXT) AS name) q LEFT JOIN hosts h ON h.name = q.name`, lowerName(name)))
+	h, err := scanHost(s.queryRow(ctx, `SELECT COALESCE(h.id, ''), COALESCE(h.name, q.name), COALESCE(h.created_at, 0), h.revoked_at, h.reissue_until,
+			EXISTS (SELECT 1 FROM known_names k WHERE k.name = q.name)
+			OR EXISTS (SELECT 1 FROM host_names m2 JOIN known_names k ON k.name = m2.name
+				WHERE m2.host_id = h.id AND m2.state = 'approved'),
+			COALESCE(h.seen_at, 0)
+		FROM (SELECT CAST(? AS TEXT) AS name) q
+		LEFT JOIN host_names m ON m.name = q.name AND m.state = 'approved'
+		LEFT JOIN hosts h ON h.id = m.host_id`, lowerName(name)))
 	if err != nil {
 		return Host{}, fmt.Errorf("look up %s: %w", name, err)
 	}
@@ -196,7 +207,7 @@ func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
 		SELECT `+hostColumns+` FROM hosts h
 		UNION ALL
 		SELECT '', k.name, k.added_at, NULL, NULL, TRUE, 0 FROM known_names k
-			WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.name = k.name)
+			WHERE NOT EXISTS (SELECT 1 FROM host_names m WHERE m.name = k.name AND m.state = 'approved')
 		ORDER BY 2`)
 	if err != nil {
 		return nil, fmt.Errorf("list hosts: %w", err)

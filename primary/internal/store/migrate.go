@@ -118,6 +118,24 @@ CREATE INDEX certs_not_after ON certs(not_after, serial);
 CREATE INDEX certs_no_key_alg ON certs(serial) WHERE key_alg = '';
 CREATE INDEX hosts_seen ON hosts(seen_at);
 `,
+	// 5: host name mappings (SPEC §8). A host ID carries one or more
+	// approved names; a name a known host asked for and does not hold yet
+	// is pending until an admin approves it. name is the primary key: a
+	// name belongs to at most one host ID, pending or approved. hosts.name
+	// stays the host's main name and is always one of its approved names.
+	// Every existing host's name becomes its first approved mapping.
+	`
+CREATE TABLE host_names (
+	name       TEXT PRIMARY KEY,          -- canonical host name
+	host_id    TEXT NOT NULL REFERENCES hosts(id),
+	state      TEXT NOT NULL CHECK (state IN ('pending', 'approved')),
+	asked_at   INTEGER NOT NULL,
+	decided_at INTEGER                    -- approved or added by an admin; NULL while pending
+) STRICT;
+CREATE INDEX host_names_host ON host_names(host_id);
+INSERT INTO host_names (name, host_id, state, asked_at, decided_at)
+	SELECT name, id, 'approved', created_at, created_at FROM hosts;
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

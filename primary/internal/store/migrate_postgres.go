@@ -104,4 +104,18 @@ CREATE INDEX certs_not_after ON certs(not_after, serial);
 CREATE INDEX certs_no_key_alg ON certs(serial) WHERE key_alg = '';
 CREATE INDEX hosts_seen ON hosts(seen_at);
 `,
+	// 5: host name mappings; every existing host's name becomes its first
+	// approved mapping.
+	`
+CREATE TABLE host_names (
+	name       TEXT PRIMARY KEY,
+	host_id    TEXT NOT NULL REFERENCES hosts(id),
+	state      TEXT NOT NULL CHECK (state IN ('pending', 'approved')),
+	asked_at   BIGINT NOT NULL,
+	decided_at BIGINT
+);
+CREATE INDEX host_names_host ON host_names(host_id);
+INSERT INTO host_names (name, host_id, state, asked_at, decided_at)
+	SELECT name, id, 'approved', created_at, created_at FROM hosts;
+`,
 }

@@ -302,8 +302,9 @@ func TestPostgresTwoHandles(t *testing.T) {
 	}
 }
 
-// TestMigratePostgresFromPrevious: a database at the previous schema version,
-// with data, is brought to the current one and keeps its rows.
+// TestMigratePostgresFromPrevious: a database at an earlier schema version
+// (2: before renewal bookkeeping and host name mappings), with data, is
+// brought to the current one and keeps its rows.
 func TestMigratePostgresFromPrevious(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Shared(t).CreateDatabase(t, "migrate_prev")
@@ -311,7 +312,7 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev := len(pgMigrations) - 1
+	prev := 2
 	// Rebuild the database at the previous version.
 	if _, err := s.rdb.ExecContext(ctx, "DROP SCHEMA public CASCADE; CREATE SCHEMA public"); err != nil {
 		t.Fatal(err)
@@ -356,6 +357,13 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	}
 	if h, err := s.HostByID(ctx, "h1"); err != nil || !h.SeenAt.Equal(fromTS(7)) {
 		t.Errorf("host after the migration = %+v, %v, want last seen at its latest first use (7)", h, err)
+	}
+	// Migration 4: the host's name is its first approved mapping.
+	if h, err := s.HostByName(ctx, "old.example"); err != nil || h.ID != "h1" || !h.Known {
+		t.Errorf("HostByName(old.example) after the migration = %+v, %v, want h1, known", h, err)
+	}
+	if m, err := s.ListMappings(ctx, MappingFilter{HostID: "h1"}); err != nil || len(m) != 1 || m[0].Name != "old.example" || m[0].State != MappingApproved {
+		t.Errorf("mappings of h1 after the migration = %+v, %v, want old.example approved", m, err)
 	}
 	// The store works at the new version.
 	mustToken(t, s, "after-migration", KindStandard, "", 1, t0.Add(time.Hour))

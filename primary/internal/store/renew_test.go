@@ -164,6 +164,10 @@ func TestMigrateRenewalBookkeeping(t *testing.T) {
 	if c, err := s.CurrentCert(ctx, "h1"); err != nil || c.Serial != "0B" || c.RenewedFrom != "" || c.UsedAt != nil {
 		t.Errorf("CurrentCert after migration = %+v, %v, want 0B", c, err)
 	}
+	// Migration 4: the host's name is its first approved mapping.
+	if m, err := s.ListMappings(ctx, MappingFilter{HostID: "h1"}); err != nil || len(m) != 1 || m[0].Name != "old.example" || m[0].State != MappingApproved {
+		t.Errorf("mappings of h1 after the migration = %+v, %v, want old.example approved", m, err)
+	}
 	h, _ := s.HostByID(ctx, "h1")
 	if err := s.CommitIssuance(ctx, renewal(h, "0B", t0)); err != nil {
 		t.Errorf("renew from the migrated current certificate: %v", err)

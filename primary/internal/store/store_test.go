@@ -437,14 +437,21 @@ func testIssueAndReissue(t *testing.T, s *Store) {
 	if live, _ := s.ListCerts(ctx, CertFilter{HostID: host.ID}); len(live) != 1 || live[0].Serial != re2.Cert.Serial {
 		t.Errorf("unrevoked certs after second reissue = %v, want only the newest", live)
 	}
-	// A reissue may rename the host; the ID stays.
+	// A rename goes through the mappings: the new name added, the old one
+	// removed; the ID stays.
 	host, _ = s.HostByID(ctx, host.ID)
-	host.Name = "Renamed.example"
-	if err := s.CommitIssuance(ctx, reissuance(host, "", t0.Add(6*time.Hour))); err != nil {
+	if _, err := s.AddMapping(ctx, "Renamed.example", host.ID, t0, Audit{}); err != nil {
 		t.Fatal(err)
 	}
-	if h, err := s.HostByName(ctx, "renamed.example"); err != nil || h.ID != first.Host.ID {
-		t.Errorf("HostByName(renamed) = %+v, %v, want ID %s", h, err, first.Host.ID)
+	if _, err := s.RemoveMapping(ctx, host.Name, t0, Audit{}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.HostByName(ctx, "renamed.example"); err != nil || h.ID != first.Host.ID || h.Name != "renamed.example" {
+		t.Errorf("HostByName(renamed) = %+v, %v, want ID %s named renamed.example", h, err, first.Host.ID)
+	}
+	host.Name = "renamed.example"
+	if err := s.CommitIssuance(ctx, reissuance(host, "", t0.Add(6*time.Hour))); err != nil {
+		t.Fatal(err)
 	}
 	// Reissue of an unknown host.
 	if err := s.CommitIssuance(ctx, reissuance(Host{ID: "nope", Name: "n"}, "", t0)); !errors.Is(err, ErrNotFound) {
@@ -821,6 +828,7 @@ func TestBatchIsolation(t *testing.T) {
 		iss[i] = issuance(fmt.Sprintf("b%02d.example", i), "")
 		if i%2 == 1 {
 			iss[i].Host.Name = iss[i-1].Host.Name // loses to its predecessor
+			iss[i].Cert.Names = iss[i-1].Cert.Names
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = s.CommitIssuance(ctx, iss[i]) }()
