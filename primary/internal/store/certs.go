@@ -94,8 +94,8 @@ type Issuance struct {
 	// Cert must be approved for the host once they are written.
 	Claims     []string
 	ClaimState MappingState
-	Now         time.Time
-	Audit       Audit // decision audit row, written in the same transaction
+	Now        time.Time
+	Audit      Audit // decision audit row, written in the same transaction
 }
 
 // CommitIssuance records an issuance atomically and durably:
