@@ -19,6 +19,7 @@ const (
 	CodeBadCSR               Code = "bad_csr"
 	CodeNameNotAllowed       Code = "name_not_allowed"
 	CodeNameReserved         Code = "name_reserved" // a name of the primary, loopback, an IP literal or a token-like value
+	CodeNameConflict         Code = "name_conflict" // a name asked for is mapped (pending or approved) to another host ID
 	CodeCertExpired          Code = "cert_expired"
 	CodeCertSuperseded       Code = "cert_superseded" // a renewal with a certificate that is not the host's current one
 	CodeClientCertRequired   Code = "client_cert_required"

@@ -127,8 +127,11 @@ type Decision struct {
 
 // CertResponse is the answer to a granted enroll or renew.
 type CertResponse struct {
-	HostID            string    `json:"host_id"`
-	Names             []string  `json:"names"`
+	HostID string   `json:"host_id"`
+	Names  []string `json:"names"` // approved names only
+	// PendingNames are names the host asked for that wait for an admin's
+	// approval (SPEC §8); a later renewal carries them once approved.
+	PendingNames      []string  `json:"pending_names,omitempty"`
 	Serial            string    `json:"serial"` // upper-case hex
 	NotBefore         time.Time `json:"not_before"`
 	NotAfter          time.Time `json:"not_after"`

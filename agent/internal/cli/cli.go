@@ -119,6 +119,8 @@ func hint(c protocol.Code) string {
 		return "check --name"
 	case protocol.CodeNameReserved:
 		return "this name can never be a host's (a name of the primary, localhost, an address or a token value): check --name"
+	case protocol.CodeNameConflict:
+		return "another host holds one of the names asked for: check the name list (--name, name: in the config) or ask the primary's admin (host mapping list)"
 	}
 	return ""
 }

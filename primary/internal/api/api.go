@@ -226,6 +226,7 @@ func (h *Handler) writeCert(w http.ResponseWriter, res enroll.Result) {
 	h.writeJSON(w, http.StatusOK, protocol.CertResponse{
 		HostID:            res.HostID,
 		Names:             res.Names,
+		PendingNames:      res.Pending,
 		Serial:            res.Serial,
 		NotBefore:         res.Cert.NotBefore.UTC(),
 		NotAfter:          res.Cert.NotAfter.UTC(),
@@ -314,6 +315,8 @@ func status(code protocol.Code) int {
 		protocol.CodeHostRevoked, protocol.CodeNotVerified, protocol.CodeNameNotAllowed, protocol.CodeNameReserved, protocol.CodeCertExpired,
 		protocol.CodeCertSuperseded:
 		return http.StatusForbidden
+	case protocol.CodeNameConflict:
+		return http.StatusConflict
 	case protocol.CodeNotFound:
 		return http.StatusNotFound
 	case protocol.CodeMethodNotAllowed:

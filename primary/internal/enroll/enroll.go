@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,6 +40,10 @@ type Registry interface {
 	// whether name is in the registry, in one read.
 	LookupName(ctx context.Context, name string) (store.Host, error)
 	HostByID(ctx context.Context, id string) (store.Host, error)
+	// MappingsFor is every mapping of hostID and of names, in one read.
+	MappingsFor(ctx context.Context, hostID string, names []string) ([]store.Mapping, error)
+	// AutoApprove: names a host asks for are approved at once.
+	AutoApprove(ctx context.Context) (bool, error)
 }
 
 // Ledger holds tokens and certificates and commits issuances.
@@ -130,7 +135,8 @@ type Request struct {
 // Result is a granted request.
 type Result struct {
 	HostID   string
-	Names    []string
+	Names    []string // the certificate's names: approved ones only
+	Pending  []string // names asked for that wait for an admin's approval
 	Cert     *x509.Certificate
 	Serial   string // upper-case hex
 	Level    protocol.Level
@@ -162,8 +168,12 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	if err := CheckKey(csr.PublicKey); err != nil {
 		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeBadCSR, err.Error())
 	}
-	if err := CSRNamesMatch(csr, name); err != nil {
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeNameNotAllowed, err.Error())
+	asked, err := CSRNames(csr, s.hostName)
+	if err == nil && !slices.Contains(asked, name) {
+		err = fmt.Errorf("the CSR does not ask for %q, the name requested", name)
+	}
+	if err != nil {
+		return Result{}, s.refuse(ctx, now, rec, nil, csrNameCode(err), err.Error())
 	}
 
 	// The token, looked up once: its use is counted atomically at commit.
@@ -197,7 +207,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	// Two rounds at most: a concurrent first issuance of the same name makes
 	// the second one a reissue, decided afresh.
 	for round := 0; ; round++ {
-		g, err := s.facts(ctx, now, ask{name: name, hostID: req.HostID, src: src, nat: req.NAT, token: tf, pub: csr.PublicKey})
+		g, err := s.facts(ctx, now, ask{name: name, names: asked, hostID: req.HostID, src: src, nat: req.NAT, token: tf, pub: csr.PublicKey})
 		if err != nil {
 			var perr *protocol.Error
 			if errors.As(err, &perr) {
@@ -220,7 +230,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		if dec.TokenState == protocol.TokenValid {
 			tokenName, tokenHash = tok.Name, tok.Hash
 		}
-		res, err := s.issue(ctx, now, g.f.Kind, g.host, name, csr.PublicKey, tokenName, tokenHash, "", rec, dec)
+		res, err := s.issue(ctx, now, g.f.Kind, g.host, name, g.names, csr.PublicKey, tokenName, tokenHash, "", rec, dec)
 		if errors.Is(err, store.ErrHostExists) && round == 0 {
 			continue
 		}
@@ -251,6 +261,10 @@ func raceOf(err error) (policy.Race, bool) {
 		return policy.RaceHostRevoked, true
 	case errors.Is(err, store.ErrSuperseded):
 		return policy.RaceSuperseded, true
+	case errors.Is(err, store.ErrNameConflict):
+		return policy.RaceNameConflict, true
+	case errors.Is(err, store.ErrNameWithdrawn):
+		return policy.RaceNameWithdrawn, true
 	}
 	return 0, false
 }
@@ -258,6 +272,7 @@ func raceOf(err error) (policy.Race, bool) {
 // ask is what facts needs to know of an issue or reissue request.
 type ask struct {
 	name, hostID string
+	names        []string // every name asked for (the CSR's), name among them
 	src          netip.Addr
 	nat          bool
 	token        policy.TokenFacts
@@ -267,9 +282,10 @@ type ask struct {
 
 // gathered is what the decision and the action need.
 type gathered struct {
-	f    policy.Facts
-	host store.Host
-	cur  store.Cert // the host's current certificate; zero when none
+	f     policy.Facts
+	host  store.Host
+	cur   store.Cert // the host's current certificate; zero when none
+	names namePlan   // what the names asked for come to
 }
 
 // facts gathers what the decision needs: level, host, its current
@@ -289,11 +305,12 @@ func (s *Service) facts(ctx context.Context, now time.Time, a ask) (gathered, er
 			return g, &protocol.Error{Code: protocol.CodeNotFound, Message: "no host has that host ID"}
 		case err != nil:
 			return g, fmt.Errorf("look up host %s: %w", a.hostID, err)
-		case g.host.Name != a.name:
-			return g, &protocol.Error{Code: protocol.CodeNameNotAllowed, Message: fmt.Sprintf("host ID %s belongs to another name", a.hostID)}
 		}
 	} else if g.host, err = s.cfg.Registry.LookupName(ctx, a.name); err != nil {
 		return g, fmt.Errorf("look up host %s: %w", a.name, err)
+	}
+	if g.names, err = s.planNames(ctx, g.host, a.name, a.names); err != nil {
+		return g, err
 	}
 	g.f.Known = g.host.Known
 	g.f.Kind = protocol.KindIssue
@@ -316,6 +333,36 @@ func (s *Service) facts(ctx context.Context, now time.Time, a ask) (gathered, er
 		g.f.VerifyNote = "no resolver configured"
 	}
 	return g, nil
+}
+
+// planNames reads the mappings of host and of the names asked for, and the
+// auto-approve setting, and plans the names (planNames). main is the name
+// requested when the host has no ID yet. A name of another host ID is a
+// *protocol.Error name_conflict.
+func (s *Service) planNames(ctx context.Context, host store.Host, main string, asked []string) (namePlan, error) {
+	if len(asked) == 0 {
+		asked = []string{main}
+	}
+	if host.ID != "" {
+		main = host.Name
+	}
+	held, err := s.cfg.Registry.MappingsFor(ctx, host.ID, asked)
+	if err != nil {
+		return namePlan{}, fmt.Errorf("name mappings: %w", err)
+	}
+	auto, err := s.cfg.Registry.AutoApprove(ctx)
+	if err != nil {
+		return namePlan{}, fmt.Errorf("name mappings: %w", err)
+	}
+	p := planNames(host.ID, main, asked, held, auto)
+	if p.Conflict != "" {
+		return p, &protocol.Error{Code: protocol.CodeNameConflict, Message: conflictWhy(p.Conflict)}
+	}
+	return p, nil
+}
+
+func conflictWhy(name string) string {
+	return fmt.Sprintf("%s belongs to another host ID (a name belongs to one host only); ask the primary's admin", name)
 }
 
 // current is the host's current certificate and what the decision needs to
@@ -344,12 +391,16 @@ func (s *Service) current(ctx context.Context, now time.Time, hostID string, pub
 }
 
 // issue builds, signs and commits one certificate.
-func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.RequestKind, host store.Host, name string, pub crypto.PublicKey, tokenName string, tokenHash []byte, renewedFrom string, rec record, dec protocol.Decision) (Result, error) {
+func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.RequestKind, host store.Host, name string, np namePlan, pub crypto.PublicKey, tokenName string, tokenHash []byte, renewedFrom string, rec record, dec protocol.Decision) (Result, error) {
 	if kind == protocol.KindIssue {
 		known := dec.Known
 		host = store.Host{ID: uuid.NewString(), Name: name, Known: known, CreatedAt: now}
 	}
-	names := []string{host.Name}
+	names := np.Cert
+	pending := np.Pending
+	if !np.Auto {
+		pending = append(slices.Clone(np.Pending), np.Claims...)
+	}
 	var (
 		cert      *x509.Certificate
 		hexSerial string
@@ -370,6 +421,11 @@ func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.Reques
 		if renewedFrom != "" {
 			audit.Detail["renewed_from"] = renewedFrom
 		}
+		audit.Detail["names"] = names
+		if len(np.Claims) > 0 {
+			audit.Detail["names_claimed"] = np.Claims
+			audit.Detail["names_claimed_state"] = string(claimState(np.Auto))
+		}
 		err = s.cfg.Ledger.CommitIssuance(ctx, store.Issuance{
 			Kind: kind,
 			Host: host,
@@ -381,6 +437,8 @@ func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.Reques
 			TokenName:   tokenName,
 			TokenHash:   tokenHash,
 			RenewedFrom: renewedFrom,
+			Claims:      np.Claims,
+			ClaimState:  claimState(np.Auto),
 			Now:         now,
 			Audit:       audit,
 		})
@@ -398,7 +456,7 @@ func (s *Service) issue(ctx context.Context, now time.Time, kind protocol.Reques
 	s.count(string(kind), true, "")
 	s.cfg.Log.Info().Str("kind", string(kind)).Str("host_id", host.ID).Str("name", host.Name).
 		Str("serial", hexSerial).Str("source", rec.source.String()).Str("token_name", tokenName).Msg("certificate issued")
-	return Result{HostID: host.ID, Names: names, Cert: cert, Serial: hexSerial, Level: dec.Level, Decision: dec}, nil
+	return Result{HostID: host.ID, Names: names, Pending: pending, Cert: cert, Serial: hexSerial, Level: dec.Level, Decision: dec}, nil
 }
 
 // sign builds and signs one host certificate with a fresh serial.
@@ -453,7 +511,7 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, csrPEM [
 		}
 		return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, msg)
 	}
-	res, err := s.issue(ctx, now, protocol.KindRenew, g.host, g.host.Name, pub, "", nil, stored.Serial, rec, dec)
+	res, err := s.issue(ctx, now, protocol.KindRenew, g.host, g.host.Name, g.names, pub, "", nil, stored.Serial, rec, dec)
 	if race, ok := raceOf(err); ok {
 		dec = policy.Lost(g.f, dec, race)
 		return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
@@ -516,11 +574,20 @@ func (s *Service) renewFacts(ctx context.Context, now time.Time, leaf *x509.Cert
 		problem = policy.CSRProblem{Code: protocol.CodeBadCSR, Why: "the CSR is not a valid PEM certificate request with a good signature"}
 	case CheckKey(csr.PublicKey) != nil:
 		problem = policy.CSRProblem{Code: protocol.CodeBadCSR, Why: CheckKey(csr.PublicKey).Error()}
-	case CSRNamesMatch(csr, g.host.Name) != nil:
-		problem = policy.CSRProblem{Code: protocol.CodeNameNotAllowed, Why: CSRNamesMatch(csr, g.host.Name).Error()}
-		pub = csr.PublicKey
 	default:
 		pub = csr.PublicKey
+		asked, err := CSRNames(csr, s.hostName)
+		if err != nil {
+			problem = policy.CSRProblem{Code: csrNameCode(err), Why: err.Error()}
+			break
+		}
+		g.names, err = s.planNames(ctx, g.host, g.host.Name, asked)
+		var perr *protocol.Error
+		if errors.As(err, &perr) {
+			problem = policy.CSRProblem{Code: perr.Code, Why: perr.Message}
+		} else if err != nil {
+			return g, nil, err
+		}
 	}
 	g.f = policy.Facts{
 		Level: level, Kind: protocol.KindRenew, HostID: g.host.ID, Known: g.host.Known, DNSSkipped: true,
@@ -627,6 +694,15 @@ func (s *Service) hostName(raw string) (string, error) {
 		return "", fmt.Errorf("%w: %s is a name of the primary; no host certificate carries it", hostname.ErrReserved, name)
 	}
 	return name, nil
+}
+
+// csrNameCode is the refusal code of a CSR whose names CSRNames refused:
+// name_reserved for a reserved name, else name_not_allowed.
+func csrNameCode(err error) protocol.Code {
+	if errors.Is(err, hostname.ErrReserved) {
+		return protocol.CodeNameReserved
+	}
+	return protocol.CodeNameNotAllowed
 }
 
 // nameCode is the refusal code of a name hostName refused.

@@ -92,11 +92,13 @@ type Race int
 
 // The races of a commit.
 const (
-	RaceTokenUsedUp  Race = iota + 1 // another request took the token's last use
-	RaceTokenExpired                 // the token expired meanwhile
-	RaceTokenGone                    // the token was deleted or changed meanwhile
-	RaceHostRevoked                  // renew: the host was revoked meanwhile
-	RaceSuperseded                   // renew: a concurrent renewal or a reissue committed first
+	RaceTokenUsedUp   Race = iota + 1 // another request took the token's last use
+	RaceTokenExpired                  // the token expired meanwhile
+	RaceTokenGone                     // the token was deleted or changed meanwhile
+	RaceHostRevoked                   // renew: the host was revoked meanwhile
+	RaceSuperseded                    // renew: a concurrent renewal or a reissue committed first
+	RaceNameConflict                  // another host claimed a name of this request first
+	RaceNameWithdrawn                 // a name of the certificate was removed from the host meanwhile
 )
 
 // Lost turns a granted decision whose commit lost a race into the refusal
@@ -115,6 +117,10 @@ func Lost(f Facts, d protocol.Decision, r Race) protocol.Decision {
 		d.Code, why = protocol.CodeHostRevoked, "the host was revoked while this renewal was decided; the certificate was discarded"
 	case RaceSuperseded:
 		d.Code, why = protocol.CodeCertSuperseded, "another renewal or a reissue of this host was committed first, so this certificate is no longer the current one; the new certificate was discarded"
+	case RaceNameConflict:
+		d.Code, why = protocol.CodeNameConflict, "another host claimed a name this request asks for first; a name belongs to one host ID only; the certificate was discarded"
+	case RaceNameWithdrawn:
+		d.Code, why = protocol.CodeNameNotAllowed, "a name of this certificate was removed from the host while the request was decided; the certificate was discarded, retry"
 	default:
 		d.Code, why = protocol.CodeInternal, fmt.Sprintf("unknown commit race %d", r)
 	}
