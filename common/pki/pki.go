@@ -84,11 +84,12 @@ func PublicKeyAlgorithm(pub crypto.PublicKey) KeyAlgorithm {
 	return ""
 }
 
-// CreateCSR makes a PEM certificate request for name, signed by key.
-func CreateCSR(key crypto.Signer, name string) ([]byte, error) {
+// CreateCSR makes a PEM certificate request for name and any more names
+// (the host's other names it asks the primary for), signed by key.
+func CreateCSR(key crypto.Signer, name string, more ...string) ([]byte, error) {
 	tmpl := &x509.CertificateRequest{
 		Subject:  pkix.Name{CommonName: name},
-		DNSNames: []string{name},
+		DNSNames: append([]string{name}, more...),
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {

@@ -111,7 +111,7 @@ func (a *app) getCert() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, resp, err := enroll.Enroll(cmd.Context(), env.Client, env.Store, enroll.Request{Name: name, Token: tok, NAT: env.Config.NAT, KeyAlg: alg})
+			id, resp, err := enroll.Enroll(cmd.Context(), env.Client, env.Store, enroll.Request{Name: name, Others: env.Config.OtherNames, Token: tok, NAT: env.Config.NAT, KeyAlg: alg})
 			if err != nil {
 				return err
 			}

@@ -37,6 +37,10 @@ const (
 // ErrInvalid marks a configuration that parses but does not validate.
 var ErrInvalid = errors.New("invalid agent configuration")
 
+// MaxOtherNames bounds other_names (the primary takes at most 16 names in
+// one request, the main name included).
+const MaxOtherNames = 15
+
 // Config is the agent's configuration. Zero values in the file mean "the default".
 type Config struct {
 	// Primary is the primary's "HOST[:PORT]", or several (primary nodes,
@@ -59,6 +63,11 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Name is the host name to request (default: this machine's FQDN).
 	Name string `yaml:"name"`
+	// OtherNames are further names of this host (short name, other
+	// interfaces) it asks the primary for, in every enrollment and renewal.
+	// A name the host does not hold yet waits for the primary admin's
+	// approval (a pending mapping); the next renewal after it carries it.
+	OtherNames []string `yaml:"other_names"`
 	// NAT declares that this host is behind NAT (it can never be verified).
 	NAT bool `yaml:"nat"`
 	// KeyAlgorithm for new keys: ecdsa-p256 (default) or rsa-3072 (any pki algorithm).
@@ -302,6 +311,14 @@ func (c *Config) Validate() error {
 	}
 	if _, err := pki.ParseKeyAlgorithm(c.KeyAlgorithm); err != nil {
 		bad("key_algorithm: %v", err)
+	}
+	if len(c.OtherNames) > MaxOtherNames {
+		bad("other_names: %d names, at most %d", len(c.OtherNames), MaxOtherNames)
+	}
+	for i, n := range c.OtherNames {
+		if n = strings.TrimSpace(n); n == "" || strings.ContainsAny(n, " \t/:@") {
+			bad("other_names[%d]: %q is not a host name", i, c.OtherNames[i])
+		}
 	}
 	for _, d := range []struct {
 		key string

@@ -110,7 +110,7 @@ func NewEnv(cfg config.Config, log zerolog.Logger) (*Env, error) {
 // Settings are the renewal settings of a configuration (the jitter belongs
 // to each certificate: renew.DueFor).
 func Settings(c config.Config) renew.Settings {
-	return renew.Settings{RenewBefore: c.RenewBefore, KeepKey: c.KeepKey, KeyAlg: pki.KeyAlgorithm(c.KeyAlgorithm)}
+	return renew.Settings{RenewBefore: c.RenewBefore, KeepKey: c.KeepKey, KeyAlg: pki.KeyAlgorithm(c.KeyAlgorithm), OtherNames: c.OtherNames}
 }
 
 // runner is one long-running part of the agent, stopped by cancelling ctx.

@@ -146,6 +146,7 @@ func checkServer(bundle, peer []*x509.Certificate, host string) error {
 // Request is what get-cert asks for.
 type Request struct {
 	Name   string
+	Others []string // further names to ask for (config other_names)
 	Token  string
 	NAT    bool
 	KeyAlg pki.KeyAlgorithm
@@ -170,7 +171,7 @@ func Enroll(ctx context.Context, c *client.Client, store *certstore.Store, req R
 	if err != nil {
 		return nil, protocol.CertResponse{}, err
 	}
-	csr, err := pki.CreateCSR(key, req.Name)
+	csr, err := pki.CreateCSR(key, req.Name, req.Others...)
 	if err != nil {
 		return nil, protocol.CertResponse{}, err
 	}

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -100,6 +102,7 @@ type Settings struct {
 	RenewBefore time.Duration
 	KeepKey     bool
 	KeyAlg      pki.KeyAlgorithm
+	OtherNames  []string // further names to ask for (config other_names)
 }
 
 // Primary is the one call renewal makes to the primary (*client.Client).
@@ -155,11 +158,8 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 		}
 		key = k
 	}
-	name := id.Cert.Subject.CommonName
-	if len(id.Cert.DNSNames) > 0 {
-		name = id.Cert.DNSNames[0]
-	}
-	csr, err := pki.CreateCSR(key, name)
+	names := AskNames(id.Cert, set.OtherNames)
+	csr, err := pki.CreateCSR(key, names[0], names[1:]...)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +191,21 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 	}
 	r.Identity.Store(nid)
 	return nid, nil
+}
+
+// AskNames are the names a renewal asks for: the certificate's names (its
+// main name first) and the configured other names it does not carry yet.
+func AskNames(cert *x509.Certificate, other []string) []string {
+	names := slices.Clone(cert.DNSNames)
+	if len(names) == 0 {
+		names = []string{cert.Subject.CommonName}
+	}
+	for _, n := range other {
+		if !slices.ContainsFunc(names, func(h string) bool { return strings.EqualFold(h, n) }) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // Loop is the long-running renewal part of `run`.

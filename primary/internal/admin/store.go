@@ -51,6 +51,7 @@ type Inventory interface {
 // Store is everything the admin server reads and changes.
 type Store interface {
 	Registry
+	NameMappings
 	TokenBook
 	CertBook
 	AuditLog

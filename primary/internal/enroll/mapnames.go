@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hostcert/hostcert/primary/internal/store"
 )
@@ -60,25 +61,27 @@ type namePlan struct {
 // hostID is the host ("" for a first issuance); main is its main name (for
 // a first issuance, the requested name, approved by the issuance itself);
 // held are the mappings of the host and of the asked names; auto is the
-// auto-approve setting. The certificate carries only approved names — with
-// auto-approve, the claims too; when none of the asked names is approved,
-// it carries the host's main name, so that a host asking only for a new
-// name still renews while its name waits for approval.
+// auto-approve setting. The certificate carries every approved name of the
+// host, main name first — what the host asks for adds claims, never an
+// unapproved name — and, with auto-approve, the claims.
 func planNames(hostID, main string, asked []string, held []store.Mapping, auto bool) namePlan {
 	owner := make(map[string]store.Mapping, len(held))
+	p := namePlan{Auto: auto, Cert: []string{main}}
+	var others []string
 	for _, m := range held {
 		owner[m.Name] = m
+		if hostID != "" && m.HostID == hostID && m.State == store.MappingApproved && m.Name != main {
+			others = append(others, m.Name)
+		}
 	}
-	p := namePlan{Auto: auto}
+	slices.Sort(others)
+	p.Cert = append(p.Cert, others...)
 	for _, n := range asked {
 		m, ok := owner[n]
 		switch {
 		case ok && m.HostID != hostID:
 			return namePlan{Conflict: n}
-		case hostID == "" && n == main:
-			p.Cert = append(p.Cert, n)
-		case ok && m.State == store.MappingApproved:
-			p.Cert = append(p.Cert, n)
+		case n == main || ok && m.State == store.MappingApproved:
 		case ok:
 			p.Pending = append(p.Pending, n)
 		default:
@@ -87,9 +90,6 @@ func planNames(hostID, main string, asked []string, held []store.Mapping, auto b
 				p.Cert = append(p.Cert, n)
 			}
 		}
-	}
-	if len(p.Cert) == 0 {
-		p.Cert = []string{main}
 	}
 	return p
 }

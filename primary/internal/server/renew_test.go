@@ -158,20 +158,23 @@ func TestOnlyTheLatestCertificateRenews(t *testing.T) {
 	}
 }
 
-// TestRenewRefusalsNameTheirCause: a renewal with a bad CSR, or a CSR for
-// another name, is reported, audited and counted as that refusal — never as
-// "granted".
+// TestRenewRefusalsNameTheirCause: a renewal with a bad CSR, a CSR for a
+// name no host may have, or for another host's name, is reported, audited
+// and counted as that refusal — never as "granted".
 func TestRenewRefusalsNameTheirCause(t *testing.T) {
 	e := newEnv(t, envOpts{metrics: true})
+	enrolled(t, e, "taken.test")
 	h := enrolled(t, e, "cause.test")
-	other := &host{name: "other.test", key: h.key}
+	ip := &host{name: "192.0.2.7", key: h.key}
+	taken := &host{name: "taken.test", key: h.key}
 	for _, tc := range []struct {
 		csr  string
 		code protocol.Code
 	}{
 		{corruptSignature(t, h.csr(t)), protocol.CodeBadCSR},
 		{"not a csr", protocol.CodeBadCSR},
-		{other.csr(t), protocol.CodeNameNotAllowed},
+		{ip.csr(t), protocol.CodeNameNotAllowed},
+		{taken.csr(t), protocol.CodeNameConflict},
 	} {
 		body, _ := json.Marshal(protocol.RenewRequest{CSR: tc.csr})
 		r := e.post(e.client(h.tls), protocol.PathRenew, "application/json", body)
@@ -196,6 +199,7 @@ func TestRenewRefusalsNameTheirCause(t *testing.T) {
 	for _, want := range []string{
 		`hostcert_primary_decisions_total{code="bad_csr",kind="renew",outcome="refused"} 2`,
 		`hostcert_primary_decisions_total{code="name_not_allowed",kind="renew",outcome="refused"} 1`,
+		`hostcert_primary_decisions_total{code="name_conflict",kind="renew",outcome="refused"} 1`,
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %s", want)
