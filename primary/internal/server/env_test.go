@@ -187,6 +187,7 @@ func (e *env) post(c *http.Client, path, contentType string, body []byte) reply 
 // host is a test host: its key and the certificate it got.
 type host struct {
 	name string
+	more []string // further names its CSRs ask for
 	key  crypto.Signer
 	tls  *tls.Certificate
 	leaf *x509.Certificate
@@ -203,7 +204,7 @@ func newHost(t testing.TB, name string) *host {
 
 func (h *host) csr(t testing.TB) string {
 	t.Helper()
-	b, err := pki.CreateCSR(h.key, h.name)
+	b, err := pki.CreateCSR(h.key, h.name, h.more...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/primary/internal/admin"
+)
+
+// TestMappingFlow: a host renews asking for an extra name → the name is
+// pending and not in the certificate → an admin approves it → the next
+// renewal carries both names; the host ID never changes. The approved name
+// then finds the host: an enrollment by it is a reissue of that host.
+func TestMappingFlow(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	h := enrolled(t, e, "flow.test")
+	id := pkiHostID(t, h)
+
+	r, next := e.renewAsking(h, "flow-alt.test")
+	if r.status != http.StatusOK || r.cert.HostID != id || fmt.Sprint(r.cert.Names) != "[flow.test]" ||
+		fmt.Sprint(r.cert.PendingNames) != "[flow-alt.test]" || fmt.Sprint(next.leaf.DNSNames) != "[flow.test]" {
+		t.Fatalf("renewal asking for flow-alt.test = %v, want flow.test only, flow-alt.test pending, host %s", r, id)
+	}
+	var ms []admin.Mapping
+	e.call(admin.CmdMappingList, admin.MappingListArgs{Pending: true}, &ms)
+	if len(ms) != 1 || ms[0].Name != "flow-alt.test" || ms[0].HostID != id {
+		t.Fatalf("pending mappings = %+v, want flow-alt.test for %s", ms, id)
+	}
+	// Asked again before the approval: still pending, still not carried.
+	r, next = e.renewAsking(next, "flow-alt.test")
+	if r.status != http.StatusOK || fmt.Sprint(r.cert.Names) != "[flow.test]" || fmt.Sprint(r.cert.PendingNames) != "[flow-alt.test]" {
+		t.Fatalf("second renewal before the approval = %v, want flow.test only", r)
+	}
+
+	var m admin.Mapping
+	e.call(admin.CmdMappingApprove, admin.MappingArgs{Name: "flow-alt.test"}, &m)
+	if m.State != "approved" || m.HostID != id {
+		t.Fatalf("approve = %+v", m)
+	}
+	r, next = e.renewAsking(next, "flow-alt.test")
+	if r.status != http.StatusOK || r.cert.HostID != id || len(r.cert.PendingNames) != 0 ||
+		!slices.Equal(next.leaf.DNSNames, []string{"flow.test", "flow-alt.test"}) || next.leaf.Subject.CommonName != id {
+		t.Fatalf("renewal after the approval = %v, DNS names %v, want flow.test and flow-alt.test for %s", r, next.leaf.DNSNames, id)
+	}
+
+	// The approved name is the host's: enrolling by it is a reissue of this
+	// host (a reissue token), never a new host.
+	imp := newHost(t, "flow-alt.test")
+	if r := e.enroll(imp, "", "", false); r.status != http.StatusForbidden || r.err.Code != protocol.CodeReissueTokenRequired ||
+		r.err.Decision == nil || r.err.Decision.Kind != protocol.KindReissue {
+		t.Errorf("enroll by the approved name flow-alt.test = %v, want reissue_token_required", r)
+	}
+	var d admin.HostDetail
+	e.call(admin.CmdHostShow, admin.HostArgs{Host: "flow-alt.test"}, &d)
+	if d.ID != id {
+		t.Errorf("host show flow-alt.test = %+v, want host %s", d.Host, id)
+	}
+	// Another host asking for it is refused with name_conflict, and gets nothing.
+	other := enrolled(t, e, "other.test")
+	if r, _ := e.renewAsking(other, "flow-alt.test"); r.status != http.StatusConflict || r.err.Code != protocol.CodeNameConflict {
+		t.Errorf("other host renewing with flow-alt.test = %v, want 409 name_conflict", r)
+	}
+	e.dns.Set("flow-new.test", loopback)
+	clash := newHost(t, "flow-new.test")
+	clash.more = []string{"flow.test"}
+	if r := e.enroll(clash, "", "", false); r.status != http.StatusConflict || r.err.Code != protocol.CodeNameConflict {
+		t.Errorf("new host asking for flow.test too = %v, want 409 name_conflict", r)
+	}
+	// The renewal that claimed the name is audited with it.
+	claimed := false
+	for _, a := range e.audits("renew", "flow.test") {
+		claimed = claimed || strings.Contains(fmt.Sprint(a.Detail["names_claimed"]), "flow-alt.test")
+	}
+	if !claimed {
+		t.Error("no renew audit row names the claimed flow-alt.test")
+	}
+}
+
+// renewAsking renews with the certificate of from and a new key, the CSR
+// asking also for more.
+func (e *env) renewAsking(from *host, more ...string) (reply, *host) {
+	e.t.Helper()
+	next := &host{name: from.name, key: newKey(e.t), more: more}
+	r := e.renew(next, from.tls)
+	if r.status == http.StatusOK {
+		next.take(e.t, r)
+	}
+	return r, next
+}
+
+func pkiHostID(t *testing.T, h *host) string {
+	t.Helper()
+	if h.leaf == nil || h.leaf.Subject.CommonName == "" {
+		t.Fatal("host has no certificate")
+	}
+	return h.leaf.Subject.CommonName
+}
+
+// TestNameConflictRace: two hosts renewing at the same moment, both asking
+// for one new name, through the real API: exactly one gets it (pending, for
+// its host ID), the other is refused with name_conflict and nothing of its
+// renewal is written. Repeated with a new name each round.
+func TestNameConflictRace(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	hs := []*host{enrolled(t, e, "race-a.test"), enrolled(t, e, "race-b.test")}
+	const rounds = 8
+	for round := range rounds {
+		name := fmt.Sprintf("shared-%d.test", round)
+		replies := make([]reply, len(hs))
+		nexts := make([]*host, len(hs))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, h := range hs {
+			next := &host{name: h.name, key: newKey(t), more: []string{name}}
+			nexts[i] = next
+			wg.Go(func() {
+				<-start
+				replies[i] = e.renew(next, h.tls)
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, r := range replies {
+			switch {
+			case r.status == http.StatusOK && fmt.Sprint(r.cert.PendingNames) == "["+name+"]" && winner == -1:
+				winner = i
+				nexts[i].take(t, r)
+				nexts[i].more = nil
+				hs[i] = nexts[i]
+			case r.status == http.StatusConflict && r.err.Code == protocol.CodeNameConflict:
+			default:
+				t.Fatalf("round %d: host %d = %v, want one winner with %s pending and one name_conflict", round, i, r, name)
+			}
+		}
+		if winner == -1 {
+			t.Fatalf("round %d: no winner: %v", round, replies)
+		}
+		var ms []admin.Mapping
+		e.call(admin.CmdMappingList, admin.MappingListArgs{Pending: true}, &ms)
+		var owners []string
+		for _, m := range ms {
+			if m.Name == name {
+				owners = append(owners, m.HostName)
+			}
+		}
+		if len(owners) != 1 || owners[0] != hs[winner].name {
+			t.Fatalf("round %d: owners of %s = %v, want only %s", round, name, owners, hs[winner].name)
+		}
+	}
+	// The losers' renewals wrote nothing: one enrollment plus one
+	// certificate per round won.
+	var certs []admin.Cert
+	e.call(admin.CmdCertList, admin.CertArgs{}, &certs)
+	if len(certs) != len(hs)+rounds {
+		t.Errorf("certificates = %d, want %d", len(certs), len(hs)+rounds)
+	}
+}
