@@ -165,7 +165,7 @@ func TestRenewRefusalsNameTheirCause(t *testing.T) {
 	e := newEnv(t, envOpts{metrics: true})
 	enrolled(t, e, "taken.test")
 	h := enrolled(t, e, "cause.test")
-	ip := &host{name: "192.0.2.7", key: h.key}
+	bad := &host{name: "bad_name.test", key: h.key}
 	taken := &host{name: "taken.test", key: h.key}
 	for _, tc := range []struct {
 		csr  string
@@ -173,7 +173,7 @@ func TestRenewRefusalsNameTheirCause(t *testing.T) {
 	}{
 		{corruptSignature(t, h.csr(t)), protocol.CodeBadCSR},
 		{"not a csr", protocol.CodeBadCSR},
-		{ip.csr(t), protocol.CodeNameNotAllowed},
+		{bad.csr(t), protocol.CodeNameNotAllowed},
 		{taken.csr(t), protocol.CodeNameConflict},
 	} {
 		body, _ := json.Marshal(protocol.RenewRequest{CSR: tc.csr})

@@ -150,11 +150,12 @@ func claimName(t *wtx, name, hostID string, state MappingState, now time.Time) e
 // another host holds it, pending or approved; ErrExists when the host holds
 // it approved already; ErrNotFound for an unknown host.
 func (s *Store) AddMapping(ctx context.Context, name, hostID string, now time.Time, a Audit) (Mapping, error) {
-	if name = lowerName(name); name == "" {
-		return Mapping{}, fmt.Errorf("add mapping: empty name: %w", errInvalid)
+	name, err := storeName(name)
+	if err != nil {
+		return Mapping{}, fmt.Errorf("add mapping: %w", err)
 	}
 	var m Mapping
-	err := s.write(ctx, func(t *wtx) error {
+	err = s.write(ctx, func(t *wtx) error {
 		var main string
 		var revoked sql.NullInt64
 		if err := t.queryRow(t.pick(sqlLockHost), hostID).Scan(&main, &revoked); errors.Is(err, sql.ErrNoRows) {
