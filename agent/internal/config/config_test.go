@@ -77,6 +77,11 @@ func TestValidate(t *testing.T) {
 		{"log_format: xml", false},
 		{"log_level: loud", false},
 		{"renew_before: soon", false},
+		{"other_names: [web, web.internal.example]", true},
+		{"other_names: ['']", false},
+		{"other_names: ['has space.example']", false},
+		{"other_names: [a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p]", false}, // 16 > MaxOtherNames
+		{"other_names: web", false},                              // a list, not a scalar
 	} {
 		c, err := Parse([]byte(tc.yaml))
 		if err == nil {

@@ -100,6 +100,11 @@ func TestMappingCommands(t *testing.T) {
 	}
 	mustFail(t, "already an approved name", cmd("host", "mapping", "add", "db-alt.test", "db.test")...)
 	mustFail(t, "invalid host name", cmd("host", "mapping", "add", "bad_name!", "db.test")...)
+	// Reserved names are never mapped: the primary's name, loopback names,
+	// addresses, token-like values.
+	for _, n := range []string{"localhost", "x.localhost", "192.0.2.9", tok} {
+		mustFail(t, "reserved host name", cmd("host", "mapping", "add", n, "db.test")...)
+	}
 
 	// A rename: the main name removed, the host keeps its ID.
 	mustRun(t, cmd("host", "mapping", "remove", "db.test")...)
