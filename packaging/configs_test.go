@@ -18,6 +18,7 @@ type agentKeys struct {
 	Tunnels      []string `yaml:"tunnels"`
 	DataDir      string   `yaml:"data_dir"`
 	Name         string   `yaml:"name"`
+	OtherNames   []string `yaml:"other_names"`
 	KeyAlgorithm string   `yaml:"key_algorithm"`
 	RenewBefore  string   `yaml:"renew_before"`
 	KeepKey      bool     `yaml:"keep_key"`
