@@ -37,6 +37,7 @@ var Groups = map[string]string{
 	"token":   "enrollment tokens (values are shown once, stored only as hashes)",
 	"cert":    "issued certificates and revocation",
 	"console": "the web console",
+	"mapping": "host name mappings: the names each host ID carries, and the names hosts asked for",
 }
 
 // table is the command table: every admin operation, declared once.
@@ -75,6 +76,31 @@ that name; --limit N stops after N rows), so a fleet of any size can be listed.`
 	define(Op{Name: CmdHostReissue, Use: "NAME|HOSTID [--for 48h]", Short: "open an auto-reissue window: the host may reissue without a token until it closes",
 		Mutates: true, Audited: true, Audits: "the host and when the window closes"},
 		(*Server).hostAllowReissue, textWindow),
+	paged(define(Op{Name: CmdMappingList, Use: "[--host NAME|HOSTID] [--pending] [--after NAME] [--limit N]",
+		Short: "list the host name mappings by name (--pending: the names waiting for approval)", Long: mappingLong},
+		(*Server).mappingList, textMappings), func(r []Mapping) (int, string) {
+		if len(r) == 0 {
+			return 0, ""
+		}
+		return len(r), r[len(r)-1].Name
+	}),
+	define(Op{Name: CmdMappingApprove, Short: "approve a pending name: the host's next certificate carries it", Mutates: true, Audited: true,
+		Audits: "the name, its host and its new state"},
+		(*Server).mappingApprove, textMapping[MappingArgs]("approved")),
+	define(Op{Name: CmdMappingReject, Short: "reject a pending name (it is deleted and free again)", Mutates: true, Audited: true,
+		Audits: "the name and the host that asked for it"},
+		(*Server).mappingReject, textMapping[MappingArgs]("rejected")),
+	define(Op{Name: CmdMappingAdd, Use: "NAME NAME|HOSTID", Short: "give a name to a host as an approved name", Mutates: true, Audited: true,
+		Audits: "the name and its host"},
+		(*Server).mappingAdd, textMapping[MappingAddArgs]("added")),
+	define(Op{Name: CmdMappingRemove, Short: "remove a name from its host (certificates already issued keep it until they renew)",
+		Mutates: true, Audited: true, Audits: "the name, its host, and the host's new main name when it was the main one"},
+		(*Server).mappingRemove, textMapping[MappingArgs]("removed")),
+	define(Op{Name: CmdMappingAutoApprove, Short: "approve at once (on) or leave pending (off, the default) every name a host asks for",
+		Mutates: true, Audited: true, Audits: "the new setting"},
+		(*Server).mappingAutoApprove, textMappingSettings[AutoApproveArgs]),
+	define(Op{Name: CmdMappingSettings, Short: "show the mapping settings (auto-approve on or off)"},
+		(*Server).mappingSettings, textMappingSettings[NoArgs]),
 	define(Op{Name: CmdTokenCreate, Use: "--name N [--max-uses 1] [--valid-for 24h] [--reason R] [--reissue-host NAME|HOSTID] [--bind-name P]... [--bind-net CIDR]...",
 		Short: "create a token and print its value (the only time it is shown)",
 		Long: `create makes a token and prints its value on standard output, alone on one

@@ -52,7 +52,7 @@ func enrollOver(t *testing.T, addr, dir, name, token string, more ...string) pro
 	return cr
 }
 
-// TestMappingCommands runs `host mapping` against a real server over its
+// TestMappingCommands runs `mapping` against a real server over its
 // admin socket: list, approve, reject, add, remove, auto-approve, and the
 // refusals (name_conflict, the last name, a name with no pending mapping).
 func TestMappingCommands(t *testing.T) {
@@ -76,58 +76,58 @@ func TestMappingCommands(t *testing.T) {
 	}
 
 	var ms []admin.Mapping
-	decode(t, mustRun(t, cmd("host", "mapping", "list", "--pending", "--json")...), &ms)
+	decode(t, mustRun(t, cmd("mapping", "list", "--pending", "--json")...), &ms)
 	if len(ms) != 2 || ms[0].HostID != web.HostID || ms[0].State != "pending" || ms[0].HostName != "web.test" {
 		t.Fatalf("mapping list --pending = %+v, want web's two names", ms)
 	}
-	if out := mustRun(t, cmd("host", "mapping", "list")...); !strings.Contains(out, "web-alt.test") || !strings.Contains(out, "pending") || !strings.Contains(out, "db.test") {
+	if out := mustRun(t, cmd("mapping", "list")...); !strings.Contains(out, "web-alt.test") || !strings.Contains(out, "pending") || !strings.Contains(out, "db.test") {
 		t.Errorf("mapping list = %q", out)
 	}
-	if out := mustRun(t, cmd("host", "mapping", "approve", "web-alt.test")...); !strings.Contains(out, "approved web-alt.test (host web.test") {
+	if out := mustRun(t, cmd("mapping", "approve", "web-alt.test")...); !strings.Contains(out, "approved web-alt.test (host web.test") {
 		t.Errorf("mapping approve = %q", out)
 	}
-	mustFail(t, "no pending mapping", cmd("host", "mapping", "approve", "web-alt.test")...)
-	mustRun(t, cmd("host", "mapping", "reject", "web")...)
-	mustFail(t, "no pending mapping", cmd("host", "mapping", "reject", "web")...)
+	mustFail(t, "no pending mapping", cmd("mapping", "approve", "web-alt.test")...)
+	mustRun(t, cmd("mapping", "reject", "web")...)
+	mustFail(t, "no pending mapping", cmd("mapping", "reject", "web")...)
 
 	// A name belongs to one host ID.
-	mustFail(t, "name_conflict", cmd("host", "mapping", "add", "web-alt.test", "db.test")...)
-	mustFail(t, "name_conflict", cmd("host", "mapping", "add", "web.test", db.HostID)...)
+	mustFail(t, "name_conflict", cmd("mapping", "add", "web-alt.test", "db.test")...)
+	mustFail(t, "name_conflict", cmd("mapping", "add", "web.test", db.HostID)...)
 	var m admin.Mapping
-	decode(t, mustRun(t, cmd("host", "mapping", "add", "db-alt.test", db.HostID, "--json")...), &m)
+	decode(t, mustRun(t, cmd("mapping", "add", "db-alt.test", db.HostID, "--json")...), &m)
 	if m.HostID != db.HostID || m.State != "approved" || m.DecidedAt == nil {
 		t.Errorf("mapping add --json = %+v, want approved for %s", m, db.HostID)
 	}
-	mustFail(t, "already an approved name", cmd("host", "mapping", "add", "db-alt.test", "db.test")...)
-	mustFail(t, "invalid host name", cmd("host", "mapping", "add", "bad_name!", "db.test")...)
+	mustFail(t, "already an approved name", cmd("mapping", "add", "db-alt.test", "db.test")...)
+	mustFail(t, "invalid host name", cmd("mapping", "add", "bad_name!", "db.test")...)
 	// Reserved names are never mapped: the primary's name, loopback names,
 	// addresses, token-like values.
 	for _, n := range []string{"localhost", "x.localhost", "192.0.2.9", tok} {
-		mustFail(t, "reserved host name", cmd("host", "mapping", "add", n, "db.test")...)
+		mustFail(t, "reserved host name", cmd("mapping", "add", n, "db.test")...)
 	}
 
 	// A rename: the main name removed, the host keeps its ID.
-	mustRun(t, cmd("host", "mapping", "remove", "db.test")...)
+	mustRun(t, cmd("mapping", "remove", "db.test")...)
 	var d admin.HostDetail
 	decode(t, mustRun(t, cmd("host", "show", "db-alt.test", "--json")...), &d)
 	if d.ID != db.HostID || d.Name != "db-alt.test" {
 		t.Errorf("host show db-alt.test after the rename = %+v, want %s named db-alt.test", d.Host, db.HostID)
 	}
-	mustFail(t, "only approved name", cmd("host", "mapping", "remove", "db-alt.test")...)
-	mustFail(t, "mapped to no host", cmd("host", "mapping", "remove", "db.test")...)
-	decode(t, mustRun(t, cmd("host", "mapping", "list", "--host", web.HostID, "--json")...), &ms)
+	mustFail(t, "only approved name", cmd("mapping", "remove", "db-alt.test")...)
+	mustFail(t, "mapped to no host", cmd("mapping", "remove", "db.test")...)
+	decode(t, mustRun(t, cmd("mapping", "list", "--host", web.HostID, "--json")...), &ms)
 	if len(ms) != 2 || ms[0].Name != "web-alt.test" || ms[1].Name != "web.test" {
 		t.Errorf("mapping list --host web = %+v, want web-alt.test and web.test", ms)
 	}
 
 	// Auto-approve: off by default.
-	if out := mustRun(t, cmd("host", "mapping", "auto-approve")...); out != "auto-approve off\n" {
+	if out := mustRun(t, cmd("mapping", "settings")...); out != "auto-approve off\n" {
 		t.Errorf("auto-approve = %q, want off", out)
 	}
-	if out := mustRun(t, cmd("host", "mapping", "auto-approve", "on")...); out != "auto-approve on\n" {
+	if out := mustRun(t, cmd("mapping", "auto-approve", "on")...); out != "auto-approve on\n" {
 		t.Errorf("auto-approve on = %q", out)
 	}
-	mustFail(t, "want on or off", cmd("host", "mapping", "auto-approve", "maybe")...)
+	mustFail(t, "want on or off", cmd("mapping", "auto-approve", "maybe")...)
 	auto := enrollOver(t, srv.Addr().String(), dir, "auto.test", tok, "auto-alt.test")
 	if strings.Join(auto.Names, " ") != "auto.test auto-alt.test" || len(auto.PendingNames) != 0 {
 		t.Errorf("enroll with auto-approve on = %v pending %v, want both names in the certificate", auto.Names, auto.PendingNames)

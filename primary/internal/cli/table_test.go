@@ -30,24 +30,31 @@ import (
 // with a host ID and a certificate), in table order. A new operation needs
 // a row here: the test fails without one.
 var opSamples = map[string][]string{
-	admin.CmdCAShow:       {},
-	admin.CmdLevelGet:     {},
-	admin.CmdLevelSet:     {"medium"},
-	admin.CmdHostAdd:      {"a.test", "b.test"},
-	admin.CmdHostRemove:   {"b.test"},
-	admin.CmdHostList:     {"--limit", "5"},
-	admin.CmdHostShow:     {"seeded.test"},
-	admin.CmdHostReissue:  {"seeded.test", "--for", "1h"},
-	admin.CmdTokenCreate:  {"--name", "t1", "--max-uses", "2"},
-	admin.CmdTokenList:    {},
-	admin.CmdTokenDelete:  {"t1"},
-	admin.CmdTokenCleanup: {},
-	admin.CmdCertList:     {"--host", "seeded.test"},
-	admin.CmdCertRevoke:   {"seeded.test", "--reason", "cessationOfOperation"},
-	admin.CmdExplain:      {"a.test", "--from", "127.0.0.1", "--nat"},
-	admin.CmdAudit:        {"--since", "1h", "--limit", "3"},
-	admin.CmdInventory:    {"--expiring", "30d", "--stale", "7d"},
-	admin.CmdConsoleLogin: {"--operator", "alice", "--valid-for", "5m"},
+	admin.CmdMappingList:        {"--pending"},
+	admin.CmdMappingAdd:         {"seeded-alt.test", "seeded.test"},
+	admin.CmdMappingApprove:     {"seeded-ask.test"},
+	admin.CmdMappingReject:      {"seeded-ask2.test"},
+	admin.CmdMappingRemove:      {"seeded-alt.test"},
+	admin.CmdMappingAutoApprove: {"off"},
+	admin.CmdMappingSettings:    {},
+	admin.CmdCAShow:             {},
+	admin.CmdLevelGet:           {},
+	admin.CmdLevelSet:           {"medium"},
+	admin.CmdHostAdd:            {"a.test", "b.test"},
+	admin.CmdHostRemove:         {"b.test"},
+	admin.CmdHostList:           {"--limit", "5"},
+	admin.CmdHostShow:           {"seeded.test"},
+	admin.CmdHostReissue:        {"seeded.test", "--for", "1h"},
+	admin.CmdTokenCreate:        {"--name", "t1", "--max-uses", "2"},
+	admin.CmdTokenList:          {},
+	admin.CmdTokenDelete:        {"t1"},
+	admin.CmdTokenCleanup:       {},
+	admin.CmdCertList:           {"--host", "seeded.test"},
+	admin.CmdCertRevoke:         {"seeded.test", "--reason", "cessationOfOperation"},
+	admin.CmdExplain:            {"a.test", "--from", "127.0.0.1", "--nat"},
+	admin.CmdAudit:              {"--since", "1h", "--limit", "3"},
+	admin.CmdInventory:          {"--expiring", "30d", "--stale", "7d"},
+	admin.CmdConsoleLogin:       {"--operator", "alice", "--valid-for", "5m"},
 }
 
 // seedHost gives name a host ID and a certificate in the store of dir,
@@ -104,7 +111,16 @@ func findCmd(root *cobra.Command, path []string) *cobra.Command {
 func TestEveryOperation(t *testing.T) {
 	_, cmd := startPrimary(t, func(dir string) {
 		withStore(t, dir, func(st *store.Store) {
-			seedHost(t, st, "seeded.test", time.Now().Add(365*24*time.Hour), time.Now())
+			is := seedHost(t, st, "seeded.test", time.Now().Add(365*24*time.Hour), time.Now())
+			// A renewal that asked for two more names: pending, for the
+			// mapping operations.
+			ask := is
+			ask.Kind, ask.RenewedFrom, ask.Now = protocol.KindRenew, is.Cert.Serial, time.Now()
+			ask.Cert.Serial += "01"
+			ask.Claims = []string{"seeded-ask.test", "seeded-ask2.test"}
+			if err := st.CommitIssuance(context.Background(), ask); err != nil {
+				t.Fatal(err)
+			}
 		})
 	})
 	root := NewRoot()

@@ -60,17 +60,27 @@ func scanMapping(sc interface{ Scan(...any) error }) (Mapping, error) {
 	return m, nil
 }
 
-// MappingFilter selects mappings; zero fields select everything.
+// MappingFilter selects mappings; zero fields select everything. After
+// and Limit page through them by name (Limit 0: no limit).
 type MappingFilter struct {
 	HostID string
 	State  MappingState
+	After  string
+	Limit  int
 }
 
-// ListMappings lists mappings by host main name, then state, then name.
+// ListMappings lists mappings by name.
 func (s *Store) ListMappings(ctx context.Context, f MappingFilter) ([]Mapping, error) {
+	limit := int64(f.Limit)
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+		if s.d == postgresDialect {
+			limit = 1 << 62
+		}
+	}
 	rows, err := s.query(ctx, `SELECT `+mappingColumns+` FROM host_names m JOIN hosts h ON h.id = m.host_id
-		WHERE (? = '' OR m.host_id = ?) AND (? = '' OR m.state = ?)
-		ORDER BY h.name, m.state, m.name`, f.HostID, f.HostID, string(f.State), string(f.State))
+		WHERE (? = '' OR m.host_id = ?) AND (? = '' OR m.state = ?) AND m.name > ?
+		ORDER BY m.name LIMIT ?`, f.HostID, f.HostID, string(f.State), string(f.State), f.After, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list mappings: %w", err)
 	}
