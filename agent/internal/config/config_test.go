@@ -81,7 +81,7 @@ func TestValidate(t *testing.T) {
 		{"other_names: ['']", false},
 		{"other_names: ['has space.example']", false},
 		{"other_names: [a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p]", false}, // 16 > MaxOtherNames
-		{"other_names: web", false},                              // a list, not a scalar
+		{"other_names: web", false},                               // a list, not a scalar
 	} {
 		c, err := Parse([]byte(tc.yaml))
 		if err == nil {
