@@ -303,8 +303,8 @@ func TestPostgresTwoHandles(t *testing.T) {
 }
 
 // TestMigratePostgresFromPrevious: a database at an earlier schema version
-// (2: before renewal bookkeeping and host name mappings), with data, is
-// brought to the current one and keeps its rows.
+// (3: before inventory and host name mappings), with data, is brought to the
+// current one and keeps its rows.
 func TestMigratePostgresFromPrevious(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Shared(t).CreateDatabase(t, "migrate_prev")
@@ -312,7 +312,7 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev := 2
+	prev := 3
 	// Rebuild the database at the previous version.
 	if _, err := s.rdb.ExecContext(ctx, "DROP SCHEMA public CASCADE; CREATE SCHEMA public"); err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ func TestMigratePostgresFromPrevious(t *testing.T) {
 	if h, err := s.HostByID(ctx, "h1"); err != nil || !h.SeenAt.Equal(fromTS(7)) {
 		t.Errorf("host after the migration = %+v, %v, want last seen at its latest first use (7)", h, err)
 	}
-	// Migration 4: the host's name is its first approved mapping.
+	// Migration 5: the host's name is its first approved mapping.
 	if h, err := s.HostByName(ctx, "old.example"); err != nil || h.ID != "h1" || !h.Known {
 		t.Errorf("HostByName(old.example) after the migration = %+v, %v, want h1, known", h, err)
 	}

@@ -164,7 +164,7 @@ func TestMigrateRenewalBookkeeping(t *testing.T) {
 	if c, err := s.CurrentCert(ctx, "h1"); err != nil || c.Serial != "0B" || c.RenewedFrom != "" || c.UsedAt != nil {
 		t.Errorf("CurrentCert after migration = %+v, %v, want 0B", c, err)
 	}
-	// Migration 4: the host's name is its first approved mapping.
+	// Migration 5: the host's name is its first approved mapping.
 	if m, err := s.ListMappings(ctx, MappingFilter{HostID: "h1"}); err != nil || len(m) != 1 || m[0].Name != "old.example" || m[0].State != MappingApproved {
 		t.Errorf("mappings of h1 after the migration = %+v, %v, want old.example approved", m, err)
 	}
