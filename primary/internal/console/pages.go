@@ -26,7 +26,7 @@ var styleCSS []byte
 type pageTemplate = template.Template
 
 // pageNames are the templates/<name>.html files.
-var pageNames = []string{"message", "dashboard", "hosts", "host", "tokens", "token_created", "certs", "revoke", "audit", "ca"}
+var pageNames = []string{"message", "dashboard", "hosts", "host", "tokens", "token_created", "certs", "revoke", "audit", "ca", "mappings"}
 
 var funcs = template.FuncMap{
 	"when": func(t any) string {
@@ -128,6 +128,8 @@ var notices = map[string]string{
 	"revoked":   "Revoked. The CRL is regenerated within seconds.",
 	"reissue":   "Auto-reissue window opened.",
 	"cleanedup": "Expired and used-up tokens deleted.",
+	"approved":  "Name approved: the host's next certificate carries it.",
+	"rejected":  "Name rejected: it is free again.",
 }
 
 func notice(r *http.Request) string { return notices[r.URL.Query().Get("notice")] }
@@ -297,6 +299,43 @@ func (c *Console) allowReissue(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	redirect(w, r, "/hosts/"+url.PathEscape(ref), url.Values{"notice": {"reissue"}})
+}
+
+// Host name mappings.
+
+type mappingsData struct {
+	Pending, All []admin.Mapping
+	Next         url.Values
+}
+
+func (c *Console) mappings(w http.ResponseWriter, r *http.Request, s *session) {
+	c.mappingsPage(w, r, s, http.StatusOK, "")
+}
+
+func (c *Console) mappingsPage(w http.ResponseWriter, r *http.Request, s *session, status int, errText string) {
+	var d mappingsData
+	pending, err := do[[]admin.Mapping](r.Context(), c, s, admin.CmdMappingList, admin.MappingListArgs{Pending: true, Limit: pageRows})
+	if err == nil {
+		d.Pending = pending
+		d.All, err = do[[]admin.Mapping](r.Context(), c, s, admin.CmdMappingList, admin.MappingListArgs{After: r.URL.Query().Get("after"), Limit: pageRows})
+	}
+	if err != nil && errText == "" {
+		errText = errorText(err)
+	}
+	if len(d.All) == pageRows {
+		d.Next = url.Values{"after": {d.All[len(d.All)-1].Name}}
+	}
+	c.render(w, status, "mappings", s, view{Title: "Host names", Nav: "mappings", Notice: notice(r), Error: errText, Data: d})
+}
+
+func (c *Console) mappingDecide(cmd, notice string) handler {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		if _, err := do[admin.Mapping](r.Context(), c, s, cmd, admin.MappingArgs{Name: r.PostForm.Get("name")}); err != nil {
+			c.mappingsPage(w, r, s, http.StatusBadRequest, errorText(err))
+			return
+		}
+		redirect(w, r, "/mappings", url.Values{"notice": {notice}})
+	}
 }
 
 // Tokens.
