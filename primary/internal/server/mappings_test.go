@@ -65,6 +65,12 @@ func TestMappingFlow(t *testing.T) {
 	if r, _ := e.renewAsking(other, "flow-alt.test"); r.status != http.StatusConflict || r.err.Code != protocol.CodeNameConflict {
 		t.Errorf("other host renewing with flow-alt.test = %v, want 409 name_conflict", r)
 	}
+	// A reissue asking for a name the host does not hold: pending too.
+	re := &host{name: "other.test", key: newKey(t), more: []string{"other-alt.test"}}
+	if r := e.enroll(re, e.token("re-other", 1, "other.test"), "", false); r.status != http.StatusOK ||
+		r.cert.Decision.Kind != protocol.KindReissue || fmt.Sprint(r.cert.Names) != "[other.test]" || fmt.Sprint(r.cert.PendingNames) != "[other-alt.test]" {
+		t.Errorf("reissue asking for other-alt.test = %v, want other.test only, other-alt.test pending", r)
+	}
 	e.dns.Set("flow-new.test", loopback)
 	clash := newHost(t, "flow-new.test")
 	clash.more = []string{"flow.test"}
