@@ -223,10 +223,10 @@ func (s *Store) writePG(ctx context.Context, fn func(*wtx) error) error {
 			return classify(err)
 		}
 		var committing bool
+		begun := time.Now()
 		committing, err = s.txPG(ctx, fn)
 		if err == nil {
-			s.stats.batches.Add(1)
-			s.stats.ops.Add(1)
+			s.stats.committed(1, time.Since(begun))
 			return nil
 		}
 		if !retryable(err, committing) {

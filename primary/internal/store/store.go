@@ -77,7 +77,29 @@ type Stats struct {
 	Ops     int64 // write operations answered in them
 }
 
-type stats struct{ batches, ops atomic.Int64 }
+type stats struct {
+	batches, ops atomic.Int64
+	observe      atomic.Pointer[func(ops int, took time.Duration)]
+}
+
+// committed counts one committed transaction of ops writes that took took
+// (from BEGIN to the end of COMMIT) and reports it to the observer.
+func (st *stats) committed(ops int, took time.Duration) {
+	st.batches.Add(1)
+	st.ops.Add(int64(ops))
+	if f := st.observe.Load(); f != nil {
+		(*f)(ops, took)
+	}
+}
+
+// ObserveCommits makes every committed write transaction call f with its
+// number of write operations (the group-commit batch size on SQLite; 1 on
+// PostgreSQL, where each write is its own transaction) and its duration,
+// from BEGIN to the end of COMMIT. f runs on the writer's path: keep it
+// quick (a histogram observation). Call it once, before serving.
+func (s *Store) ObserveCommits(f func(ops int, took time.Duration)) {
+	s.stats.observe.Store(&f)
+}
 
 // Stats returns the writer's counters, e.g. for metrics: Ops/Batches is the
 // mean group-commit batch size.
@@ -372,6 +394,7 @@ func (w *writer) commit(batch []*op) {
 		}
 	}
 	t := &wtx{w: w}
+	begun := time.Now()
 	if _, err := t.exec("BEGIN IMMEDIATE"); err != nil {
 		fail(fmt.Errorf("begin: %w", err))
 		return
@@ -402,8 +425,7 @@ func (w *writer) commit(batch []*op) {
 		fail(fmt.Errorf("commit: %w", err))
 		return
 	}
-	w.stats.batches.Add(1)
-	w.stats.ops.Add(int64(len(live)))
+	w.stats.committed(len(live), time.Since(begun))
 	for i, o := range live {
 		o.done <- results[i]
 	}

@@ -1,0 +1,85 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ExpiryCounts is how the fleet's current certificates stand at one
+// moment, and how many tokens can still be used: what the primary's metrics
+// report.
+type ExpiryCounts struct {
+	// Expired counts current, unrevoked certificates past their NotAfter.
+	Expired int64
+	// Within[i] counts current, unrevoked certificates whose remaining
+	// life is in (bounds[i-1], bounds[i]] (from 0 for i = 0); the last
+	// element, Within[len(bounds)], counts those beyond every bound.
+	Within []int64
+	// LiveTokens counts tokens neither expired nor used up, by kind.
+	LiveTokens map[string]int64
+}
+
+// expiryCountsSQL is the certificate count for n bounds: the same text
+// for the same n, so the read cache keeps one prepared statement.
+func expiryCountsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("SELECT COUNT(CASE WHEN not_after <= ? THEN 1 END)")
+	for range n {
+		b.WriteString(", COUNT(CASE WHEN not_after > ? AND not_after <= ? THEN 1 END)")
+	}
+	b.WriteString(", COUNT(CASE WHEN not_after > ? THEN 1 END)")
+	// A host's current certificate is its latest issued one (highest seq);
+	// superseded certificates are not counted, revoked ones neither.
+	b.WriteString(" FROM certs c WHERE revoked_at IS NULL" +
+		" AND NOT EXISTS (SELECT 1 FROM certs n WHERE n.host_id = c.host_id AND n.seq > c.seq)")
+	return b.String()
+}
+
+// ExpiryCounts counts the current, unrevoked certificates by remaining life
+// (bounds ascending, each > 0) and the live tokens by kind, as of now. It
+// reads every current certificate once (one pass using the host/seq index):
+// callers bound it with ctx and call it rarely (the metrics cache it).
+func (s *Store) ExpiryCounts(ctx context.Context, now time.Time, bounds []time.Duration) (ExpiryCounts, error) {
+	for i, b := range bounds {
+		if b <= 0 || (i > 0 && b <= bounds[i-1]) {
+			return ExpiryCounts{}, fmt.Errorf("expiry counts: bounds %v: want ascending and positive: %w", bounds, errInvalid)
+		}
+	}
+	at := func(d time.Duration) int64 { return now.Add(d).UnixNano() }
+	args := []any{at(0)}
+	prev := at(0)
+	for _, b := range bounds {
+		args = append(args, prev, at(b))
+		prev = at(b)
+	}
+	args = append(args, prev)
+	counts := make([]int64, len(bounds)+2)
+	dest := make([]any, len(counts))
+	for i := range counts {
+		dest[i] = &counts[i]
+	}
+	if err := s.queryRow(ctx, expiryCountsSQL(len(bounds)), args...).Scan(dest...); err != nil {
+		return ExpiryCounts{}, fmt.Errorf("expiry counts: certificates: %w", err)
+	}
+	inv := ExpiryCounts{Expired: counts[0], Within: counts[1:], LiveTokens: map[string]int64{}}
+
+	rows, err := s.query(ctx, "SELECT kind, COUNT(*) FROM tokens WHERE uses < max_uses AND expires_at > ? GROUP BY kind", now.UnixNano())
+	if err != nil {
+		return ExpiryCounts{}, fmt.Errorf("expiry counts: tokens: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind string
+		var n int64
+		if err := rows.Scan(&kind, &n); err != nil {
+			return ExpiryCounts{}, fmt.Errorf("expiry counts: tokens: %w", classify(err))
+		}
+		inv.LiveTokens[kind] = n
+	}
+	if err := classify(rows.Err()); err != nil {
+		return ExpiryCounts{}, fmt.Errorf("expiry counts: tokens: %w", err)
+	}
+	return inv, nil
+}
