@@ -156,6 +156,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("first CRL: %w", err)
 	}
 	s.metrics = newMetrics()
+	s.store.ObserveCommits(s.metrics.Commit)
+	s.metrics.reg.MustRegister(newFleetCollector(s.store, s.crls, s.ca, s, log.With().Str("part", "metrics").Logger()))
 	levels := enroll.NewLevelCache(s.store, 0)
 	s.enroll = enroll.New(enroll.Config{
 		Registry: s.store, Ledger: s.store, Journal: journal{levels, s.store}, CA: s.ca, Primary: s.ca,
@@ -206,7 +208,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.apiLn = tls.NewListener(pp, tlsConf)
 	s.api = &http.Server{
-		Handler:           notVerifiable(handler),
+		Handler:           s.metrics.instrument(notVerifiable(handler)),
 		ConnContext:       connContext,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
