@@ -73,4 +73,6 @@ func Serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer, log ze
 // errorLog reports what promhttp could not gather.
 type errorLog struct{ log zerolog.Logger }
 
-func (l errorLog) Println(v ...any) { l.log.Warn().Str("error", fmt.Sprint(v...)).Msg("gathering metrics") }
+func (l errorLog) Println(v ...any) {
+	l.log.Warn().Str("error", fmt.Sprint(v...)).Msg("gathering metrics")
+}

@@ -41,7 +41,9 @@ type (
 	}
 	crlSource interface{ Current() *crl.List }
 	caSource  interface{ Bundle() []*x509.Certificate }
-	readiness interface{ Ready(ctx context.Context) error }
+	readiness interface {
+		Ready(ctx context.Context) error
+	}
 )
 
 var (
