@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 var (
@@ -269,5 +270,52 @@ func TestProcessReloadAndDrain(t *testing.T) {
 	}
 	if !strings.Contains(p.logs.String(), `"forced_closed":0`) {
 		t.Errorf("drain log lacks forced_closed 0:\n%s", p.logs)
+	}
+}
+
+// TestProcessMetrics runs the binary with metrics_listen: its /metrics
+// counts a tunnel's bytes and a refusal, and promlint finds nothing.
+func TestProcessMetrics(t *testing.T) {
+	up := echoServer(t)
+	maddr := freeAddr(t)
+	p, _ := start(t, "metrics_listen: "+maddr+"\nallow:\n  - target: a.test:1556\n    upstream: "+up.Addr().String()+"\n")
+	c, st := connect(t, p.addr, "a.test:1556")
+	if st != http.StatusOK {
+		t.Fatalf("CONNECT a.test = %d, want 200", st)
+	}
+	echo(t, c, "0123456789")
+	c.Close()
+	if _, st := connect(t, p.addr, "b.test:1556"); st != http.StatusForbidden {
+		t.Fatalf("CONNECT b.test = %d, want 403", st)
+	}
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + maddr + "/metrics")
+		if err != nil {
+			t.Fatalf("GET /metrics: %v\n%s", err, p.logs)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if strings.Contains(body, "hostcert_tunnel_tunnels 0") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{
+		`hostcert_tunnel_relayed_bytes_total{direction="upstream"} 10`,
+		`hostcert_tunnel_relayed_bytes_total{direction="downstream"} 10`,
+		`hostcert_tunnel_refusals_total{code="target_not_allowed"} 1`,
+		`hostcert_tunnel_upstream_dial_duration_seconds_count{result="ok"} 1`,
+		`hostcert_tunnel_tunnels 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint = %v, %v, want no problems", problems, err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hostcert/hostcert/common/configwatch"
 	"github.com/hostcert/hostcert/common/logging"
+	"github.com/hostcert/hostcert/common/metrics"
 	"github.com/hostcert/hostcert/common/svc"
 	"github.com/hostcert/hostcert/common/version"
 	"github.com/hostcert/hostcert/packaging"
@@ -160,10 +161,28 @@ func serve(ctx context.Context, f config.File, w *configwatch.Watcher[config.Fil
 		}
 		return fmt.Errorf("listen: %w", err)
 	}
+	var mln net.Listener
+	if f.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", f.MetricsListen); err != nil {
+			ln.Close()
+			if w != nil {
+				w.Close()
+			}
+			return fmt.Errorf("metrics: listen on %s: %w", f.MetricsListen, err)
+		}
+	}
 	srv := connect.New(f, log)
 	g, gctx := errgroup.WithContext(ctx)
+	if mln != nil {
+		g.Go(func() error {
+			return metrics.Serve(gctx, mln, srv.Metrics(), log.With().Str("part", "metrics").Logger())
+		})
+	}
 	if w != nil {
 		w.OnChange(func(nf config.File) {
+			if nf.MetricsListen != f.MetricsListen {
+				log.Warn().Str("metrics_listen", f.MetricsListen).Str("configured", nf.MetricsListen).Msg("metrics_listen change needs a restart; keeping the current one")
+			}
 			if nf.Listen != f.Listen {
 				log.Warn().Str("listen", f.Listen).Str("configured", nf.Listen).Msg("listen address change needs a restart; keeping the current one")
 			}

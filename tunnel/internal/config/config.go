@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hostcert/hostcert/common/metrics"
 	"github.com/hostcert/hostcert/common/protocol"
 )
 
@@ -57,6 +58,9 @@ type File struct {
 	ProxyProtocol   *bool         `yaml:"proxy_protocol"`
 	Limits          Limits        `yaml:"limits"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MetricsListen, when set, serves Prometheus metrics at /metrics on
+	// that address; a bare port binds loopback. Off by default.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // Allow admits CONNECT requests for Target and relays them to one of
@@ -215,6 +219,11 @@ func (f *File) validate() error {
 	}
 	if f.ProxyProtocol != nil && !*f.ProxyProtocol {
 		errs = append(errs, ErrProxyProtocolOff)
+	}
+	if addr, err := metrics.ListenAddr(f.MetricsListen); err != nil {
+		errs = append(errs, fmt.Errorf("metrics_listen: %w", err))
+	} else {
+		f.MetricsListen = addr
 	}
 	if len(f.Allow) == 0 {
 		errs = append(errs, errors.New("allow: at least one target is required (the tunnel admits nothing else)"))

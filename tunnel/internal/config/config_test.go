@@ -89,7 +89,7 @@ func TestLoadDefaults(t *testing.T) {
 		},
 	}
 	if got := f; got.Listen != want.Listen || got.Limits != want.Limits || got.ShutdownTimeout != want.ShutdownTimeout ||
-		len(got.Allow) != 1 || !reflect.DeepEqual(got.Allow[0], want.Allow[0]) || got.ProxyProtocol != nil {
+		len(got.Allow) != 1 || !reflect.DeepEqual(got.Allow[0], want.Allow[0]) || got.ProxyProtocol != nil || got.MetricsListen != "" {
 		t.Errorf("Load(minimal) = %+v, want %+v", got, want)
 	}
 }
@@ -110,13 +110,15 @@ limits:
   new_connections_per_second: 0.5
   new_connections_burst: 3
 shutdown_timeout: 2s
+metrics_listen: ":9557"
 `), Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.ProxyProtocol == nil || !*f.ProxyProtocol || f.Listen != "127.0.0.1:8443" || f.Allow[0].Upstream.String() != "10.0.0.5:1556" ||
 		f.Limits.HandshakeTimeout != 5*time.Second || f.Limits.IdleTimeout != time.Minute ||
-		f.Limits.MaxConnectionsPerSource != 2 || f.Limits.RatePerSource != 0.5 || f.ShutdownTimeout != 2*time.Second {
+		f.Limits.MaxConnectionsPerSource != 2 || f.Limits.RatePerSource != 0.5 || f.ShutdownTimeout != 2*time.Second ||
+		f.MetricsListen != "127.0.0.1:9557" {
 		t.Errorf("Load(full) = %+v", f)
 	}
 }
@@ -140,6 +142,7 @@ func TestLoadRejects(t *testing.T) {
 		{"not yaml", "allow: [\n", "parse"},
 		{"empty file", "", "at least one target"},
 		{"listen port out of range", "listen: 127.0.0.1:99999\nallow:\n  - target: p:1556\n", `listen "127.0.0.1:99999": port`},
+		{"metrics_listen without a port", "metrics_listen: 'host:'\nallow:\n  - target: p:1556\n", "metrics_listen"},
 		{"listen port not a number", "listen: ':fifteen'\nallow:\n  - target: p:1556\n", "listen"},
 		{"proxy protocol off", "allow:\n  - target: p:1556\nproxy_protocol: false\n", "proxy_protocol: false is no longer supported"},
 	}

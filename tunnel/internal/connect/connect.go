@@ -78,6 +78,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	tunnels  map[*tunnel]struct{}
+	metrics  *metrics
 	draining bool
 	drained  chan struct{} // closed when draining and the last tunnel ended
 }
@@ -88,6 +89,7 @@ func New(f config.File, log zerolog.Logger) *Server {
 	s.base, s.stopBase = context.WithCancel(context.Background())
 	s.cfg.Store(newSettings(f))
 	s.proxy = s.newProxy()
+	s.metrics = newMetrics(s)
 	return s
 }
 
@@ -195,6 +197,7 @@ func (s *Server) tunnel(client net.Conn, target string, upstreams []string, st *
 		}
 		s.log.Warn().Err(err).Str("source", clientAddr).Str("target", target).Strs("upstreams", upstreams).
 			Int("status", r.status).Str("code", r.code).Msg("connect refused")
+		s.metrics.refused(r)
 		_ = r.writeTo(client)
 		return
 	}
@@ -221,7 +224,9 @@ func (s *Server) tunnel(client net.Conn, target string, upstreams []string, st *
 func (s *Server) dialUpstream(upstream string, client net.Conn, st *settings) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(s.base, st.limits.dial)
 	defer cancel()
+	begun := time.Now()
 	up, err := s.dialer.DialContext(ctx, "tcp", upstream)
+	s.metrics.dialed(time.Since(begun), err)
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream %s: %w", upstream, err)
 	}
@@ -263,6 +268,8 @@ func (s *Server) unregister(t *tunnel) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.tunnels, t)
+	s.metrics.closedUp += t.up.Load()
+	s.metrics.closedDown += t.down.Load()
 	if s.draining && len(s.tunnels) == 0 {
 		select {
 		case <-s.drained:
@@ -284,6 +291,7 @@ func (s *Server) logRefusal(client, target string, r *refusal) {
 		target = target[:256]
 	}
 	s.log.Warn().Str("source", client).Str("target", target).Int("status", r.status).Str("code", r.code).Msg("connect refused")
+	s.metrics.refused(r)
 }
 
 // Serve answers on ln until ctx ends, then stops accepting, lets open
