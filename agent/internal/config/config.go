@@ -21,6 +21,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hostcert/hostcert/common/metrics"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 )
@@ -85,6 +86,9 @@ type Config struct {
 	// LogFormat is auto, console or json; LogLevel debug, info, warn or error.
 	LogFormat string `yaml:"log_format"`
 	LogLevel  string `yaml:"log_level"`
+	// MetricsListen, when set, makes `run` serve Prometheus metrics at
+	// /metrics on that address; a bare port binds loopback. Off by default.
+	MetricsListen string `yaml:"metrics_listen"`
 
 	// PrimarySource says where Primary came from: a flag, the config file,
 	// or the record get-ca-cert left in the data directory. Not a file key.
@@ -236,6 +240,9 @@ func (c *Config) applyDefaults() {
 	for i, t := range c.Tunnels {
 		c.Tunnels[i] = NormalizeAddr(t)
 	}
+	if a, err := metrics.ListenAddr(c.MetricsListen); err == nil {
+		c.MetricsListen = a // a bad value is left for Validate to name
+	}
 }
 
 // NormalizeAddr is addr as HOST:PORT: an "https://HOST[:PORT][/]" URL is
@@ -308,6 +315,9 @@ func (c *Config) Validate() error {
 		if _, err := netip.ParseAddr(c.SourceAddress); err != nil {
 			bad("source_address: %q is not an IP address", c.SourceAddress)
 		}
+	}
+	if _, err := metrics.ListenAddr(c.MetricsListen); err != nil {
+		bad("metrics_listen: %v", err)
 	}
 	if _, err := pki.ParseKeyAlgorithm(c.KeyAlgorithm); err != nil {
 		bad("key_algorithm: %v", err)

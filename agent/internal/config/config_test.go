@@ -107,3 +107,26 @@ func TestWithDefaultPort(t *testing.T) {
 		}
 	}
 }
+
+// metrics_listen is off by default; a bare port binds loopback; an address
+// is kept; a malformed one is an error naming the key.
+func TestMetricsListen(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"metrics_listen: 9556\n", "127.0.0.1:9556"},
+		{"metrics_listen: ':9556'\n", "127.0.0.1:9556"},
+		{"metrics_listen: '10.1.2.3:9556'\n", "10.1.2.3:9556"},
+	} {
+		path := filepath.Join(t.TempDir(), "agent.yaml")
+		os.WriteFile(path, []byte("primary: p.example\n"+tc.in), 0o644)
+		c, err := Load(path, false, nil)
+		if err != nil || c.MetricsListen != tc.want {
+			t.Errorf("Load(%q).MetricsListen = %q, %v, want %q, nil", tc.in, c.MetricsListen, err, tc.want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte("primary: p.example\nmetrics_listen: 'host:'\n"), 0o644)
+	if _, err := Load(path, false, nil); err == nil || !strings.Contains(err.Error(), "metrics_listen") {
+		t.Errorf("Load(metrics_listen: 'host:') = %v, want an error naming metrics_listen", err)
+	}
+}

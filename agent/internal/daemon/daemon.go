@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/hostcert/hostcert/agent/internal/renew"
 	"github.com/hostcert/hostcert/agent/internal/route"
 	"github.com/hostcert/hostcert/common/configwatch"
+	"github.com/hostcert/hostcert/common/metrics"
 	"github.com/hostcert/hostcert/common/pki"
 )
 
@@ -145,6 +147,17 @@ func Run(ctx context.Context, o Options) error {
 	set := Settings(cfg)
 	settings.Store(&set)
 
+	// The metrics listener (opt-in) is bound before anything runs, so that
+	// a taken port fails the start-up.
+	var mln net.Listener
+	if cfg.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("metrics: listen on %s: %w", cfg.MetricsListen, err)
+		}
+		defer mln.Close() // after an early return; Serve has closed it otherwise
+	}
+	am := newAgentMetrics(env.Store, env.Selector, env.Identity)
+
 	g, ctx := errgroup.WithContext(ctx)
 	if _, statErr := os.Stat(o.ConfigPath); statErr == nil {
 		w, err := configwatch.New(o.ConfigPath, reload, part(o.Log, "config"))
@@ -154,6 +167,9 @@ func Run(ctx context.Context, o Options) error {
 		w.OnChange(func(c config.Config) {
 			if c.DataDir != cfg.DataDir {
 				log.Warn().Str("data_dir", c.DataDir).Msg("data_dir changes take effect at restart")
+			}
+			if c.MetricsListen != cfg.MetricsListen {
+				log.Warn().Str("metrics_listen", c.MetricsListen).Msg("metrics_listen changes take effect at restart")
 			}
 			env.Selector.SetConfig(RouteConfig(c))
 			s := Settings(c)
@@ -165,10 +181,16 @@ func Run(ctx context.Context, o Options) error {
 		Store: env.Store, Client: env.Client, Identity: env.Identity,
 		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now,
 	}
-	renewLoop := &renew.Loop{Renewer: renewer, Disk: env.Store, Log: part(o.Log, "renew"), NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll}
+	renewLoop := &renew.Loop{
+		Renewer: renewer, Disk: env.Store, Log: part(o.Log, "renew"), NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll,
+		OnState: am.renewed,
+	}
 	crlLoop := &crl.Loop{
 		Refresher: &crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now},
 		Identity:  env.Identity, Log: part(o.Log, "crl"), NewBackOff: o.NewBackOff,
+	}
+	if mln != nil {
+		g.Go(func() error { return metrics.Serve(ctx, mln, am.reg, part(o.Log, "metrics")) })
 	}
 	for _, r := range []runner{renewLoop, crlLoop, prober{env.Client}} {
 		g.Go(func() error { return r.Run(ctx) })

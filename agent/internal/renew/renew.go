@@ -223,7 +223,8 @@ type Loop struct {
 	BlockedLogEvery time.Duration
 	// NewBackOff makes the retry policy; default exponential with jitter, no max elapsed time.
 	NewBackOff func() backoff.BackOff
-	// OnState, when set, is called after every attempt (tests).
+	// OnState, when set, is called after every attempt with its error (the
+	// agent's metrics; tests).
 	OnState func(err error)
 
 	lastBlockedLog time.Time
