@@ -17,6 +17,9 @@ command -v setpriv >/dev/null || need+=(util-linux)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # The web console's browser tests drive headless Chromium (chromedp).
 command -v chromium >/dev/null || need+=(chromium)
+# promtool checks and unit-tests the Prometheus alert rules in packaging/
+# (packaging/monitoring_test.go); Debian ships it in the prometheus package.
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "deps: installing ${need[*]}"

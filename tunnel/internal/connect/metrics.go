@@ -45,6 +45,15 @@ func newMetrics(s *Server) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"result"}),
 	}
+	// Every code and result starts at 0, so that rate() and alerts see the
+	// series before the first refusal or dial.
+	for _, r := range []*refusal{&refuseMalformed, &refuseNotAllowed, &refuseMethod, &refuseTimeout, &refuseRate,
+		&refuseSourceConns, &refuseBusy, &refuseTunnels, &refuseShutdown, &refuseDial, &refuseDialTimeout} {
+		m.refusals.WithLabelValues(r.code)
+	}
+	m.refusals.WithLabelValues("headers_too_large")
+	m.dials.WithLabelValues("ok")
+	m.dials.WithLabelValues("error")
 	m.reg.MustRegister(m.refusals, m.dials, serverCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
