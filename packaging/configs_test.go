@@ -24,6 +24,7 @@ type agentKeys struct {
 	KeepKey      bool     `yaml:"keep_key"`
 	LogFormat    string   `yaml:"log_format"`
 	LogLevel     string   `yaml:"log_level"`
+	Metrics      string   `yaml:"metrics_listen"`
 }
 
 type tunnelKeys struct {
@@ -34,6 +35,7 @@ type tunnelKeys struct {
 	} `yaml:"allow"`
 	ProxyProtocol bool           `yaml:"proxy_protocol"`
 	Limits        map[string]any `yaml:"limits"`
+	Metrics       string         `yaml:"metrics_listen"`
 }
 
 // uncomment turns the commented-out settings ("#key: v", "#  - item") into

@@ -194,6 +194,7 @@ func (a *app) flags(fs *pflag.FlagSet) {
 	dur("dial-timeout", "dial_timeout", "connect + TLS handshake timeout per route (default 2s)", func(c *config.Config, d time.Duration) { c.DialTimeout = d })
 	dur("request-timeout", "request_timeout", "timeout of one request over all routes (default 30s)", func(c *config.Config, d time.Duration) { c.RequestTimeout = d })
 	dur("probe-interval", "probe_interval", "re-probe the direct route this often while on a tunnel (default 10m)", func(c *config.Config, d time.Duration) { c.ProbeInterval = d })
+	str("metrics-listen", "metrics_listen", "run: serve Prometheus metrics at /metrics on this address (a bare port binds 127.0.0.1; default off)", func(c *config.Config, s string) { c.MetricsListen = s })
 	str("log-format", "log_format", "auto, console or json", func(c *config.Config, s string) { c.LogFormat = s })
 	str("log-level", "log_level", "debug, info, warn or error", func(c *config.Config, s string) { c.LogLevel = s })
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	commonmetrics "github.com/hostcert/hostcert/common/metrics"
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/admin"
 	"github.com/hostcert/hostcert/primary/internal/api"
@@ -183,6 +184,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 
+	if cfg.MetricsListen, err = commonmetrics.ListenAddr(cfg.MetricsListen); err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
 	if cfg.MetricsListen != "" {
 		s.metricLn, err = net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
