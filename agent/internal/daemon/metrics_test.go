@@ -117,8 +117,10 @@ func TestRunMetrics(t *testing.T) {
 		m, _ = agentScrape(t, maddr)
 		return m["hostcert_agent_renewal_last_success_timestamp_seconds"] > m["hostcert_agent_renewal_last_failure_timestamp_seconds"]
 	})
-	if now := a.identity().Cert; m["hostcert_agent_certificate_expiry_timestamp_seconds"] != float64(now.NotAfter.Unix()) || now.Equal(before) {
-		t.Errorf("after renewal: expiry metric %v, certificate NotAfter %v (renewed: %v)", m["hostcert_agent_certificate_expiry_timestamp_seconds"], now.NotAfter, !now.Equal(before))
+	// The renewed certificate's expiry (the agent keeps renewing this
+	// short-lived certificate, so only "later than before" is stable).
+	if got := m["hostcert_agent_certificate_expiry_timestamp_seconds"]; got <= float64(before.NotAfter.Unix()) {
+		t.Errorf("after renewal: expiry metric %v, want after the first certificate's NotAfter %v", got, before.NotAfter)
 	}
 	_, body := agentScrape(t, maddr)
 	if problems, err := promlint.New(strings.NewReader(body)).Lint(); err != nil || len(problems) > 0 {
