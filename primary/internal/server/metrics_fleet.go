@@ -37,7 +37,7 @@ var (
 // What the fleet collector reads, each declared here by its consumer.
 type (
 	inventorySource interface {
-		Inventory(ctx context.Context, now time.Time, bounds []time.Duration) (store.Inventory, error)
+		ExpiryCounts(ctx context.Context, now time.Time, bounds []time.Duration) (store.ExpiryCounts, error)
 	}
 	crlSource interface{ Current() *crl.List }
 	caSource  interface{ Bundle() []*x509.Certificate }
@@ -83,7 +83,7 @@ type fleetCollector struct {
 	log      zerolog.Logger
 
 	mu     sync.Mutex // one inventory query at a time; guards the fields below
-	last   store.Inventory
+	last   store.ExpiryCounts
 	lastAt time.Time
 	errors float64
 }
@@ -132,7 +132,7 @@ func (c *fleetCollector) collectInventory(ch chan<- prometheus.Metric, now time.
 	defer c.mu.Unlock()
 	if c.lastAt.IsZero() || now.Sub(c.lastAt) >= c.maxAge {
 		ctx, cancel := context.WithTimeout(context.Background(), inventoryTimeout)
-		inv, err := c.inv.Inventory(ctx, now, expiryBounds)
+		inv, err := c.inv.ExpiryCounts(ctx, now, expiryBounds)
 		cancel()
 		if err != nil {
 			c.errors++

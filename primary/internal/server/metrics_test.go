@@ -170,12 +170,12 @@ func TestMetricsScrape(t *testing.T) {
 
 // fakeInventory counts its queries and fails when told to.
 type fakeInventory struct {
-	inv   store.Inventory
+	inv   store.ExpiryCounts
 	err   error
 	calls int
 }
 
-func (f *fakeInventory) Inventory(context.Context, time.Time, []time.Duration) (store.Inventory, error) {
+func (f *fakeInventory) ExpiryCounts(context.Context, time.Time, []time.Duration) (store.ExpiryCounts, error) {
 	f.calls++
 	return f.inv, f.err
 }
@@ -197,7 +197,7 @@ func (f *fakeReady) Ready(context.Context) error { return f.err }
 // and is counted; readiness, CRL and CA values are read at each scrape.
 func TestFleetCollector(t *testing.T) {
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	inv := &fakeInventory{inv: store.Inventory{Expired: 2, Within: []int64{3, 0, 0, 0, 9}, LiveTokens: map[string]int64{"standard": 4}}}
+	inv := &fakeInventory{inv: store.ExpiryCounts{Expired: 2, Within: []int64{3, 0, 0, 0, 9}, LiveTokens: map[string]int64{"standard": 4}}}
 	ready := &fakeReady{}
 	caCert := &x509.Certificate{NotAfter: now.Add(100 * time.Second), SerialNumber: big.NewInt(255)}
 	caCert.Subject.CommonName = "test CA"
