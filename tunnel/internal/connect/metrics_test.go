@@ -1,7 +1,6 @@
 package connect
 
 import (
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -98,15 +97,4 @@ func gathered(t *testing.T, g prometheus.Gatherer, name, label string) float64 {
 	}
 	t.Fatalf("no %s{%s}", name, label)
 	return 0
-}
-
-// deadAddr is a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
