@@ -229,6 +229,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Error("a POST without the CSRF token created a token")
 	}
 
+	run(t, ctx, "host names", chromedp.Navigate(origin+"/mappings"), chromedp.WaitVisible(css("table")))
+	shoot(t, ctx, shots, "mappings")
 	run(t, ctx, "audit", chromedp.Navigate(origin+"/audit"), chromedp.WaitVisible(css("table")))
 	shoot(t, ctx, shots, "audit")
 	auditHTML := value(t, ctx, "read the audit", chromedp.OuterHTML(css("table")))
