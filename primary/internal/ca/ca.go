@@ -1,7 +1,9 @@
-// Package ca is the primary's certificate authority: it creates and loads the
-// CA key and certificate in the data directory, builds and signs host
-// certificates, keeps the primary's own TLS server certificate, and signs
-// RFC 5280 certificate revocation lists.
+// Package ca is the primary's certificate authority: it creates and loads
+// the CA hierarchy in the data directory — a root (its key may be kept
+// offline) and issuing CAs under it — builds and signs host certificates
+// with the current issuing CA, keeps the primary's own TLS server
+// certificate, signs RFC 5280 certificate revocation lists (one per issuing
+// CA, one per root) and rotates issuing CAs and roots.
 package ca
 
 import (
@@ -32,29 +34,53 @@ import (
 	"github.com/hostcert/hostcert/common/pki"
 )
 
-// ErrExists is returned by Init when the data directory already holds a CA.
-var ErrExists = errors.New("a CA already exists in this data directory")
+// Errors callers branch on.
+var (
+	// ErrExists is returned by Init when the data directory already holds a CA.
+	ErrExists = errors.New("a CA already exists in this data directory")
+	// ErrRootKeyOffline is returned by an operation that needs the root's
+	// private key when it is not in the data directory and was not given.
+	ErrRootKeyOffline = errors.New("the root CA's private key is offline")
+	// ErrSingleCA is returned by RotateIssuing for a data directory made by
+	// the single-CA init of older versions: its CA has path length 0 and
+	// can sign no issuing CA.
+	ErrSingleCA = errors.New("this data directory has a single CA (made by an older init), which cannot sign an issuing CA")
+)
 
 // Defaults.
 const (
-	DefaultCAValidity     = 20 * 365 * 24 * time.Hour
-	DefaultCAKey          = pki.ECDSAP384
+	DefaultRootValidity    = 20 * 365 * 24 * time.Hour
+	DefaultRootKey         = pki.ECDSAP384
+	DefaultIssuingValidity = 5 * 365 * 24 * time.Hour
+	DefaultIssuingKey      = pki.ECDSAP256
+	// DefaultCAValidity and DefaultCAKey are the root's.
+	DefaultCAValidity     = DefaultRootValidity
+	DefaultCAKey          = DefaultRootKey
 	DefaultServerKey      = pki.ECDSAP256
 	DefaultServerValidity = 365 * 24 * time.Hour
 	// ServerRenewBefore is how long before its NotAfter EnsureServerCert
 	// replaces the primary's TLS certificate.
 	ServerRenewBefore = 30 * 24 * time.Hour
-	// caBackdate is how far the CA's NotBefore lies before its creation.
+	// caBackdate is how far a CA's NotBefore lies before its creation.
 	caBackdate = time.Hour
 )
 
 // Paths inside the data directory.
 const (
-	caDir          = "ca"
-	tlsDir         = "tls"
-	caCertFile     = "ca.pem"
-	caKeyFile      = "ca-key.pem"
-	previousFile   = "previous.pem" // older CA certificates still trusted during a rotation
+	caDir  = "ca"
+	tlsDir = "tls"
+	// The single CA of older versions: a self-signed CA with path length 0
+	// that signs host certificates itself.
+	caCertFile   = "ca.pem"
+	caKeyFile    = "ca-key.pem"
+	previousFile = "previous.pem" // older CA certificates still trusted (single CA)
+	// The hierarchy.
+	rootFile       = "root.pem"        // roots hosts trust, the current one first
+	rootKeyPrefix  = "root-"           // root-<id>-key.pem: a root's key, unless moved offline
+	crossFile      = "cross.pem"       // newer roots cross-signed by older ones
+	rootCRLFile    = "root-crl.pem"    // one CRL per root, listing revoked issuing CAs
+	issuingPrefix  = "issuing-"        // issuing-<id>.pem and issuing-<id>-key.pem
+	issuingCurrent = "issuing-current" // the id of the issuing CA that signs
 	hostIDFile     = "host-id"
 	serverCertFile = "server.pem"
 	serverKeyFile  = "server-key.pem"
@@ -64,48 +90,92 @@ const (
 // InitOptions configure a new CA.
 type InitOptions struct {
 	Names    []string         // host names of the primary, for its TLS cert (no IP literals)
-	KeyAlg   pki.KeyAlgorithm // default pki.ECDSAP384; RSA selectable
-	Validity time.Duration    // default 20 years
+	KeyAlg   pki.KeyAlgorithm // the root's; default pki.ECDSAP384; RSA selectable
+	Validity time.Duration    // the root's; default 20 years
+	// IssuingKeyAlg and IssuingValidity are the issuing CA's (default
+	// ECDSA P-256, 5 years, never beyond the root).
+	IssuingKeyAlg   pki.KeyAlgorithm
+	IssuingValidity time.Duration
+	// RootKeyOut, when set, is where the root's private key is written
+	// (owner-only) instead of the data directory: the server never holds it.
+	RootKeyOut string
+}
+
+// Issuer is one issuing CA: its certificate and, while it may sign, its key.
+type Issuer struct {
+	Cert *x509.Certificate
+	key  crypto.Signer
+}
+
+// ID names an issuing CA in file names and the API: the hex of the first 8
+// bytes of its subject key identifier.
+func ID(c *x509.Certificate) string {
+	id := c.SubjectKeyId
+	if len(id) > 8 {
+		id = id[:8]
+	}
+	return fmt.Sprintf("%x", id)
+}
+
+// hierarchy is the CA material at one moment; a rotation swaps it whole.
+type hierarchy struct {
+	roots   []*x509.Certificate // trusted by hosts, the current root first
+	cross   []*x509.Certificate // newer roots signed by older ones
+	issuers []Issuer            // the current (signing) one first
+	single  bool                // the single CA of older versions
+	bundle  []byte              // BundlePEM
 }
 
 // CA is a loaded certificate authority. It is safe for concurrent use.
 type CA struct {
-	dir      string
-	cert     *x509.Certificate
-	key      crypto.Signer
-	previous []*x509.Certificate
-	hostID   string
+	dir    string
+	hostID string
+	h      atomic.Pointer[hierarchy]
 
-	mu     sync.Mutex // serialises EnsureServerCert
-	server atomic.Pointer[tls.Certificate]
+	mu      sync.Mutex // serialises EnsureServerCert and rotations
+	rootKey crypto.Signer
+	server  atomic.Pointer[tls.Certificate]
 	// names is every name the primary ever had (the names file plus the
 	// current server certificate's), canonical: reserved for the primary.
 	names atomic.Pointer[map[string]bool]
-
-	// bundlePEM is BundlePEM, encoded on first use: every certificate
-	// response carries it, and the bundle never changes once loaded.
-	bundlePEM atomic.Pointer[[]byte]
 }
 
 // CertPath, KeyPath and the like name the files of a data directory.
-func CertPath(dir string) string       { return filepath.Join(dir, caDir, caCertFile) }
-func KeyPath(dir string) string        { return filepath.Join(dir, caDir, caKeyFile) }
+// CertPath and KeyPath are the single CA of older versions.
+func CertPath(dir string) string { return filepath.Join(dir, caDir, caCertFile) }
+func KeyPath(dir string) string  { return filepath.Join(dir, caDir, caKeyFile) }
+func RootPath(dir string) string { return filepath.Join(dir, caDir, rootFile) }
+func RootKeyPath(dir, id string) string {
+	return filepath.Join(dir, caDir, rootKeyPrefix+id+"-key.pem")
+}
+func RootCRLPath(dir string) string    { return filepath.Join(dir, caDir, rootCRLFile) }
+func CrossPath(dir string) string      { return filepath.Join(dir, caDir, crossFile) }
 func HostIDPath(dir string) string     { return filepath.Join(dir, caDir, hostIDFile) }
 func ServerCertPath(dir string) string { return filepath.Join(dir, tlsDir, serverCertFile) }
 func ServerKeyPath(dir string) string  { return filepath.Join(dir, tlsDir, serverKeyFile) }
 func previousPath(dir string) string   { return filepath.Join(dir, caDir, previousFile) }
 func NamesPath(dir string) string      { return filepath.Join(dir, caDir, namesFile) }
+func IssuingPath(dir, id string) string {
+	return filepath.Join(dir, caDir, issuingPrefix+id+".pem")
+}
+func IssuingKeyPath(dir, id string) string {
+	return filepath.Join(dir, caDir, issuingPrefix+id+"-key.pem")
+}
+func issuingCurrentPath(dir string) string { return filepath.Join(dir, caDir, issuingCurrent) }
 
-// Init creates a new CA in dir: the data directory (owner-only), the CA key
-// and self-signed certificate, the primary's host ID and its TLS server
-// certificate for opts.Names. It refuses with ErrExists when dir already has
-// a CA certificate. The CA certificate is written last, so an interrupted
-// Init leaves no CA and can simply be run again.
+// Init creates a new CA in dir: the data directory (owner-only), a
+// self-signed root and its key (in dir, or opts.RootKeyOut), an issuing CA
+// under it with path length 0 and its key, the root's CRL, the primary's
+// host ID and its TLS server certificate for opts.Names. It refuses with
+// ErrExists when dir already has a CA. The root certificate is written
+// last, so an interrupted Init leaves no CA and can simply be run again.
 func Init(dir string, opts InitOptions, now time.Time) (*CA, error) {
-	if _, err := os.Stat(CertPath(dir)); err == nil {
-		return nil, fmt.Errorf("init CA in %s: %w", dir, ErrExists)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("init CA in %s: %w", dir, err)
+	for _, p := range []string{RootPath(dir), CertPath(dir)} {
+		if _, err := os.Stat(p); err == nil {
+			return nil, fmt.Errorf("init CA in %s: %w", dir, ErrExists)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("init CA in %s: %w", dir, err)
+		}
 	}
 	names, err := normalizeNames(opts.Names, hostname.Normalize)
 	if err != nil {
@@ -114,89 +184,108 @@ func Init(dir string, opts InitOptions, now time.Time) (*CA, error) {
 	if len(names) == 0 {
 		return nil, errors.New("init CA: at least one name of the primary is needed for its TLS certificate")
 	}
-	alg := opts.KeyAlg
-	if alg == "" {
-		alg = DefaultCAKey
-	}
-	validity := opts.Validity
-	if validity == 0 {
-		validity = DefaultCAValidity
-	}
-	if validity < 0 {
-		return nil, fmt.Errorf("init CA: negative validity %s", validity)
+	if opts.Validity < 0 || opts.IssuingValidity < 0 {
+		return nil, fmt.Errorf("init CA: negative validity")
 	}
 	for _, d := range []string{dir, filepath.Join(dir, caDir), filepath.Join(dir, tlsDir)} {
 		if err := atomicfile.MkdirPrivate(d); err != nil {
 			return nil, fmt.Errorf("init CA: %w", err)
 		}
 	}
-
-	key, err := pki.GenerateKey(alg)
+	rootKey, root, err := newRoot(opts.KeyAlg, opts.Validity, now)
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
-	cert, err := selfSign(key, validity, now)
+	iss, err := newIssuing(dir, root, rootKey, opts.IssuingKeyAlg, opts.IssuingValidity, now)
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
+	if err := setCurrent(dir, iss.Cert); err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
-	if err := atomicfile.WritePrivate(KeyPath(dir), keyPEM); err != nil {
+	if err := writeRootKey(dir, opts.RootKeyOut, root, rootKey); err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
 	hostID, err := ensureHostID(dir)
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
-	c := &CA{dir: dir, cert: cert, key: key, hostID: hostID}
+	c := &CA{dir: dir, hostID: hostID}
+	if opts.RootKeyOut == "" {
+		c.rootKey = rootKey
+	}
 	c.names.Store(&map[string]bool{})
+	c.h.Store(newHierarchy([]*x509.Certificate{root}, nil, []Issuer{iss}, false))
 	if _, err := c.issueServerCert(names, now); err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
-	if err := atomicfile.WritePrivate(CertPath(dir), pki.EncodeCert(cert)); err != nil {
+	if err := signRootCRL(dir, root, rootKey, nil, now); err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
+	if err := atomicfile.WritePrivate(RootPath(dir), pki.EncodeCert(root)); err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
 	return c, nil
 }
 
-// Load reads the CA of dir. A missing or unusable server certificate is not
-// an error (ServerTLS then returns nil until EnsureServerCert makes one).
-func Load(dir string) (*CA, error) {
-	certPEM, err := os.ReadFile(CertPath(dir))
+// setCurrent names the issuing CA that signs from now on.
+func setCurrent(dir string, cert *x509.Certificate) error {
+	if err := atomicfile.WritePrivate(issuingCurrentPath(dir), []byte(ID(cert)+"\n")); err != nil {
+		return fmt.Errorf("current issuing CA: %w", err)
+	}
+	return nil
+}
+
+// writeRootKey writes the root's key to out (offline) or into dir.
+func writeRootKey(dir, out string, root *x509.Certificate, key crypto.Signer) error {
+	keyPEM, err := pki.EncodeKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("load CA: %w", err)
+		return err
 	}
-	certs, err := pki.ParseCerts(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("load CA %s: %w", CertPath(dir), err)
+	p := RootKeyPath(dir, ID(root))
+	if out != "" {
+		p = out
 	}
-	keyPEM, err := os.ReadFile(KeyPath(dir))
-	if err != nil {
-		return nil, fmt.Errorf("load CA: %w", err)
+	if err := atomicfile.WritePrivate(p, keyPEM); err != nil {
+		return fmt.Errorf("write the root key: %w", err)
 	}
-	key, err := pki.ParseKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("load CA key %s: %w", KeyPath(dir), err)
-	}
-	cert := certs[0]
-	if !samePublicKey(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("load CA: key %s does not match certificate %s", KeyPath(dir), CertPath(dir))
-	}
-	if !cert.IsCA {
-		return nil, fmt.Errorf("load CA: %s is not a CA certificate", CertPath(dir))
-	}
-	c := &CA{dir: dir, cert: cert, key: key, previous: certs[1:]}
-	if prev, err := os.ReadFile(previousPath(dir)); err == nil {
-		pc, err := pki.ParseCerts(prev)
-		if err != nil {
-			return nil, fmt.Errorf("load CA %s: %w", previousPath(dir), err)
+	return nil
+}
+
+func newHierarchy(roots, cross []*x509.Certificate, issuers []Issuer, single bool) *hierarchy {
+	h := &hierarchy{roots: roots, cross: cross, issuers: issuers, single: single}
+	var all []*x509.Certificate
+	all = append(all, roots...)
+	all = append(all, cross...)
+	for _, is := range issuers {
+		if !slices.ContainsFunc(all, is.Cert.Equal) {
+			all = append(all, is.Cert)
 		}
-		c.previous = append(c.previous, pc...)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("load CA: %w", err)
 	}
+	h.bundle = pki.EncodeCerts(all)
+	return h
+}
+
+// Load reads the CA of dir: the hierarchy (root.pem and the issuing CAs),
+// or the single CA that older versions of init made (ca.pem), which then
+// is both the root hosts trust and the CA that signs. A missing or
+// unusable server certificate is not an error (ServerTLS then returns nil
+// until EnsureServerCert makes one).
+func Load(dir string) (*CA, error) {
+	c := &CA{dir: dir}
+	var (
+		h   *hierarchy
+		err error
+	)
+	if _, serr := os.Stat(RootPath(dir)); serr == nil {
+		h, c.rootKey, err = loadHierarchy(dir)
+	} else {
+		h, c.rootKey, err = loadSingle(dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.h.Store(h)
 	id, err := os.ReadFile(HostIDPath(dir))
 	if err != nil {
 		return nil, fmt.Errorf("load CA: primary host ID: %w", err)
@@ -229,6 +318,155 @@ func Load(dir string) (*CA, error) {
 	}
 	c.names.Store(&past)
 	return c, nil
+}
+
+// loadSingle reads the single CA of older versions (ca.pem, ca-key.pem,
+// previous.pem): it is the root and the one issuer.
+func loadSingle(dir string) (*hierarchy, crypto.Signer, error) {
+	certs, key, err := readCertAndKey(CertPath(dir), KeyPath(dir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
+	}
+	cert := certs[0]
+	roots := certs
+	if prev, err := os.ReadFile(previousPath(dir)); err == nil {
+		pc, err := pki.ParseCerts(prev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load CA %s: %w", previousPath(dir), err)
+		}
+		roots = append(roots, pc...)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
+	}
+	return newHierarchy(dedupeCerts(roots), nil, []Issuer{{Cert: cert, key: key}}, true), key, nil
+}
+
+// readCertAndKey reads a CA certificate file (the first certificate is the
+// key's) and its key, and checks they belong together.
+func readCertAndKey(certPath, keyPath string) ([]*x509.Certificate, crypto.Signer, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	certs, err := pki.ParseCerts(certPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", certPath, err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key %s: %w", keyPath, err)
+	}
+	if !samePublicKey(certs[0].PublicKey, key.Public()) {
+		return nil, nil, fmt.Errorf("key %s does not match certificate %s", keyPath, certPath)
+	}
+	if !certs[0].IsCA {
+		return nil, nil, fmt.Errorf("%s is not a CA certificate", certPath)
+	}
+	return certs, key, nil
+}
+
+// loadHierarchy reads root.pem, cross.pem, the root key when present, and
+// every issuing CA (the current one first, then the newest first). The
+// single CA of a directory that rotated its root away from it stays an
+// issuer: its host certificates keep their CRL.
+func loadHierarchy(dir string) (*hierarchy, crypto.Signer, error) {
+	b, err := os.ReadFile(RootPath(dir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
+	}
+	roots, err := pki.ParseCerts(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA %s: %w", RootPath(dir), err)
+	}
+	var rootKey crypto.Signer
+	kp := RootKeyPath(dir, ID(roots[0]))
+	if kb, err := os.ReadFile(kp); err == nil {
+		if rootKey, err = pki.ParseKey(kb); err != nil {
+			return nil, nil, fmt.Errorf("load CA root key %s: %w", kp, err)
+		}
+		if !samePublicKey(roots[0].PublicKey, rootKey.Public()) {
+			return nil, nil, fmt.Errorf("load CA: key %s does not match the root %s", kp, RootPath(dir))
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
+	}
+	var cross []*x509.Certificate
+	if cb, err := os.ReadFile(CrossPath(dir)); err == nil {
+		if cross, err = pki.ParseCerts(cb); err != nil {
+			return nil, nil, fmt.Errorf("load CA %s: %w", CrossPath(dir), err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
+	}
+	cur, err := os.ReadFile(issuingCurrentPath(dir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA: current issuing CA: %w", err)
+	}
+	current := strings.TrimSpace(string(cur))
+	entries, err := os.ReadDir(filepath.Join(dir, caDir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
+	}
+	var issuers []Issuer
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, issuingPrefix) || !strings.HasSuffix(n, ".pem") || strings.HasSuffix(n, "-key.pem") {
+			continue
+		}
+		id := strings.TrimSuffix(strings.TrimPrefix(n, issuingPrefix), ".pem")
+		certs, key, err := readCertAndKey(IssuingPath(dir, id), IssuingKeyPath(dir, id))
+		if err != nil {
+			return nil, nil, fmt.Errorf("load issuing CA %s: %w", id, err)
+		}
+		if !chainsToOneOf(certs[0], roots) {
+			return nil, nil, fmt.Errorf("load issuing CA %s: not signed by a root in %s", id, RootPath(dir))
+		}
+		issuers = append(issuers, Issuer{Cert: certs[0], key: key})
+	}
+	if _, err := os.Stat(CertPath(dir)); err == nil {
+		certs, key, err := readCertAndKey(CertPath(dir), KeyPath(dir))
+		if err != nil {
+			return nil, nil, fmt.Errorf("load CA: %w", err)
+		}
+		issuers = append(issuers, Issuer{Cert: certs[0], key: key})
+	}
+	slices.SortStableFunc(issuers, func(a, b Issuer) int {
+		ac, bc := ID(a.Cert) == current, ID(b.Cert) == current
+		switch {
+		case ac && !bc:
+			return -1
+		case bc && !ac:
+			return 1
+		}
+		return b.Cert.NotBefore.Compare(a.Cert.NotBefore)
+	})
+	if len(issuers) == 0 || ID(issuers[0].Cert) != current {
+		return nil, nil, fmt.Errorf("load CA: the current issuing CA %q (%s) is missing", current, issuingCurrentPath(dir))
+	}
+	return newHierarchy(roots, cross, issuers, false), rootKey, nil
+}
+
+func chainsToOneOf(c *x509.Certificate, roots []*x509.Certificate) bool {
+	for _, r := range roots {
+		if c.CheckSignatureFrom(r) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func dedupeCerts(in []*x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range in {
+		if !slices.ContainsFunc(out, c.Equal) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // IsPrimaryName reports whether name is, or ever was, a name of the
@@ -304,41 +542,56 @@ func readNames(path string) (map[string]bool, error) {
 	return out, nil
 }
 
-// Certificate is the current (signing) CA certificate.
-func (c *CA) Certificate() *x509.Certificate { return c.cert }
+// Certificate is the current issuing CA's certificate: the one that signs
+// (for a single CA of older versions, that CA).
+func (c *CA) Certificate() *x509.Certificate { return c.h.Load().issuers[0].Cert }
 
-// Bundle is every CA certificate a host should trust: the current one first,
-// then older ones still valid during a CA rotation.
-func (c *CA) Bundle() []*x509.Certificate {
-	out := make([]*x509.Certificate, 0, 1+len(c.previous))
-	out = append(out, c.cert)
-	for _, p := range c.previous {
-		if !p.Equal(c.cert) {
-			out = append(out, p)
-		}
+// Root is the current root: its fingerprint is the one hosts confirm.
+func (c *CA) Root() *x509.Certificate { return c.h.Load().roots[0] }
+
+// Bundle is every root a host should trust: the current one first, then
+// older ones still trusted after a root rotation.
+func (c *CA) Bundle() []*x509.Certificate { return slices.Clone(c.h.Load().roots) }
+
+// Cross is every newer root certificate cross-signed by an older root.
+func (c *CA) Cross() []*x509.Certificate { return slices.Clone(c.h.Load().cross) }
+
+// Issuing is every issuing CA, the current one first.
+func (c *CA) Issuing() []*x509.Certificate {
+	h := c.h.Load()
+	out := make([]*x509.Certificate, 0, len(h.issuers))
+	for _, is := range h.issuers {
+		out = append(out, is.Cert)
 	}
 	return out
 }
 
-// BundlePEM is Bundle as PEM (a copy the caller may keep or modify).
-func (c *CA) BundlePEM() []byte {
-	p := c.bundlePEM.Load()
-	if p == nil {
-		b := pki.EncodeCerts(c.Bundle())
-		p = &b
-		c.bundlePEM.Store(p)
-	}
-	return slices.Clone(*p)
+// Single reports whether this is the single CA of older versions (the root
+// signs host certificates itself).
+func (c *CA) Single() bool { return c.h.Load().single }
+
+// RootKeyOnline reports whether the root's private key is in the data
+// directory (else it was moved offline).
+func (c *CA) RootKeyOnline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rootKey != nil
 }
 
-// Fingerprint is the SHA-256 fingerprint of the current CA certificate.
-func (c *CA) Fingerprint() string { return pki.Fingerprint(c.cert) }
+// BundlePEM is what GET /v1/ca serves, as PEM (a copy the caller may keep
+// or modify): the roots (current first), the cross-signed roots, then the
+// issuing CAs (current first). Hosts trust only roots; the rest lets them
+// and tools like openssl build chains.
+func (c *CA) BundlePEM() []byte { return slices.Clone(c.h.Load().bundle) }
+
+// Fingerprint is the SHA-256 fingerprint of the current root.
+func (c *CA) Fingerprint() string { return pki.Fingerprint(c.Root()) }
 
 // PrimaryHostID is the primary's own host ID.
 func (c *CA) PrimaryHostID() string { return c.hostID }
 
 // ServerTLS is the primary's current TLS server certificate and key, with
-// the CA certificate appended to the chain; nil when none exists yet.
+// its issuing CA appended to the chain; nil when none exists yet.
 func (c *CA) ServerTLS() *tls.Certificate { return c.server.Load() }
 
 // EnsureServerCert issues a new TLS server certificate for names when there
@@ -364,13 +617,14 @@ func (c *CA) EnsureServerCert(names []string, now time.Time) (renewed bool, err 
 }
 
 func (c *CA) serverNeedsRenewal(leaf *x509.Certificate, names []string, now time.Time) bool {
-	if leaf.CheckSignatureFrom(c.cert) != nil {
+	cur := c.Certificate()
+	if leaf.CheckSignatureFrom(cur) != nil {
 		return true
 	}
 	if pki.RequireRole(leaf, pki.RolePrimary) != nil {
 		return true // made before certificates had roles
 	}
-	if !leaf.NotAfter.After(now.Add(ServerRenewBefore)) && leaf.NotAfter.Before(c.cert.NotAfter) {
+	if !leaf.NotAfter.After(now.Add(ServerRenewBefore)) && leaf.NotAfter.Before(cur.NotAfter) {
 		return true
 	}
 	if !leaf.NotAfter.After(now) {
@@ -390,6 +644,7 @@ func (c *CA) issueServerCert(names []string, now time.Time) (*tls.Certificate, e
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
+	iss := c.h.Load().issuers[0]
 	if err := c.recordNames(names); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
@@ -400,11 +655,11 @@ func (c *CA) issueServerCert(names []string, now time.Time) (*tls.Certificate, e
 		PublicKey: key.Public(),
 		Serial:    serial,
 		Validity:  DefaultServerValidity,
-	}, c.cert, now)
+	}, iss.Cert, now)
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	leaf, err := c.Sign(tmpl, key.Public())
+	leaf, err := iss.sign(tmpl, key.Public())
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
@@ -417,12 +672,12 @@ func (c *CA) issueServerCert(names []string, now time.Time) (*tls.Certificate, e
 	if err := atomicfile.WritePrivate(ServerKeyPath(c.dir), keyPEM); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	chain := append(pki.EncodeCert(leaf), pki.EncodeCert(c.cert)...)
+	chain := append(pki.EncodeCert(leaf), pki.EncodeCert(iss.Cert)...)
 	if err := atomicfile.WritePrivate(ServerCertPath(c.dir), chain); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
 	pair := &tls.Certificate{
-		Certificate: [][]byte{leaf.Raw, c.cert.Raw},
+		Certificate: [][]byte{leaf.Raw, iss.Cert.Raw},
 		PrivateKey:  key,
 		Leaf:        leaf,
 	}
@@ -445,44 +700,117 @@ func ensureHostID(dir string) (string, error) {
 	return id, nil
 }
 
-func selfSign(key crypto.Signer, validity time.Duration, now time.Time) (*x509.Certificate, error) {
+// newRoot makes a root key and its self-signed certificate (no path length
+// limit, so that a later root can be cross-signed by it).
+func newRoot(alg pki.KeyAlgorithm, validity time.Duration, now time.Time) (crypto.Signer, *x509.Certificate, error) {
+	if alg == "" {
+		alg = DefaultRootKey
+	}
+	if validity == 0 {
+		validity = DefaultRootValidity
+	}
+	key, err := pki.GenerateKey(alg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("root CA: %w", err)
+	}
+	tmpl, err := caTemplate("hostcert root CA", key.Public(), now, now.Add(validity), -1)
+	if err != nil {
+		return nil, nil, fmt.Errorf("root CA: %w", err)
+	}
+	tmpl.AuthorityKeyId = tmpl.SubjectKeyId
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("self-sign root CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("root CA: %w", err)
+	}
+	return key, cert, nil
+}
+
+// newIssuing makes an issuing CA under root (path length 0, NotAfter never
+// beyond the root's) and writes its key and certificate into dir; the
+// caller names it current (setCurrent). It does not change a loaded CA.
+func newIssuing(dir string, root *x509.Certificate, rootKey crypto.Signer, alg pki.KeyAlgorithm, validity time.Duration, now time.Time) (Issuer, error) {
+	if alg == "" {
+		alg = DefaultIssuingKey
+	}
+	if validity == 0 {
+		validity = DefaultIssuingValidity
+	}
+	key, err := pki.GenerateKey(alg)
+	if err != nil {
+		return Issuer{}, fmt.Errorf("issuing CA: %w", err)
+	}
+	notAfter := now.Add(validity)
+	if notAfter.After(root.NotAfter) {
+		notAfter = root.NotAfter
+	}
+	if !notAfter.After(now) {
+		return Issuer{}, fmt.Errorf("issuing CA: the root expired at %s", root.NotAfter.UTC().Format(time.RFC3339))
+	}
+	tmpl, err := caTemplate("hostcert issuing CA", key.Public(), now, notAfter, 0)
+	if err != nil {
+		return Issuer{}, fmt.Errorf("issuing CA: %w", err)
+	}
+	if tmpl.NotBefore.Before(root.NotBefore) {
+		tmpl.NotBefore = root.NotBefore
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
+	if err != nil {
+		return Issuer{}, fmt.Errorf("sign issuing CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return Issuer{}, fmt.Errorf("issuing CA: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return Issuer{}, fmt.Errorf("issuing CA: %w", err)
+	}
+	id := ID(cert)
+	if err := atomicfile.WritePrivate(IssuingKeyPath(dir, id), keyPEM); err != nil {
+		return Issuer{}, fmt.Errorf("issuing CA: %w", err)
+	}
+	if err := atomicfile.WritePrivate(IssuingPath(dir, id), pki.EncodeCert(cert)); err != nil {
+		return Issuer{}, fmt.Errorf("issuing CA: %w", err)
+	}
+	return Issuer{Cert: cert, key: key}, nil
+}
+
+// caTemplate is a CA certificate template: a unique subject (kind, date and
+// key), CertSign and CRLSign, the subject key identifier; maxPathLen -1 is
+// no limit, 0 is path length 0.
+func caTemplate(kind string, pub crypto.PublicKey, now, notAfter time.Time, maxPathLen int) (*x509.Certificate, error) {
 	serial, err := NewSerial()
 	if err != nil {
 		return nil, err
 	}
-	ski, err := subjectKeyID(key.Public())
+	ski, err := subjectKeyID(pub)
 	if err != nil {
 		return nil, err
 	}
-	name := pkix.Name{
-		CommonName:   caCommonName(now, ski),
-		Organization: []string{"hostcert"},
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               name,
-		Issuer:                name,
+		Subject:               pkix.Name{CommonName: caCommonName(kind, now, ski), Organization: []string{"hostcert"}},
 		NotBefore:             now.Add(-caBackdate),
-		NotAfter:              now.Add(validity),
+		NotAfter:              notAfter,
 		IsCA:                  true,
 		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
+		MaxPathLen:            maxPathLen,
+		MaxPathLenZero:        maxPathLen == 0,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		SubjectKeyId:          ski,
-		AuthorityKeyId:        ski,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("self-sign CA: %w", err)
-	}
-	return x509.ParseCertificate(der)
+	return tmpl, nil
 }
 
 // caCommonName is unique per CA: the creation date, for people, and the
 // first 6 bytes of the CA key's identifier in hex, so that two CAs created
 // on the same day have different subjects in every tool.
-func caCommonName(now time.Time, ski []byte) string {
-	return fmt.Sprintf("hostcert CA %s %X", now.UTC().Format("2006-01-02"), ski[:6])
+func caCommonName(kind string, now time.Time, ski []byte) string {
+	return fmt.Sprintf("%s %s %X", kind, now.UTC().Format("2006-01-02"), ski[:6])
 }
 
 // subjectKeyID is RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
@@ -507,8 +835,13 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 	return ok && k.Equal(b)
 }
 
-// Sign signs tmpl (normally from Template) for pub with the current CA key.
+// Sign signs tmpl (normally from Template, built against Certificate) for
+// pub with the current issuing CA's key.
 func (c *CA) Sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
+	return c.h.Load().issuers[0].sign(tmpl, pub)
+}
+
+func (is Issuer) sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
 	if tmpl == nil || pub == nil {
 		return nil, errors.New("sign: nil template or public key")
 	}
@@ -516,10 +849,10 @@ func (c *CA) Sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certifica
 		der []byte
 		err error
 	)
-	if k, ok := c.key.(*ecdsa.PrivateKey); ok {
-		der, err = signECDSA(tmpl, c.cert, pub, k) // see sign.go
+	if k, ok := is.key.(*ecdsa.PrivateKey); ok {
+		der, err = signECDSA(tmpl, is.Cert, pub, k) // see sign.go
 	} else {
-		der, err = x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, is.Cert, pub, is.key)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sign certificate for %s: %w", tmpl.Subject.CommonName, err)

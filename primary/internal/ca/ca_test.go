@@ -42,33 +42,65 @@ func newCA(t testing.TB, opts InitOptions) (*CA, string) {
 
 func TestInitCreatesCA(t *testing.T) {
 	c, dir := newCA(t, InitOptions{Names: []string{"Primary.Example.com", "primary.example.com."}})
-	ca := c.Certificate()
-	if !ca.IsCA || !ca.BasicConstraintsValid {
-		t.Errorf("CA IsCA = %v, BasicConstraintsValid = %v, want true, true", ca.IsCA, ca.BasicConstraintsValid)
+	root, iss := c.Root(), c.Certificate()
+	for _, ca := range []*x509.Certificate{root, iss} {
+		if !ca.IsCA || !ca.BasicConstraintsValid {
+			t.Errorf("%s: IsCA = %v, BasicConstraintsValid = %v, want true, true", ca.Subject, ca.IsCA, ca.BasicConstraintsValid)
+		}
+		if ca.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
+			t.Errorf("%s: KeyUsage = %b, want CertSign|CRLSign", ca.Subject, ca.KeyUsage)
+		}
+		if len(ca.SubjectKeyId) == 0 {
+			t.Errorf("%s: SubjectKeyId empty", ca.Subject)
+		}
 	}
-	if ca.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
-		t.Errorf("CA KeyUsage = %b, want CertSign|CRLSign", ca.KeyUsage)
+	if pub, ok := root.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		t.Errorf("root key = %T, want ECDSA P-384", root.PublicKey)
 	}
-	if len(ca.SubjectKeyId) == 0 {
-		t.Error("CA SubjectKeyId empty")
+	if pub, ok := iss.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
+		t.Errorf("issuing CA key = %T, want ECDSA P-256", iss.PublicKey)
 	}
-	pub, ok := ca.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P384() {
-		t.Errorf("CA key = %T, want ECDSA P-384", ca.PublicKey)
+	if got, want := root.NotAfter.Sub(t0), DefaultRootValidity; got != want {
+		t.Errorf("root validity = %s, want %s", got, want)
 	}
-	if got, want := ca.NotAfter.Sub(t0), DefaultCAValidity; got != want {
-		t.Errorf("CA validity = %s, want %s", got, want)
+	if got, want := iss.NotAfter.Sub(t0), DefaultIssuingValidity; got != want {
+		t.Errorf("issuing CA validity = %s, want %s", got, want)
 	}
-	if err := ca.CheckSignatureFrom(ca); err != nil {
-		t.Errorf("CA not self-signed: %v", err)
+	if err := root.CheckSignatureFrom(root); err != nil {
+		t.Errorf("root not self-signed: %v", err)
 	}
-	if got := c.Fingerprint(); got != pki.Fingerprint(ca) || len(got) != 95 {
-		t.Errorf("Fingerprint() = %q", got)
+	if err := iss.CheckSignatureFrom(root); err != nil {
+		t.Errorf("issuing CA not signed by the root: %v", err)
+	}
+	if root.MaxPathLen != -1 || iss.MaxPathLen != 0 || !iss.MaxPathLenZero {
+		t.Errorf("path lengths: root %d, issuing %d (zero %v), want none and 0", root.MaxPathLen, iss.MaxPathLen, iss.MaxPathLenZero)
+	}
+	if !bytes.Equal(iss.AuthorityKeyId, root.SubjectKeyId) {
+		t.Error("issuing CA's authority key ID is not the root's key ID")
+	}
+	if c.Single() || !c.RootKeyOnline() {
+		t.Errorf("Single() = %v, RootKeyOnline() = %v, want false, true", c.Single(), c.RootKeyOnline())
+	}
+	if got := c.Fingerprint(); got != pki.Fingerprint(root) || len(got) != 95 {
+		t.Errorf("Fingerprint() = %q, want the root's", got)
+	}
+	if b := c.Bundle(); len(b) != 1 || !b[0].Equal(root) {
+		t.Errorf("Bundle() = %d certificates, want the root only", len(b))
+	}
+	if got, err := pki.ParseCerts(c.BundlePEM()); err != nil || len(got) != 2 || !got[0].Equal(root) || !got[1].Equal(iss) {
+		t.Errorf("BundlePEM = %d certificates (%v), want root then issuing CA", len(got), err)
 	}
 	if _, err := uuid.Parse(c.PrimaryHostID()); err != nil {
 		t.Errorf("PrimaryHostID() = %q: %v", c.PrimaryHostID(), err)
 	}
-
+	rootCRLs, err := c.RootCRLs()
+	if err != nil || len(rootCRLs) != 1 || !rootCRLs[0].Issuer.Equal(root) {
+		t.Fatalf("RootCRLs() = %d, %v, want one signed by the root", len(rootCRLs), err)
+	}
+	if l, err := x509.ParseRevocationList(rootCRLs[0].DER); err != nil || l.CheckSignatureFrom(root) != nil || l.NextUpdate.Sub(t0) != RootCRLValidity {
+		t.Errorf("root CRL does not verify or is not valid %s: %v", RootCRLValidity, err)
+	}
+	ca := iss
 	srv := c.ServerTLS()
 	if srv == nil || srv.Leaf == nil {
 		t.Fatal("ServerTLS() = nil after Init")
@@ -92,10 +124,14 @@ func TestInitCreatesCA(t *testing.T) {
 	if !slices.Equal(leaf.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) {
 		t.Errorf("server ExtKeyUsage = %v, want server auth only", leaf.ExtKeyUsage)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "primary.example.com", CurrentTime: t0}); err != nil {
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	pool.AddCert(root)
+	inter.AddCert(iss)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: "primary.example.com", CurrentTime: t0}); err != nil {
 		t.Errorf("server cert does not verify for its name: %v", err)
+	}
+	if got := srv.Certificate; len(got) != 2 || !bytes.Equal(got[1], iss.Raw) {
+		t.Errorf("server chain = %d certificates, want the leaf and the issuing CA", len(got))
 	}
 
 	if runtime.GOOS != "windows" {
@@ -104,7 +140,7 @@ func TestInitCreatesCA(t *testing.T) {
 				t.Errorf("mode of %s = %v (%v), want 0700", p, fi.Mode().Perm(), err)
 			}
 		}
-		for _, p := range []string{KeyPath(dir), ServerKeyPath(dir)} {
+		for _, p := range []string{RootKeyPath(dir, ID(root)), IssuingKeyPath(dir, ID(iss)), ServerKeyPath(dir)} {
 			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("mode of %s = %v (%v), want 0600", p, fi.Mode().Perm(), err)
 			}
@@ -113,14 +149,20 @@ func TestInitCreatesCA(t *testing.T) {
 }
 
 func TestInitRSA(t *testing.T) {
-	c, _ := newCA(t, InitOptions{KeyAlg: pki.RSA2048, Validity: 48 * time.Hour})
+	c, _ := newCA(t, InitOptions{KeyAlg: pki.RSA2048, IssuingKeyAlg: pki.RSA2048, Validity: 48 * time.Hour})
+	if _, ok := c.Root().PublicKey.(*rsa.PublicKey); !ok {
+		t.Errorf("root key = %T, want RSA", c.Root().PublicKey)
+	}
 	if _, ok := c.Certificate().PublicKey.(*rsa.PublicKey); !ok {
-		t.Errorf("CA key = %T, want RSA", c.Certificate().PublicKey)
+		t.Errorf("issuing CA key = %T, want RSA", c.Certificate().PublicKey)
 	}
-	if got := c.Certificate().NotAfter; !got.Equal(t0.Add(48 * time.Hour)) {
-		t.Errorf("CA NotAfter = %s, want %s", got, t0.Add(48*time.Hour))
+	if got := c.Root().NotAfter; !got.Equal(t0.Add(48 * time.Hour)) {
+		t.Errorf("root NotAfter = %s, want %s", got, t0.Add(48*time.Hour))
 	}
-	// The server certificate cannot outlive the CA.
+	// Nothing outlives the root.
+	if got := c.Certificate().NotAfter; got.After(c.Root().NotAfter) {
+		t.Errorf("issuing CA NotAfter %s is after the root's %s", got, c.Root().NotAfter)
+	}
 	if got := c.ServerTLS().Leaf.NotAfter; got.After(c.Certificate().NotAfter) {
 		t.Errorf("server NotAfter %s is after CA NotAfter %s", got, c.Certificate().NotAfter)
 	}
@@ -128,14 +170,14 @@ func TestInitRSA(t *testing.T) {
 
 func TestInitRefusesOverwrite(t *testing.T) {
 	c, dir := newCA(t, InitOptions{})
-	before, _ := os.ReadFile(CertPath(dir))
-	beforeKey, _ := os.ReadFile(KeyPath(dir))
+	before, _ := os.ReadFile(RootPath(dir))
+	beforeKey, _ := os.ReadFile(RootKeyPath(dir, ID(c.Root())))
 	_, err := Init(dir, InitOptions{Names: []string{"other"}}, t0)
 	if !errors.Is(err, ErrExists) {
 		t.Fatalf("second Init error = %v, want ErrExists", err)
 	}
-	after, _ := os.ReadFile(CertPath(dir))
-	afterKey, _ := os.ReadFile(KeyPath(dir))
+	after, _ := os.ReadFile(RootPath(dir))
+	afterKey, _ := os.ReadFile(RootKeyPath(dir, ID(c.Root())))
 	if !bytes.Equal(before, after) || !bytes.Equal(beforeKey, afterKey) {
 		t.Error("second Init changed the CA files")
 	}
@@ -172,8 +214,8 @@ func TestLoad(t *testing.T) {
 	if l.ServerTLS() == nil || !bytes.Equal(l.ServerTLS().Certificate[0], c.ServerTLS().Certificate[0]) {
 		t.Error("Load did not load the server certificate")
 	}
-	if got, err := pki.ParseCerts(l.BundlePEM()); err != nil || len(got) != 1 || !got[0].Equal(c.Certificate()) {
-		t.Errorf("BundlePEM = %d certs (%v), want the CA", len(got), err)
+	if !bytes.Equal(l.BundlePEM(), c.BundlePEM()) {
+		t.Error("Load's BundlePEM differs from Init's")
 	}
 	// A signature made by the loaded key verifies under the CA.
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -189,27 +231,18 @@ func TestLoad(t *testing.T) {
 		t.Errorf("cert signed by loaded CA does not verify: %v", err)
 	}
 
-	// A rotation bundle: previous.pem adds older CAs to Bundle.
-	old, _ := newCA(t, InitOptions{})
-	if err := os.WriteFile(filepath.Join(dir, "ca", "previous.pem"), pki.EncodeCert(old.Certificate()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l2, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := l2.Bundle(); len(b) != 2 || !b[0].Equal(c.Certificate()) || !b[1].Equal(old.Certificate()) {
-		t.Errorf("Bundle with previous.pem = %d certs, want current then previous", len(b))
-	}
-
 	// A key that does not match the certificate is refused.
 	other, _ := pki.GenerateKey(pki.ECDSAP384)
 	kp, _ := pki.EncodeKey(other)
-	if err := os.WriteFile(KeyPath(dir), kp, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Load(dir); err == nil {
-		t.Error("Load with a mismatched key succeeded, want error")
+	for _, p := range []string{IssuingKeyPath(dir, ID(c.Certificate())), RootKeyPath(dir, ID(c.Root()))} {
+		good, _ := os.ReadFile(p)
+		if err := os.WriteFile(p, kp, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(dir); err == nil {
+			t.Errorf("Load with a mismatched key %s succeeded, want error", p)
+		}
+		os.WriteFile(p, good, 0o600)
 	}
 	if _, err := Load(t.TempDir()); err == nil {
 		t.Error("Load of an empty directory succeeded, want error")
@@ -582,9 +615,10 @@ func TestCRL(t *testing.T) {
 	}
 }
 
-// TestOpenSSLVerifyWithCRL checks our CA, host certificates and CRL with a
-// real openssl: a good host certificate verifies with -crl_check, a revoked
-// one is rejected.
+// TestOpenSSLVerifyWithCRL checks the hierarchy, host certificates and both
+// CRLs with a real openssl: a good host certificate verifies with
+// -CAfile root -untrusted issuing -crl_check_all (the issuing CA's CRL and
+// the root's), a revoked one is rejected.
 func TestOpenSSLVerifyWithCRL(t *testing.T) {
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
@@ -594,7 +628,7 @@ func TestOpenSSLVerifyWithCRL(t *testing.T) {
 	for _, alg := range []pki.KeyAlgorithm{pki.ECDSAP384, pki.RSA2048} {
 		t.Run(string(alg), func(t *testing.T) {
 			dir := t.TempDir()
-			c, err := Init(filepath.Join(dir, "data"), InitOptions{Names: []string{"primary.example.com"}, KeyAlg: alg}, now)
+			c, err := Init(filepath.Join(dir, "data"), InitOptions{Names: []string{"primary.example.com"}, KeyAlg: alg, IssuingKeyAlg: alg}, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -618,21 +652,35 @@ func TestOpenSSLVerifyWithCRL(t *testing.T) {
 			_, goodPath := issue("good.example.com")
 			revoked, revokedPath := issue("revoked.example.com")
 
-			crlDER, err := c.CRL([]RevokedEntry{{Serial: revoked.SerialNumber, RevokedAt: now.Add(-time.Minute), Reason: ReasonKeyCompromise}}, big.NewInt(1), now.Add(-time.Minute), 0)
+			crlDER, err := c.CRL([]RevokedEntry{{Serial: revoked.SerialNumber, RevokedAt: now.Add(-time.Minute), Reason: ReasonKeyCompromise, Issuer: revoked.AuthorityKeyId}}, big.NewInt(1), now.Add(-time.Minute), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			caPath := filepath.Join(dir, "ca.pem")
-			crlPath := filepath.Join(dir, "crl.pem")
-			if err := os.WriteFile(caPath, c.BundlePEM(), 0o600); err != nil {
-				t.Fatal(err)
+			rootCRLs, err := c.RootCRLs()
+			if err != nil || len(rootCRLs) != 1 {
+				t.Fatalf("RootCRLs = %d, %v", len(rootCRLs), err)
 			}
-			if err := os.WriteFile(crlPath, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}), 0o600); err != nil {
-				t.Fatal(err)
+			rootPath := filepath.Join(dir, "root.pem")
+			issuingPath := filepath.Join(dir, "issuing.pem")
+			crlPath := filepath.Join(dir, "crl.pem")
+			for p, b := range map[string][]byte{
+				rootPath:    pki.EncodeCerts(c.Bundle()),
+				issuingPath: pki.EncodeCerts(c.Issuing()),
+				crlPath: append(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}),
+					pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rootCRLs[0].DER})...),
+			} {
+				if err := os.WriteFile(p, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
 			verify := func(cert string) (string, error) {
-				out, err := exec.Command(openssl, "verify", "-CAfile", caPath, "-CRLfile", crlPath, "-crl_check", cert).CombinedOutput()
+				out, err := exec.Command(openssl, "verify", "-CAfile", rootPath, "-untrusted", issuingPath, "-CRLfile", crlPath, "-crl_check_all", cert).CombinedOutput()
 				return string(out), err
+			}
+			// Without the issuing CA the host certificate does not verify
+			// against the root alone.
+			if out, err := exec.Command(openssl, "verify", "-CAfile", rootPath, goodPath).CombinedOutput(); err == nil {
+				t.Errorf("openssl verify without -untrusted issuing accepted a host certificate:\n%s", out)
 			}
 			if out, err := verify(goodPath); err != nil {
 				t.Errorf("openssl verify -crl_check good cert failed: %v\n%s", err, out)
@@ -659,7 +707,7 @@ func TestOpenSSLVerifyWithCRL(t *testing.T) {
 // and a caller modifying its copy changes nothing for the next one.
 func TestBundlePEMCached(t *testing.T) {
 	c, _ := newCA(t, InitOptions{})
-	want := pki.EncodeCerts(c.Bundle())
+	want := pki.EncodeCerts(append(c.Bundle(), c.Issuing()...))
 	first := c.BundlePEM()
 	if !bytes.Equal(first, want) {
 		t.Fatalf("BundlePEM = %q, want %q", first, want)
@@ -692,13 +740,22 @@ func TestInitRefusesIPNames(t *testing.T) {
 func TestCASubjectsUnique(t *testing.T) {
 	a, _ := newCA(t, InitOptions{})
 	b, _ := newCA(t, InitOptions{})
-	sa, sb := a.Certificate().Subject.String(), b.Certificate().Subject.String()
-	if sa == sb {
-		t.Errorf("two CAs created at %s have one subject %q", t0, sa)
+	var subjects []string
+	for _, c := range []*x509.Certificate{a.Root(), a.Certificate(), b.Root(), b.Certificate()} {
+		subjects = append(subjects, c.Subject.String())
 	}
-	for _, s := range []string{sa, sb} {
-		if !strings.Contains(s, "hostcert CA 2026-11-23 ") {
-			t.Errorf("CA subject %q does not name its creation day", s)
+	for i, s := range subjects {
+		for _, o := range subjects[i+1:] {
+			if s == o {
+				t.Errorf("two CAs created at %s have one subject %q", t0, s)
+			}
+		}
+		want := "hostcert root CA 2026-11-23 "
+		if i%2 == 1 {
+			want = "hostcert issuing CA 2026-11-23 "
+		}
+		if !strings.Contains(s, want) {
+			t.Errorf("CA subject %q does not say %q", s, want)
 		}
 	}
 }

@@ -33,8 +33,11 @@ func TestEncodeTBSMatchesX509(t *testing.T) {
 
 	cas := map[string]*CA{}
 	for _, alg := range []pki.KeyAlgorithm{pki.ECDSAP256, pki.ECDSAP384} {
-		cas[string(alg)], _ = newCA(t, InitOptions{KeyAlg: alg})
+		// The parent is an issuing CA under a root.
+		cas[string(alg)], _ = newCA(t, InitOptions{IssuingKeyAlg: alg})
 	}
+	// The single CA of older versions: a self-signed parent.
+	cas["single p384"], _ = newSingleCA(t)
 	// A P-521 CA: same certificate fields, another key.
 	{
 		c384 := cas[string(pki.ECDSAP384)]
@@ -48,7 +51,7 @@ func TestEncodeTBSMatchesX509(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cas["ecdsa-p521"] = &CA{cert: cert, key: p521}
+		cas["ecdsa-p521"] = caWith(cert, p521)
 	}
 
 	serial, _ := NewSerial()
@@ -133,7 +136,7 @@ func TestEncodeTBSMatchesX509(t *testing.T) {
 		"ca without raw DER": func(c *x509.Certificate) *x509.Certificate { p := *c; p.RawSubject = nil; return &p },
 	}
 	for caName, c := range cas {
-		key := c.key.(*ecdsa.PrivateKey)
+		key := c.signerKey().(*ecdsa.PrivateKey)
 		alg, _, _, err := ecdsaAlgorithm(key)
 		if err != nil {
 			t.Fatal(err)
@@ -177,7 +180,7 @@ func TestEncodeTBSLeavesOtherTemplatesToX509(t *testing.T) {
 		}
 		return tmpl
 	}
-	alg, _, _, _ := ecdsaAlgorithm(c.key.(*ecdsa.PrivateKey))
+	alg, _, _, _ := ecdsaAlgorithm(c.signerKey().(*ecdsa.PrivateKey))
 	for name, f := range map[string]func(*x509.Certificate){
 		"organization": func(t *x509.Certificate) { t.Subject.Organization = []string{"o"} },
 		"extra extension": func(t *x509.Certificate) {
@@ -224,7 +227,7 @@ func BenchmarkEncodeTBS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	alg, _, _, _ := ecdsaAlgorithm(c.key.(*ecdsa.PrivateKey))
+	alg, _, _, _ := ecdsaAlgorithm(c.signerKey().(*ecdsa.PrivateKey))
 	b.ReportAllocs()
 	for range b.N {
 		if _, err := encodeTBS(tmpl, c.Certificate(), key.Public(), alg); err != nil {

@@ -13,8 +13,9 @@ import (
 )
 
 // TestZlint lints, with the RFC 5280, RFC 5480, RFC 5891 and community
-// lints of zlint, every kind of certificate and CRL the CA makes — the CA
-// certificate (ECDSA and RSA), a host certificate (ECDSA, RSA and an
+// lints of zlint, every kind of certificate and CRL the CA makes — the
+// root, issuing and cross-signed CA certificates (ECDSA and RSA), the
+// root's CRL, a host certificate (ECDSA, RSA and an
 // internationalised name), the primary's TLS certificate and a CRL with
 // entries — and wants no error and no warning.
 func TestZlint(t *testing.T) {
@@ -32,9 +33,15 @@ func TestZlint(t *testing.T) {
 	}
 	var items []item
 	for _, alg := range []pki.KeyAlgorithm{pki.ECDSAP384, pki.RSA3072} {
-		c, _ := newCA(t, InitOptions{KeyAlg: alg, Names: []string{"primary.example.com", "alt.example.com"}})
+		c, _ := newCA(t, InitOptions{KeyAlg: alg, IssuingKeyAlg: alg, Names: []string{"primary.example.com", "alt.example.com"}})
+		rootCRLs, err := c.RootCRLs()
+		if err != nil || len(rootCRLs) != 1 {
+			t.Fatalf("RootCRLs = %d, %v", len(rootCRLs), err)
+		}
 		items = append(items,
-			item{"CA " + string(alg), c.Certificate().Raw, false},
+			item{"root CA " + string(alg), c.Root().Raw, false},
+			item{"issuing CA " + string(alg), c.Certificate().Raw, false},
+			item{"root CRL " + string(alg), rootCRLs[0].DER, true},
 			item{"primary TLS certificate under " + string(alg), c.ServerTLS().Leaf.Raw, false})
 		for _, hk := range []pki.KeyAlgorithm{pki.ECDSAP256, pki.RSA3072} {
 			key, err := pki.GenerateKey(hk)
@@ -74,6 +81,14 @@ func TestZlint(t *testing.T) {
 			t.Fatal(err)
 		}
 		items = append(items, item{"CRL with entries under " + string(alg), crl, true})
+		// A root rotation: the new root, its cross certificate and issuing CA.
+		if _, err := c.RotateRoot(RotateOptions{KeyAlg: alg, IssuingKeyAlg: alg}, now); err != nil {
+			t.Fatal(err)
+		}
+		items = append(items,
+			item{"rotated root CA " + string(alg), c.Root().Raw, false},
+			item{"cross-signed root CA " + string(alg), c.Cross()[0].Raw, false},
+			item{"rotated issuing CA " + string(alg), c.Certificate().Raw, false})
 	}
 
 	for _, it := range items {
