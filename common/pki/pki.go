@@ -234,3 +234,25 @@ func formatHex(raw []byte) string {
 	}
 	return b.String()
 }
+
+// KeyID names a CA by its key, in file names and at the CRL endpoint: the
+// hex of the first 8 bytes of a key identifier — a CA's subject key
+// identifier, or the authority key identifier of what it signed.
+func KeyID(id []byte) string {
+	if len(id) > 8 {
+		id = id[:8]
+	}
+	return fmt.Sprintf("%x", id)
+}
+
+// Roots keeps the self-signed CA certificates of certs (the roots a host
+// may trust), in order.
+func Roots(certs []*x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range certs {
+		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}

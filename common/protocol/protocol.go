@@ -13,8 +13,8 @@ const DefaultPort = 1556
 
 // Endpoint paths of the primary's HTTPS API.
 const (
-	PathCA     = "/v1/ca"     // GET, public: PEM bundle of the CA certificate(s)
-	PathCRL    = "/v1/crl"    // GET, public: DER CRL; PEM with Accept: application/x-pem-file or ?format=pem
+	PathCA     = "/v1/ca"     // GET, public: PEM: the roots (current first), cross-signed roots, the issuing CAs (current first)
+	PathCRL    = "/v1/crl"    // GET, public: DER CRL of the current issuing CA, or ?issuer=ID of any CA; PEM with Accept: application/x-pem-file or ?format=pem
 	PathInfo   = "/v1/info"   // GET, public: Info
 	PathEnroll = "/v1/enroll" // POST EnrollRequest -> CertResponse: issue or reissue, token optional
 	PathRenew  = "/v1/renew"  // POST RenewRequest over mutual TLS with the current certificate -> CertResponse
@@ -23,6 +23,10 @@ const (
 	PathHealthz = "/healthz" // GET: 200 while the process serves
 	PathReadyz  = "/readyz"  // GET: 200 when the store answers and the CA is loaded, else 503 store_unavailable
 )
+
+// CRLIssuerParam selects the CRL of one CA at PathCRL: its ID, the hex of
+// the first 8 bytes of its subject key identifier (pki.KeyID).
+const CRLIssuerParam = "issuer"
 
 // MaxBodyBytes bounds every request body the primary reads.
 const MaxBodyBytes = 1 << 20
@@ -136,6 +140,7 @@ type CertResponse struct {
 	NotBefore         time.Time `json:"not_before"`
 	NotAfter          time.Time `json:"not_after"`
 	Certificate       string    `json:"certificate"` // PEM, leaf only
+	Chain             string    `json:"chain"`       // PEM, the CA certificates between the leaf and a root (the issuing CA)
 	CABundle          string    `json:"ca_bundle"`   // PEM, every CA certificate
 	Level             Level     `json:"level"`
 	CRLRefreshSeconds int64     `json:"crl_refresh_seconds"`

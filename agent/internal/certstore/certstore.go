@@ -35,6 +35,7 @@ const (
 	IdentityFile = "host.pem"
 	CertFile     = "cert.pem"
 	CRLFile      = "crl.pem"
+	RootCRLFile  = "root-crl.pem"
 	StateFile    = "state.json"
 	PendingFile  = "pending-key.pem"
 )
@@ -177,21 +178,27 @@ func (s *Store) WriteCA(certs []*x509.Certificate) error {
 	return atomicfile.Write(s.Path(CAFile), pki.EncodeCerts(certs), 0o644)
 }
 
-// Identity is the host's certificate and its private key.
+// Identity is the host's certificate, the CA certificates between it and a
+// root (its issuing CA), and its private key.
 type Identity struct {
-	Cert *x509.Certificate
-	Key  crypto.Signer
-	TLS  *tls.Certificate
+	Cert  *x509.Certificate
+	Chain []*x509.Certificate
+	Key   crypto.Signer
+	TLS   *tls.Certificate
 }
 
-// NewIdentity pairs cert and key, checking that they match.
-func NewIdentity(cert *x509.Certificate, key crypto.Signer) (*Identity, error) {
+// NewIdentity pairs cert and key, checking that they match; chain is what
+// the host presents after its certificate (its issuing CA).
+func NewIdentity(cert *x509.Certificate, key crypto.Signer, chain ...*x509.Certificate) (*Identity, error) {
 	tc, err := tls.X509KeyPair(pki.EncodeCert(cert), mustKeyPEM(key))
 	if err != nil {
 		return nil, fmt.Errorf("certificate and key do not match: %w", err)
 	}
 	tc.Leaf = cert
-	return &Identity{Cert: cert, Key: key, TLS: &tc}, nil
+	for _, c := range chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	return &Identity{Cert: cert, Chain: chain, Key: key, TLS: &tc}, nil
 }
 
 func mustKeyPEM(key crypto.Signer) []byte {
@@ -220,9 +227,7 @@ func (s *Store) Identity() (*Identity, error) {
 		}
 		switch b.Type {
 		case "CERTIFICATE":
-			if certPEM == nil {
-				certPEM = pem.EncodeToMemory(b)
-			}
+			certPEM = append(certPEM, pem.EncodeToMemory(b)...)
 		default:
 			keyPEM = pem.EncodeToMemory(b)
 		}
@@ -238,7 +243,7 @@ func (s *Store) Identity() (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity %s: %w", s.Path(IdentityFile), err)
 	}
-	id, err := NewIdentity(certs[0], key)
+	id, err := NewIdentity(certs[0], key, certs[1:]...)
 	if err != nil {
 		return nil, fmt.Errorf("identity %s: %w", s.Path(IdentityFile), err)
 	}
@@ -252,13 +257,14 @@ func (s *Store) WriteIdentity(id *Identity) error {
 	if err != nil {
 		return err
 	}
+	certs := append([]*x509.Certificate{id.Cert}, id.Chain...)
 	var b bytes.Buffer
-	b.Write(pki.EncodeCert(id.Cert))
+	b.Write(pki.EncodeCerts(certs))
 	b.Write(keyPEM)
 	if err := atomicfile.WritePrivate(s.Path(IdentityFile), b.Bytes()); err != nil {
 		return fmt.Errorf("write identity: %w", err)
 	}
-	if err := atomicfile.Write(s.Path(CertFile), pki.EncodeCert(id.Cert), 0o644); err != nil {
+	if err := atomicfile.Write(s.Path(CertFile), pki.EncodeCerts(certs), 0o644); err != nil {
 		return fmt.Errorf("write certificate copy: %w", err)
 	}
 	return nil
@@ -300,9 +306,15 @@ func (s *Store) RemovePendingKey() error {
 	return nil
 }
 
-// CRL reads the stored CRL (not re-verified: WriteCRL only stores verified CRLs).
-func (s *Store) CRL() (*x509.RevocationList, error) {
-	data, err := os.ReadFile(s.Path(CRLFile))
+// CRL reads the stored CRL of this host's issuing CA (not re-verified:
+// WriteCRL only stores verified CRLs).
+func (s *Store) CRL() (*x509.RevocationList, error) { return s.readCRL(CRLFile) }
+
+// RootCRL reads the stored CRL of the root (it lists revoked issuing CAs).
+func (s *Store) RootCRL() (*x509.RevocationList, error) { return s.readCRL(RootCRLFile) }
+
+func (s *Store) readCRL(name string) (*x509.RevocationList, error) {
+	data, err := os.ReadFile(s.Path(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoCRL
 	}
@@ -311,13 +323,19 @@ func (s *Store) CRL() (*x509.RevocationList, error) {
 	}
 	b, _ := pem.Decode(data)
 	if b == nil || b.Type != "X509 CRL" {
-		return nil, fmt.Errorf("crl %s: no PEM X509 CRL block", s.Path(CRLFile))
+		return nil, fmt.Errorf("crl %s: no PEM X509 CRL block", s.Path(name))
 	}
 	crl, err := x509.ParseRevocationList(b.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("crl %s: %w", s.Path(CRLFile), err)
+		return nil, fmt.Errorf("crl %s: %w", s.Path(name), err)
 	}
 	return crl, nil
+}
+
+// WriteRootCRL stores a verified root CRL as PEM.
+func (s *Store) WriteRootCRL(crl *x509.RevocationList) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
+	return atomicfile.Write(s.Path(RootCRLFile), data, 0o644)
 }
 
 // VerifyCRL parses a DER or PEM CRL and checks it is signed by one of the CAs.
@@ -350,8 +368,10 @@ func (s *Store) WriteCRL(crl *x509.RevocationList) error {
 // (the new primary will not renew it: get-cert with a token from the new
 // primary replaces it).
 func (s *Store) ForgetPrimary() error {
-	if err := os.Remove(s.Path(CRLFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove old crl: %w", err)
+	for _, f := range []string{CRLFile, RootCRLFile} {
+		if err := os.Remove(s.Path(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove old crl: %w", err)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -431,7 +451,7 @@ func (s *Store) rebuildState() State {
 		return st
 	}
 	if _, err := id.Cert.Verify(x509.VerifyOptions{
-		Roots: Pool(cas), CurrentTime: id.Cert.NotBefore.Add(time.Second),
+		Roots: Pool(cas), Intermediates: Pool(id.Chain), CurrentTime: id.Cert.NotBefore.Add(time.Second),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err == nil {
 		st.HostID = pki.HostIDFromCert(id.Cert)

@@ -211,7 +211,7 @@ func checkHealth(env *daemon.Env, now time.Time) (health.Report, []*x509.Certifi
 	}
 	in.CAs = cas
 	if id := env.Identity.Load(); id != nil {
-		in.Cert = id.Cert
+		in.Cert, in.Chain = id.Cert, id.Chain
 	}
 	list, err := env.Store.CRL()
 	switch {
@@ -219,6 +219,9 @@ func checkHealth(env *daemon.Env, now time.Time) (health.Report, []*x509.Certifi
 		in.CRL = list
 	case !errors.Is(err, certstore.ErrNoCRL):
 		env.Log.Warn().Err(err).Msg("stored crl unreadable; treating it as missing")
+	}
+	if rl, err := env.Store.RootCRL(); err == nil {
+		in.RootCRL = rl
 	}
 	return health.Check(in), cas, nil
 }

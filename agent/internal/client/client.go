@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -183,6 +184,20 @@ func (c *Client) FetchCA(ctx context.Context) (bundle, peer []*x509.Certificate,
 	return certs, r.Peer, host, nil
 }
 
+// CABundle gets /v1/ca over the verified connection: what it holds comes
+// from the primary this host trusts (roots, cross-signed roots, issuing CAs).
+func (c *Client) CABundle(ctx context.Context) ([]*x509.Certificate, error) {
+	r, err := c.do(ctx, http.MethodGet, protocol.PathCA, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := pki.ParseCerts(r.Body)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle from the primary: %w", err)
+	}
+	return certs, nil
+}
+
 // Info gets /v1/info.
 func (c *Client) Info(ctx context.Context) (protocol.Info, error) {
 	var info protocol.Info
@@ -196,9 +211,14 @@ func (c *Client) Info(ctx context.Context) (protocol.Info, error) {
 	return info, nil
 }
 
-// CRL gets /v1/crl (DER).
-func (c *Client) CRL(ctx context.Context) ([]byte, error) {
-	r, err := c.do(ctx, http.MethodGet, protocol.PathCRL, nil, false)
+// CRL gets /v1/crl (DER): the CRL of the CA with pki.KeyID issuer, or
+// the current issuing CA's when issuer is "".
+func (c *Client) CRL(ctx context.Context, issuer string) ([]byte, error) {
+	path := protocol.PathCRL
+	if issuer != "" {
+		path += "?" + url.Values{protocol.CRLIssuerParam: {issuer}}.Encode()
+	}
+	r, err := c.do(ctx, http.MethodGet, path, nil, false)
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,12 @@
 package crl
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/hostcert/hostcert/agent/internal/certstore"
 	"github.com/hostcert/hostcert/agent/internal/pause"
 	"github.com/hostcert/hostcert/agent/internal/renew"
+	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 )
 
@@ -29,14 +32,20 @@ var ErrOlder = errors.New("CRL from the primary is older than the stored one")
 // Primary is what the CRL code asks of the primary (*client.Client).
 type Primary interface {
 	Info(ctx context.Context) (protocol.Info, error)
-	CRL(ctx context.Context) ([]byte, error)
+	// CRL is the CRL of the CA with pki.KeyID issuer ("" the current issuing CA's).
+	CRL(ctx context.Context, issuer string) ([]byte, error)
+	// CABundle is GET /v1/ca over the verified connection.
+	CABundle(ctx context.Context) ([]*x509.Certificate, error)
 }
 
-// Store holds the trusted CAs and the stored CRL (*certstore.Store).
+// Store holds the trusted CAs, this host's certificate and the stored CRLs
+// (*certstore.Store).
 type Store interface {
 	CA() ([]*x509.Certificate, error)
+	Identity() (*certstore.Identity, error)
 	CRL() (*x509.RevocationList, error)
 	WriteCRL(*x509.RevocationList) error
+	WriteRootCRL(*x509.RevocationList) error
 }
 
 // States is the agent's state file (*certstore.Store).
@@ -56,19 +65,47 @@ type Refresher struct {
 // Refresh updates the level from /v1/info and the CRL from /v1/crl.
 func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
 	info, infoErr := r.Client.Info(ctx)
-	der, err := r.Client.CRL(ctx)
-	if err != nil {
-		r.recordErr(err)
-		return nil, fmt.Errorf("refresh crl: %w", err)
-	}
 	cas, err := r.Store.CA()
 	if err != nil {
 		return nil, err
 	}
-	list, err := certstore.VerifyCRL(der, cas)
+	// The issuing CAs: this host's own chain, and those the primary serves
+	// (over the verified connection) that a trusted root signed.
+	var issuers []*x509.Certificate
+	issuer := ""
+	if id, err := r.Store.Identity(); err == nil {
+		issuers = append(issuers, underRoots(id.Chain, cas)...)
+		issuer = pki.KeyID(id.Cert.AuthorityKeyId)
+	}
+	if bundle, err := r.Client.CABundle(ctx); err == nil {
+		issuers = append(issuers, underRoots(bundle, cas)...)
+	}
+	der, err := r.Client.CRL(ctx, issuer)
 	if err != nil {
 		r.recordErr(err)
 		return nil, fmt.Errorf("refresh crl: %w", err)
+	}
+	list, err := certstore.VerifyCRL(der, append(slices.Clone(cas), issuers...))
+	if err != nil {
+		r.recordErr(err)
+		return nil, fmt.Errorf("refresh crl: %w", err)
+	}
+	// A CRL signed by an issuing CA: the root's CRL says whether that
+	// issuing CA itself is revoked.
+	if signer := signerOf(list, issuers); signer != nil {
+		rder, err := r.Client.CRL(ctx, pki.KeyID(signer.AuthorityKeyId))
+		if err != nil {
+			r.recordErr(err)
+			return nil, fmt.Errorf("refresh root crl: %w", err)
+		}
+		rlist, err := certstore.VerifyCRL(rder, cas)
+		if err != nil {
+			r.recordErr(err)
+			return nil, fmt.Errorf("refresh root crl: %w", err)
+		}
+		if err := r.Store.WriteRootCRL(rlist); err != nil {
+			return nil, err
+		}
 	}
 	if old, err := r.Store.CRL(); err == nil && old.Number != nil && list.Number != nil && list.Number.Cmp(old.Number) < 0 {
 		r.recordErr(ErrOlder)
@@ -92,6 +129,34 @@ func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
 		st.NextCRLRefresh = now.Add(st.CRLInterval())
 	})
 	return list, err
+}
+
+// underRoots keeps the CA certificates of certs that one of roots signed
+// (and that are not roots themselves).
+func underRoots(certs, roots []*x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range certs {
+		if !c.IsCA || slices.ContainsFunc(roots, c.Equal) {
+			continue
+		}
+		for _, r := range roots {
+			if bytes.Equal(c.RawIssuer, r.RawSubject) && c.CheckSignatureFrom(r) == nil {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// signerOf is the one of issuers that signed list, or nil.
+func signerOf(list *x509.RevocationList, issuers []*x509.Certificate) *x509.Certificate {
+	for _, c := range issuers {
+		if list.CheckSignatureFrom(c) == nil {
+			return c
+		}
+	}
+	return nil
 }
 
 func (r *Refresher) recordErr(err error) {

@@ -53,7 +53,11 @@ func (p *fakePrimary) Info(context.Context) (protocol.Info, error) {
 	return protocol.Info{Level: p.level, CRLRefreshSeconds: int64(p.level.CRLRefresh() / time.Second)}, nil
 }
 
-func (p *fakePrimary) CRL(context.Context) ([]byte, error) {
+func (p *fakePrimary) CABundle(context.Context) ([]*x509.Certificate, error) {
+	return []*x509.Certificate{p.ca.Cert}, nil
+}
+
+func (p *fakePrimary) CRL(context.Context, string) ([]byte, error) {
 	p.mu.Lock()
 	p.calls = append(p.calls, time.Now())
 	spinning := len(p.calls) > 5000

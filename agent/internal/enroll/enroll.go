@@ -45,9 +45,15 @@ type Confirm struct {
 // writes the trust store. The chain must carry the name of the primary that
 // answered (its TLS server name).
 func Bootstrap(ctx context.Context, c *client.Client, store *certstore.Store, cf Confirm) ([]*x509.Certificate, error) {
-	bundle, peer, host, err := c.FetchCA(ctx)
+	all, peer, host, err := c.FetchCA(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// The trust store holds roots only; the bundle also carries the
+	// issuing CAs and cross-signed roots, which the TLS chain brings.
+	bundle := pki.Roots(all)
+	if len(bundle) == 0 {
+		return nil, errors.New("CA bundle from the primary: no root CA in it")
 	}
 	for _, ca := range bundle {
 		fmt.Fprintf(cf.Out, "CA %q\n  SHA-256 fingerprint: %s\n  valid until %s\n", ca.Subject.String(), pki.Fingerprint(ca), ca.NotAfter.UTC().Format(time.RFC3339))
@@ -234,8 +240,18 @@ func Accept(resp protocol.CertResponse, key crypto.Signer, cas []*x509.Certifica
 		return nil, fmt.Errorf("certificate from the primary: %w", err)
 	}
 	cert := certs[0]
+	var chain []*x509.Certificate
+	if resp.Chain != "" {
+		if chain, err = pki.ParseCerts([]byte(resp.Chain)); err != nil {
+			return nil, fmt.Errorf("certificate chain from the primary: %w", err)
+		}
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain {
+		inter.AddCert(c)
+	}
 	if _, err := cert.Verify(x509.VerifyOptions{
-		Roots: certstore.Pool(cas), CurrentTime: cert.NotBefore.Add(time.Second),
+		Roots: certstore.Pool(cas), Intermediates: inter, CurrentTime: cert.NotBefore.Add(time.Second),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return nil, fmt.Errorf("certificate from the primary does not chain to the trusted CA: %w", err)
@@ -243,7 +259,7 @@ func Accept(resp protocol.CertResponse, key crypto.Signer, cas []*x509.Certifica
 	if pki.HostIDFromCert(cert) == "" {
 		return nil, errors.New("certificate from the primary has no host ID URI SAN")
 	}
-	return certstore.NewIdentity(cert, key)
+	return certstore.NewIdentity(cert, key, chain...)
 }
 
 // Saver is where a new identity is kept (*certstore.Store).

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hostcert/hostcert/agent/internal/renew"
@@ -38,8 +39,10 @@ func (v Verdict) ExitCode() int {
 // Input is what the verdict is computed from. Nil means "there is none".
 type Input struct {
 	Cert        *x509.Certificate
-	CAs         []*x509.Certificate // the trust store
+	Chain       []*x509.Certificate // the issuing CA(s) stored with the certificate
+	CAs         []*x509.Certificate // the trust store (roots)
 	CRL         *x509.RevocationList
+	RootCRL     *x509.RevocationList // the root's CRL: needed when an issuing CA signed Cert
 	Now         time.Time
 	RenewBefore time.Duration
 }
@@ -70,6 +73,8 @@ type Report struct {
 	CRLStale             bool      `json:"crl_stale"` // past its next update
 	CRLThisUpdate        time.Time `json:"crl_this_update,omitzero"`
 	CRLNextUpdate        time.Time `json:"crl_next_update,omitzero"`
+	// IssuingCARevoked: the root's CRL lists the issuing CA of the certificate.
+	IssuingCARevoked bool `json:"issuing_ca_revoked,omitempty"`
 }
 
 // Check computes the verdict. Bad wins over cannot-tell: a certificate that
@@ -100,7 +105,7 @@ func check(in Input) Report {
 		r.CRLPresent = true
 		r.CRLThisUpdate, r.CRLNextUpdate = in.CRL.ThisUpdate, in.CRL.NextUpdate
 		r.CRLStale = !in.CRL.NextUpdate.IsZero() && in.Now.After(in.CRL.NextUpdate)
-		r.CRLSignedByTrustedCA = signedByOneOf(in.CRL, in.CAs)
+		r.CRLSignedByTrustedCA = signedByOneOf(in.CRL, append(slices.Clone(in.CAs), verifiedIssuers(in.Chain, in.CAs)...))
 		if r.CRLSignedByTrustedCA {
 			for _, e := range in.CRL.RevokedCertificateEntries {
 				if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
@@ -109,10 +114,22 @@ func check(in Input) Report {
 			}
 		}
 	}
-	var chainErr error
+	var (
+		chainErr error
+		issuing  *x509.Certificate // the issuing CA of a verified chain, nil when a root signed c
+	)
 	if len(in.CAs) > 0 {
-		chainErr = chains(c, in.CAs, in.Now)
+		issuing, chainErr = chains(c, in.Chain, in.CAs, in.Now)
 		r.ChainsToTrustedCA = chainErr == nil
+	}
+	rootCRLOK := issuing == nil
+	if issuing != nil && in.RootCRL != nil && signedByOneOf(in.RootCRL, in.CAs) {
+		rootCRLOK = in.Now.Before(in.RootCRL.NextUpdate) || in.RootCRL.NextUpdate.IsZero()
+		for _, e := range in.RootCRL.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(issuing.SerialNumber) == 0 {
+				r.IssuingCARevoked = true
+			}
+		}
 	}
 	const reissue = "run get-cert with a reissue token"
 	switch {
@@ -122,6 +139,8 @@ func check(in Input) Report {
 		r.Verdict, r.Reason = Bad, fmt.Sprintf("certificate %s is not valid before %s: check this host's clock", r.Serial, stamp(c.NotBefore))
 	case r.Revoked:
 		r.Verdict, r.Reason = Bad, fmt.Sprintf("certificate %s is REVOKED (since %s): %s", r.Serial, stamp(r.RevokedAt), reissue)
+	case r.IssuingCARevoked:
+		r.Verdict, r.Reason = Bad, fmt.Sprintf("the issuing CA %q of certificate %s is REVOKED by its root: %s", issuing.Subject.CommonName, r.Serial, reissue)
 	case len(in.CAs) > 0 && !r.ChainsToTrustedCA:
 		r.Verdict, r.Reason = Bad, fmt.Sprintf("certificate %s (issuer %q) does not chain to the trusted CA: %s; run get-cert with a token from the primary this host trusts", r.Serial, c.Issuer.String(), short(chainErr))
 	case len(in.CAs) == 0:
@@ -132,6 +151,8 @@ func check(in Input) Report {
 		r.Verdict, r.Reason = Unknown, "the stored CRL is not signed by the trusted CA: run get-crl"
 	case r.CRLStale:
 		r.Verdict, r.Reason = Unknown, fmt.Sprintf("the stored CRL is past its next update (%s): run get-crl", stamp(in.CRL.NextUpdate))
+	case !rootCRLOK:
+		r.Verdict, r.Reason = Unknown, "no current CRL of the root (it says whether the issuing CA is revoked): run get-crl"
 	case r.RenewalDue:
 		r.Verdict, r.Reason = Good, "ok, renewal due (run renews it; or run renew)"
 	default:
@@ -140,13 +161,38 @@ func check(in Input) Report {
 	return r
 }
 
-func chains(c *x509.Certificate, cas []*x509.Certificate, now time.Time) error {
-	roots := x509.NewCertPool()
+// chains verifies c against the roots cas through chain; it returns the
+// issuing CA of the verified chain (nil when a root signed c).
+func chains(c *x509.Certificate, chain, cas []*x509.Certificate, now time.Time) (*x509.Certificate, error) {
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
 	for _, ca := range cas {
 		roots.AddCert(ca)
 	}
-	_, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	return err
+	for _, ca := range chain {
+		inter.AddCert(ca)
+	}
+	got, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return nil, err
+	}
+	if len(got[0]) > 2 {
+		return got[0][1], nil
+	}
+	return nil, nil
+}
+
+// verifiedIssuers keeps the certificates of chain that a root of cas signed.
+func verifiedIssuers(chain, cas []*x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range chain {
+		for _, r := range cas {
+			if c.IsCA && c.CheckSignatureFrom(r) == nil {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func signedByOneOf(crl *x509.RevocationList, cas []*x509.Certificate) bool {

@@ -90,21 +90,21 @@ func TestCheck(t *testing.T) {
 		revoked    bool
 		renewalDue bool
 	}{
-		{"good", Input{cert, trusted, fresh, t0, 180 * day}, Good, "ok", false, false},
-		{"good, renewal due", Input{old, trusted, fresh, t0, 180 * day}, Good, "renewal due", false, true},
-		{"no certificate", Input{nil, trusted, fresh, t0, 180 * day}, Unknown, "run get-cert", false, false},
-		{"no CRL", Input{cert, trusted, nil, t0, 180 * day}, Unknown, "no CRL", false, false},
-		{"CRL past its next update", Input{cert, trusted, stale, t0, 180 * day}, Unknown, "past its next update", false, false},
-		{"CRL not signed by the trusted CA", Input{cert, trusted, otherCRL, t0, 180 * day}, Unknown, "not signed by the trusted CA", false, false},
-		{"no trust store", Input{cert, nil, fresh, t0, 180 * day}, Unknown, "get-ca-cert", false, false},
-		{"revoked", Input{cert, trusted, listed, t0, 180 * day}, Bad, "REVOKED", true, false},
-		{"revoked on a stale CRL", Input{cert, trusted, staleListed, t0, 180 * day}, Bad, "REVOKED", true, false},
-		{"expired", Input{expired, trusted, fresh, t0, 180 * day}, Bad, "expired", false, true},
-		{"expired, no CRL", Input{expired, trusted, nil, t0, 180 * day}, Bad, "expired", false, true},
-		{"not yet valid", Input{future, trusted, fresh, t0, 180 * day}, Bad, "clock", false, false},
-		{"does not chain to the trusted CA", Input{foreign, trusted, fresh, t0, 180 * day}, Bad, "does not chain to the trusted CA", false, false},
-		{"does not chain, no CRL", Input{foreign, trusted, nil, t0, 180 * day}, Bad, "does not chain", false, false},
-		{"issued by the second CA of the trust store", Input{foreign, []*x509.Certificate{ca.cert, other.cert}, fresh, t0, 180 * day}, Good, "ok", false, false},
+		{"good", Input{Cert: cert, CAs: trusted, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Good, "ok", false, false},
+		{"good, renewal due", Input{Cert: old, CAs: trusted, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Good, "renewal due", false, true},
+		{"no certificate", Input{Cert: nil, CAs: trusted, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Unknown, "run get-cert", false, false},
+		{"no CRL", Input{Cert: cert, CAs: trusted, CRL: nil, Now: t0, RenewBefore: 180 * day}, Unknown, "no CRL", false, false},
+		{"CRL past its next update", Input{Cert: cert, CAs: trusted, CRL: stale, Now: t0, RenewBefore: 180 * day}, Unknown, "past its next update", false, false},
+		{"CRL not signed by the trusted CA", Input{Cert: cert, CAs: trusted, CRL: otherCRL, Now: t0, RenewBefore: 180 * day}, Unknown, "not signed by the trusted CA", false, false},
+		{"no trust store", Input{Cert: cert, CAs: nil, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Unknown, "get-ca-cert", false, false},
+		{"revoked", Input{Cert: cert, CAs: trusted, CRL: listed, Now: t0, RenewBefore: 180 * day}, Bad, "REVOKED", true, false},
+		{"revoked on a stale CRL", Input{Cert: cert, CAs: trusted, CRL: staleListed, Now: t0, RenewBefore: 180 * day}, Bad, "REVOKED", true, false},
+		{"expired", Input{Cert: expired, CAs: trusted, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Bad, "expired", false, true},
+		{"expired, no CRL", Input{Cert: expired, CAs: trusted, CRL: nil, Now: t0, RenewBefore: 180 * day}, Bad, "expired", false, true},
+		{"not yet valid", Input{Cert: future, CAs: trusted, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Bad, "clock", false, false},
+		{"does not chain to the trusted CA", Input{Cert: foreign, CAs: trusted, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Bad, "does not chain to the trusted CA", false, false},
+		{"does not chain, no CRL", Input{Cert: foreign, CAs: trusted, CRL: nil, Now: t0, RenewBefore: 180 * day}, Bad, "does not chain", false, false},
+		{"issued by the second CA of the trust store", Input{Cert: foreign, CAs: []*x509.Certificate{ca.cert, other.cert}, CRL: fresh, Now: t0, RenewBefore: 180 * day}, Good, "ok", false, false},
 	} {
 		r := Check(tc.in)
 		if r.Verdict != tc.want || r.ExitCode != tc.want.ExitCode() || !strings.Contains(r.Reason, tc.reasonHas) ||

@@ -31,7 +31,7 @@ const (
 
 // Groups are the first words of the operations' names, with their help.
 var Groups = map[string]string{
-	"ca":      "show the CA",
+	"ca":      "show, rotate and retire the CAs",
 	"level":   "get or set the deployment security level (very-high, high, medium)",
 	"host":    "the host registry (known names) and host IDs",
 	"token":   "enrollment tokens (values are shown once, stored only as hashes)",
@@ -42,8 +42,32 @@ var Groups = map[string]string{
 
 // table is the command table: every admin operation, declared once.
 var table = []*Op{
-	define(Op{Name: CmdCAShow, Short: "show the CA's fingerprint, validity and current CRL"},
+	define(Op{Name: CmdCAShow, Short: "show the root's fingerprint, validity and current CRL, and every CA with its state"},
 		(*Server).caShow, textCA),
+	define(Op{Name: CmdCARotate, Use: "[--root] [--root-key FILE] [--root-key-out FILE]",
+		Short: "make a new issuing CA under the root (or, with --root, a new root cross-signed by the current one)",
+		Long: `rotate makes a new issuing CA under the current root; it signs every
+certificate from now on, and certificates of the previous one stay valid
+until they expire (both are listed by "ca show", and both CRLs are served).
+
+With --root it makes a new root, cross-signed by the current root, and a new
+issuing CA under it. Agents learn the new root over their verified
+connection to the primary because the root they trust vouches for it; no
+host needs an operator. Retire the old root later with "ca retire-root".
+
+The current root's key is needed: when it is offline, give it with
+--root-key FILE (an absolute path the server reads). --root-key-out FILE
+writes the new root's key there instead of the data directory.`,
+		Mutates: true, Audited: true, Audits: "whether the root rotated, the new CA's name and fingerprint"},
+		(*Server).caRotate, textRotated),
+	define(Op{Name: CmdCARetireRoot, Use: "FINGERPRINT",
+		Short: "stop trusting and serving an old root (refused while hosts still depend on it)",
+		Long: `retire-root removes an older root from the bundle the primary serves, with
+its issuing CAs and its key. It refuses while any host's current, valid
+certificate comes from that root: such a host may trust only that root.
+Those hosts move to the new root at their next renewal.`,
+		Mutates: true, Audited: true, Audits: "the retired root's fingerprint"},
+		(*Server).caRetireRoot, textRetired),
 	define(Op{Name: CmdLevelGet, Short: "print the current level"},
 		(*Server).levelGet, textLevel[NoArgs]),
 	define(Op{Name: CmdLevelSet, Short: "change the level at run time", Mutates: true, Audited: true,
@@ -388,17 +412,24 @@ func pageLimit(n, max int) int {
 
 // The handlers.
 
+// caShow shows the current root (its fingerprint is the one hosts confirm)
+// and every CA with its state.
 func (s *Server) caShow(_ context.Context, _ *Call, _ *CAArgs) (CAInfo, error) {
-	c := s.ca.Certificate()
+	return s.caInfo(), nil
+}
+
+func (s *Server) caInfo() CAInfo {
+	c := s.ca.Bundle()[0]
 	info := CAInfo{
 		Fingerprint: pki.Fingerprint(c), Subject: c.Subject.String(),
 		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Certificates: len(s.ca.Bundle()),
 		BundlePEM: string(s.ca.BundlePEM()), PrimaryHostID: s.ca.PrimaryHostID(),
+		CAs: s.caEntries(s.now()),
 	}
 	if l := s.crls.Current(); l != nil {
 		info.CRLNumber, info.CRLEntries, info.CRLNextUpdate = l.Number.String(), l.Entries, l.NextUpdate
 	}
-	return info, nil
+	return info
 }
 
 func (s *Server) levelGet(ctx context.Context, _ *Call, _ *NoArgs) (LevelInfo, error) {

@@ -51,6 +51,8 @@ type Levels interface {
 
 // Server answers admin requests.
 type Server struct {
+	rot     Rotator   // nil: no rotation (UseRotator)
+	hier    Hierarchy // nil: ca show lists no hierarchy
 	store   Store
 	levels  Levels
 	ca      Authority

@@ -43,7 +43,10 @@ func textCA(o Output, a *CAArgs, info CAInfo) error {
 	if info.CRLNumber != "" {
 		fmt.Fprintf(w, "crl:\tnumber %s, %d entries, next update %s\n", info.CRLNumber, info.CRLEntries, fmtTime(info.CRLNextUpdate))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return printCAs(o.Out, info.CAs)
 }
 
 func textLevel[A any](o Output, _ *A, l LevelInfo) error {

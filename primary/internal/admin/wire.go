@@ -82,7 +82,8 @@ func (e *TooLargeError) Error() string {
 
 // Arguments and results of the commands.
 
-// CAInfo answers ca.show.
+// CAInfo answers ca.show, ca.rotate and ca.retire-root: Fingerprint,
+// Subject and validity are the current root's.
 type CAInfo struct {
 	Fingerprint   string    `json:"fingerprint"`
 	Subject       string    `json:"subject"`
@@ -94,6 +95,9 @@ type CAInfo struct {
 	CRLNumber     string    `json:"crl_number,omitempty"`
 	CRLEntries    int       `json:"crl_entries"`
 	CRLNextUpdate time.Time `json:"crl_next_update,omitzero"`
+	// CAs are the roots (current first), cross-signed roots and issuing CAs
+	// (current first), each with its state.
+	CAs []CAEntry `json:"cas,omitempty"`
 }
 
 // CAArgs are the arguments of ca.show (a display option only).

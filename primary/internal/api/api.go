@@ -38,15 +38,20 @@ type Enroller interface {
 	Seen(ctx context.Context, chain []*x509.Certificate)
 }
 
-// CRLs gives the current CRL.
+// CRLs gives the current CRLs: the current issuing CA's, or any CA's by
+// its ca.ID.
 type CRLs interface {
 	Current() *crl.List
+	ByIssuer(id string) *crl.List
 }
 
 // Authority is what the API shows of the CA.
 type Authority interface {
 	Bundle() []*x509.Certificate
 	BundlePEM() []byte
+	// ChainFor is the issuing CA of a certificate it signed (none when a
+	// root signed it).
+	ChainFor(c *x509.Certificate) []*x509.Certificate
 }
 
 // Levels reads the current deployment security level.
@@ -148,6 +153,12 @@ func (h *Handler) getCA(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) getCRL(w http.ResponseWriter, r *http.Request) {
 	h.seen(r)
 	list := h.crls.Current()
+	if id := r.URL.Query().Get(protocol.CRLIssuerParam); id != "" {
+		if list = h.crls.ByIssuer(id); list == nil {
+			h.fail(w, r, &protocol.Error{Code: protocol.CodeNotFound, Message: "no CRL of a CA with that id"})
+			return
+		}
+	}
 	if list == nil {
 		h.fail(w, r, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the CRL is not generated yet; try again in a few seconds"})
 		return
@@ -231,6 +242,7 @@ func (h *Handler) writeCert(w http.ResponseWriter, res enroll.Result) {
 		NotBefore:         res.Cert.NotBefore.UTC(),
 		NotAfter:          res.Cert.NotAfter.UTC(),
 		Certificate:       string(pki.EncodeCert(res.Cert)),
+		Chain:             string(pki.EncodeCerts(h.ca.ChainFor(res.Cert))),
 		CABundle:          string(h.ca.BundlePEM()),
 		Level:             res.Level,
 		CRLRefreshSeconds: int64(res.Level.CRLRefresh() / time.Second),

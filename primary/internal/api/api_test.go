@@ -90,12 +90,14 @@ func (f *fake) Reject(_ context.Context, _ protocol.RequestKind, _ netip.Addr, c
 
 type noCRL struct{}
 
-func (noCRL) Current() *crl.List { return nil }
+func (noCRL) Current() *crl.List        { return nil }
+func (noCRL) ByIssuer(string) *crl.List { return nil }
 
 type noCA struct{}
 
-func (noCA) Bundle() []*x509.Certificate { return nil }
-func (noCA) BundlePEM() []byte           { return nil }
+func (noCA) Bundle() []*x509.Certificate                    { return nil }
+func (noCA) BundlePEM() []byte                              { return nil }
+func (noCA) ChainFor(*x509.Certificate) []*x509.Certificate { return nil }
 
 type level struct{}
 

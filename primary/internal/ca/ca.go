@@ -7,6 +7,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -109,13 +110,7 @@ type Issuer struct {
 
 // ID names an issuing CA in file names and the API: the hex of the first 8
 // bytes of its subject key identifier.
-func ID(c *x509.Certificate) string {
-	id := c.SubjectKeyId
-	if len(id) > 8 {
-		id = id[:8]
-	}
-	return fmt.Sprintf("%x", id)
-}
+func ID(c *x509.Certificate) string { return pki.KeyID(c.SubjectKeyId) }
 
 // hierarchy is the CA material at one moment; a rotation swaps it whole.
 type hierarchy struct {
@@ -916,4 +911,27 @@ func sameNames(a, b []string) bool {
 		seen[n] = true
 	}
 	return len(seen) == len(set)
+}
+
+// ChainFor is what a certificate this CA signed needs between it and a
+// root: its issuing CA, or nothing when a root signed it (a single CA).
+func (c *CA) ChainFor(cert *x509.Certificate) []*x509.Certificate {
+	h := c.h.Load()
+	for _, r := range h.roots {
+		if signedBy(cert, r) {
+			return nil
+		}
+	}
+	for _, is := range h.issuers {
+		if signedBy(cert, is.Cert) {
+			return []*x509.Certificate{is.Cert}
+		}
+	}
+	return nil
+}
+
+// signedBy: cert names ca as its issuer, by subject and key identifier (a
+// certificate this CA made; no signature check).
+func signedBy(cert, ca *x509.Certificate) bool {
+	return bytes.Equal(cert.RawIssuer, ca.RawSubject) && bytes.Equal(cert.AuthorityKeyId, ca.SubjectKeyId)
 }

@@ -48,8 +48,13 @@ func TestInitOwnerOnlyFromBirth(t *testing.T) {
 func TestServeRefusesWorldReadableKey(t *testing.T) {
 	dir := tempDir(t)
 	mustRun(t, "init", "--data", dir, "--name", "primary.test")
-	if err := os.Chmod(ca.KeyPath(dir), 0o644); err != nil {
+	c, err := ca.Load(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	mustFail(t, "fix: chmod 600 "+ca.KeyPath(dir), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--console", "")
+	key := ca.IssuingKeyPath(dir, ca.ID(c.Certificate()))
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, "fix: chmod 600 "+key, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--console", "")
 }

@@ -26,25 +26,37 @@ type InitResult struct {
 	Fingerprint   string   `json:"fingerprint"`
 	PrimaryHostID string   `json:"primary_host_id"`
 	Names         []string `json:"names"`
-	KeyAlgorithm  string   `json:"key_algorithm"`
-	NotAfter      string   `json:"not_after"`
+	KeyAlgorithm  string   `json:"key_algorithm"` // the root's
+	NotAfter      string   `json:"not_after"`     // the root's
+	// The issuing CA's, and where the root's key went when it is offline.
+	IssuingKeyAlgorithm string `json:"issuing_key_algorithm"`
+	IssuingNotAfter     string `json:"issuing_not_after"`
+	RootKeyOut          string `json:"root_key_out,omitempty"`
 }
 
 func initCmd() *cobra.Command {
 	var (
-		names  []string
-		keyAlg string
-		sf     storeFlags
+		names      []string
+		keyAlg     string
+		issuingAlg string
+		rootKeyOut string
+		sf         storeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "init --data DIR --name PRIMARY_DNS_NAME [--name ...]",
 		Short: "create the CA, the primary's TLS certificate, its host ID and the database",
-		Long: `init creates the data directory (owner-only), a self-signed CA (ECDSA P-384 by
-default, 20 years), the primary's own TLS server certificate for the given
-names (host names only: agents reach the primary by name, and "primary_dial"
-in their config connects to an address) issued by that CA, the primary's
-host ID and the database, and prints the CA's SHA-256 fingerprint: give it to the hosts'
+		Long: `init creates the data directory (owner-only), the CA hierarchy — a self-signed
+root (ECDSA P-384 by default, 20 years) and an issuing CA under it (ECDSA P-256
+by default, 5 years, path length 0) that signs host certificates — the
+primary's own TLS server certificate for the given names (host names only:
+agents reach the primary by name, and "primary_dial" in their config connects
+to an address) issued by the issuing CA, the primary's host ID and the
+database, and prints the root's SHA-256 fingerprint: give it to the hosts'
 admins, who confirm it at "hostcert-agent get-ca-cert".
+
+With --root-key-out FILE the root's private key is written to FILE and never
+into the data directory: the server issues without it; "ca rotate" then needs
+it back with --root-key FILE.
 
 It refuses to touch a data directory that already holds a CA.`,
 		Args: cobra.NoArgs,
@@ -83,7 +95,11 @@ It refuses to touch a data directory that already holds a CA.`,
 			if err := st.Close(); err != nil {
 				return fmt.Errorf("init: close database: %w", err)
 			}
-			c, err := ca.Init(dir, ca.InitOptions{Names: names, KeyAlg: alg}, time.Now())
+			ialg, err := pki.ParseKeyAlgorithm(issuingAlg)
+			if err != nil {
+				return err
+			}
+			c, err := ca.Init(dir, ca.InitOptions{Names: names, KeyAlg: alg, IssuingKeyAlg: ialg, RootKeyOut: rootKeyOut}, time.Now())
 			if err != nil {
 				if errors.Is(err, ca.ErrExists) {
 					return fmt.Errorf("%s already holds a CA; refusing to overwrite it", dir)
@@ -93,20 +109,27 @@ It refuses to touch a data directory that already holds a CA.`,
 			res := InitResult{
 				DataDir: dir, Fingerprint: c.Fingerprint(), PrimaryHostID: c.PrimaryHostID(),
 				Names: names, KeyAlgorithm: string(alg),
-				NotAfter: c.Certificate().NotAfter.UTC().Format(time.RFC3339),
+				NotAfter:            c.Root().NotAfter.UTC().Format(time.RFC3339),
+				IssuingKeyAlgorithm: string(ialg), IssuingNotAfter: c.Certificate().NotAfter.UTC().Format(time.RFC3339),
+				RootKeyOut: rootKeyOut,
 			}
 			if wantJSON(cmd) {
 				return printJSON(cmd, res)
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "CA created in %s (%s, valid until %s)\n", dir, alg, res.NotAfter)
+			fmt.Fprintf(out, "CA created in %s: root %s valid until %s, issuing CA %s valid until %s\n", dir, alg, res.NotAfter, ialg, res.IssuingNotAfter)
+			if rootKeyOut != "" {
+				fmt.Fprintf(out, "root key written to %s (not in the data directory): keep it offline\n", rootKeyOut)
+			}
 			fmt.Fprintf(out, "primary host ID: %s\n", res.PrimaryHostID)
-			fmt.Fprintf(out, "CA fingerprint (SHA-256):\n%s\n", res.Fingerprint)
+			fmt.Fprintf(out, "root CA fingerprint (SHA-256):\n%s\n", res.Fingerprint)
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name of the primary, for its TLS certificate (repeatable; no IP addresses)")
-	cmd.Flags().StringVar(&keyAlg, "key-alg", string(pki.ECDSAP384), "CA key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096")
+	cmd.Flags().StringVar(&keyAlg, "key-alg", string(pki.ECDSAP384), "root CA key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096")
+	cmd.Flags().StringVar(&issuingAlg, "issuing-key-alg", string(pki.ECDSAP256), "issuing CA key algorithm (same choices)")
+	cmd.Flags().StringVar(&rootKeyOut, "root-key-out", "", "write the root's private key to FILE instead of the data directory (offline root)")
 	sf.add(cmd)
 	addJSON(cmd)
 	return cmd

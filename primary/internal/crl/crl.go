@@ -1,5 +1,6 @@
-// Package crl keeps the primary's certificate revocation list fresh: it
-// regenerates the CA-signed CRL at start-up, at least hourly, on demand
+// Package crl keeps the primary's certificate revocation lists fresh — one
+// per issuing CA, listing the host certificates it issued, and the roots'
+// (signed when a root's key is at hand) — : it regenerates them at start-up, at least hourly, on demand
 // (Refresh: an admin revocation returns only once the CRL served lists it)
 // and within a second after a reissue's revocations (Trigger), and serves
 // the current one from memory.
@@ -7,6 +8,7 @@ package crl
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -35,13 +37,33 @@ type Source interface {
 	NextCRLNumber(ctx context.Context) (*big.Int, error)
 }
 
-// Signer signs a CRL.
+// Signer signs one CRL per issuing CA (the current one first) and keeps
+// the roots' CRLs.
 type Signer interface {
-	CRL(entries []ca.RevokedEntry, number *big.Int, now time.Time, validity time.Duration) ([]byte, error)
+	CRLs(entries []ca.RevokedEntry, number *big.Int, now time.Time, validity time.Duration) ([]ca.SignedCRL, error)
+	RefreshRootCRL(now time.Time) (bool, error)
+	RootCRLs() ([]ca.SignedCRL, error)
+}
+
+// Set is every CRL of one regeneration: the current issuing CA's first,
+// then the older issuing CAs', then the roots'.
+type Set struct {
+	Lists []*List
+}
+
+// ByIssuer is the CRL signed by the CA with ca.ID id, or nil.
+func (s *Set) ByIssuer(id string) *List {
+	for _, l := range s.Lists {
+		if l.Issuer == id {
+			return l
+		}
+	}
+	return nil
 }
 
 // List is one generated CRL.
 type List struct {
+	Issuer     string // ca.ID of the CA that signed it
 	DER        []byte
 	PEM        []byte
 	Number     *big.Int
@@ -59,7 +81,7 @@ type Publisher struct {
 	interval time.Duration
 	now      func() time.Time
 
-	current atomic.Pointer[List]
+	current atomic.Pointer[Set]
 	trigger chan struct{}
 
 	// regen is held by the one regeneration running; started counts the
@@ -84,8 +106,23 @@ func New(src Source, signer Signer, log zerolog.Logger, validity, interval time.
 	}
 }
 
-// Current is the latest CRL, nil before the first Refresh succeeded.
-func (p *Publisher) Current() *List { return p.current.Load() }
+// Current is the current issuing CA's latest CRL, nil before the first
+// Refresh succeeded.
+func (p *Publisher) Current() *List {
+	if s := p.current.Load(); s != nil && len(s.Lists) > 0 {
+		return s.Lists[0]
+	}
+	return nil
+}
+
+// ByIssuer is the latest CRL of the CA with ca.ID id (an issuing CA or a
+// root), nil when there is none.
+func (p *Publisher) ByIssuer(id string) *List {
+	if s := p.current.Load(); s != nil {
+		return s.ByIssuer(id)
+	}
+	return nil
+}
 
 // Trigger asks Run to regenerate the CRL soon. It never blocks.
 func (p *Publisher) Trigger() {
@@ -130,22 +167,44 @@ func (p *Publisher) regenerate(ctx context.Context) error {
 		if !ok || c.RevokedAt == nil {
 			return fmt.Errorf("crl: revoked certificate with serial %q: bad serial or no revocation time", c.Serial)
 		}
-		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: *c.RevokedAt, Reason: c.RevokeReason})
+		e := ca.RevokedEntry{Serial: serial, RevokedAt: *c.RevokedAt, Reason: c.RevokeReason}
+		// Each certificate is listed on its issuing CA's CRL only.
+		if cert, err := x509.ParseCertificate(c.DER); err == nil && len(cert.AuthorityKeyId) > 0 {
+			e.Issuer = cert.AuthorityKeyId
+		}
+		entries = append(entries, e)
 	}
 	number, err := p.src.NextCRLNumber(ctx)
 	if err != nil {
 		return fmt.Errorf("crl: next number: %w", err)
 	}
 	now := p.now()
-	der, err := p.signer.CRL(entries, number, now, p.validity)
+	signed, err := p.signer.CRLs(entries, number, now, p.validity)
 	if err != nil {
 		return fmt.Errorf("crl: sign: %w", err)
 	}
-	p.current.Store(&List{
-		DER: der, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}),
-		Number: number, Entries: len(entries), ThisUpdate: now, NextUpdate: now.Add(p.validity),
-	})
-	p.log.Info().Str("number", number.String()).Int("entries", len(entries)).Msg("crl regenerated")
+	if renewed, err := p.signer.RefreshRootCRL(now); err != nil {
+		p.log.Error().Err(err).Msg("re-signing the root's crl")
+	} else if renewed {
+		p.log.Info().Msg("root crl re-signed")
+	}
+	roots, err := p.signer.RootCRLs()
+	if err != nil {
+		return fmt.Errorf("crl: root CRLs: %w", err)
+	}
+	set := &Set{}
+	for _, s := range append(signed, roots...) {
+		l, err := x509.ParseRevocationList(s.DER)
+		if err != nil {
+			return fmt.Errorf("crl: parse the CRL of %s: %w", s.ID, err)
+		}
+		set.Lists = append(set.Lists, &List{
+			Issuer: s.ID, DER: s.DER, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: s.DER}),
+			Number: l.Number, Entries: len(l.RevokedCertificateEntries), ThisUpdate: l.ThisUpdate, NextUpdate: l.NextUpdate,
+		})
+	}
+	p.current.Store(set)
+	p.log.Info().Str("number", number.String()).Int("entries", len(entries)).Int("crls", len(set.Lists)).Msg("crl regenerated")
 	return nil
 }
 

@@ -64,7 +64,8 @@ type Journal interface {
 // Signer is the CA as the issuance path sees it.
 type Signer interface {
 	Certificate() *x509.Certificate
-	Bundle() []*x509.Certificate
+	Bundle() []*x509.Certificate // the roots
+	Issuing() []*x509.Certificate
 	Sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error)
 }
 
@@ -637,7 +638,12 @@ func (s *Service) checkChain(chain []*x509.Certificate, now time.Time, expired b
 	for _, c := range s.cfg.CA.Bundle() {
 		roots.AddCert(c)
 	}
+	// The primary's own issuing CAs complete a chain the client sent
+	// without its issuing CA.
 	inter := x509.NewCertPool()
+	for _, c := range s.cfg.CA.Issuing() {
+		inter.AddCert(c)
+	}
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}

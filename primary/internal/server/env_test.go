@@ -39,9 +39,12 @@ type env struct {
 	addr   string
 	dns    *dnstest.Server
 	roots  *x509.CertPool
-	caCert *x509.Certificate
-	admin  admin.Client
-	log    *syncWriter
+	caCert *x509.Certificate // the root
+	// issuing is the issuing CA, bundle what GET /v1/ca serves.
+	issuing *x509.Certificate
+	bundle  []byte
+	admin   admin.Client
+	log     *syncWriter
 	// storeAt is the server's Config.Store ("" = SQLite in dir).
 	storeAt string
 }
@@ -101,10 +104,10 @@ func newEnv(t testing.TB, o envOpts) *env {
 		}
 	})
 	roots := x509.NewCertPool()
-	roots.AddCert(c.Certificate())
+	roots.AddCert(c.Root())
 	return &env{
 		t: t, dir: dir, srv: srv, addr: srv.Addr().String(), dns: d, roots: roots,
-		caCert: c.Certificate(), admin: admin.Client{Dir: dir}, log: logBuf, storeAt: o.store,
+		caCert: c.Root(), issuing: c.Certificate(), bundle: c.BundlePEM(), admin: admin.Client{Dir: dir}, log: logBuf, storeAt: o.store,
 	}
 }
 
@@ -268,7 +271,7 @@ func (e *env) crl() *x509.RevocationList {
 	if err != nil {
 		e.t.Fatalf("parse CRL: %v", err)
 	}
-	if err := l.CheckSignatureFrom(e.caCert); err != nil {
+	if err := l.CheckSignatureFrom(e.issuing); err != nil {
 		e.t.Fatalf("CRL signature: %v", err)
 	}
 	return l
@@ -318,7 +321,9 @@ func (s *syncWriter) String() string {
 }
 
 func x509VerifyOpts(e *env) x509.VerifyOptions {
-	return x509.VerifyOptions{Roots: e.roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	inter := x509.NewCertPool()
+	inter.AddCert(e.issuing)
+	return x509.VerifyOptions{Roots: e.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 }
 
 // selfSigned is a client certificate from no CA of ours.

@@ -144,7 +144,7 @@ func checkHostCert(t *testing.T, e *env, h *host, r protocol.CertResponse) {
 	if ca.SerialHex(c.SerialNumber) != r.Serial {
 		t.Errorf("serial %s in the response, %s in the certificate", r.Serial, ca.SerialHex(c.SerialNumber))
 	}
-	if r.CABundle != string(pki.EncodeCert(e.caCert)) {
+	if r.CABundle != string(e.bundle) || r.Chain != string(pki.EncodeCert(e.issuing)) {
 		t.Errorf("response CA bundle is not the CA certificate")
 	}
 }
@@ -458,7 +458,7 @@ func TestWrongTokensRateLimited(t *testing.T) {
 func TestPublicEndpoints(t *testing.T) {
 	e := newEnv(t, envOpts{metrics: true})
 	resp, b := e.get(protocol.PathCA, nil)
-	if resp.StatusCode != 200 || string(b) != string(pki.EncodeCert(e.caCert)) {
+	if resp.StatusCode != 200 || string(b) != string(e.bundle) {
 		t.Errorf("GET /v1/ca = %d %q, want the CA PEM", resp.StatusCode, b)
 	}
 	e.crl()

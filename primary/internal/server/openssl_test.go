@@ -34,6 +34,8 @@ func TestOpenSSLVerifiesWithCRL(t *testing.T) {
 	e.call(admin.CmdCertRevoke, admin.RevokeArgs{Host: "bad.test", Reason: "keyCompromise"}, nil)
 	e.waitCRL(ca.SerialHex(bad.leaf.SerialNumber), true)
 	_, crlPEM := e.get(protocol.PathCRL+"?format=pem", nil)
+	_, rootCRLPEM := e.get(protocol.PathCRL+"?format=pem&issuer="+pki.KeyID(e.caCert.SubjectKeyId), nil)
+	crlPEM = append(crlPEM, rootCRLPEM...)
 
 	dir := t.TempDir()
 	write := func(name string, data []byte) string {
@@ -44,9 +46,10 @@ func TestOpenSSLVerifiesWithCRL(t *testing.T) {
 		return p
 	}
 	caFile := write("ca.pem", pki.EncodeCert(e.caCert))
+	issuingFile := write("issuing.pem", pki.EncodeCert(e.issuing))
 	crlFile := write("crl.pem", crlPEM)
 	verify := func(h *host) (string, error) {
-		out, err := exec.Command(openssl, "verify", "-CAfile", caFile, "-CRLfile", crlFile, "-crl_check",
+		out, err := exec.Command(openssl, "verify", "-CAfile", caFile, "-untrusted", issuingFile, "-CRLfile", crlFile, "-crl_check_all",
 			write(h.name+".pem", pki.EncodeCert(h.leaf))).CombinedOutput()
 		return string(out), err
 	}

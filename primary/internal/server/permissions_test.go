@@ -65,7 +65,8 @@ func TestServeRefusesLooseDataDir(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
 	dir := filepath.Join(base, "data")
-	if _, err := ca.Init(dir, ca.InitOptions{Names: []string{"localhost"}, KeyAlg: pki.ECDSAP256}, time.Now()); err != nil {
+	c, err := ca.Init(dir, ca.InitOptions{Names: []string{"localhost"}, KeyAlg: pki.ECDSAP256}, time.Now())
+	if err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(context.Background(), filepath.Join(dir, DBName))
@@ -82,11 +83,12 @@ func TestServeRefusesLooseDataDir(t *testing.T) {
 	loose := map[string]fs.FileMode{
 		dir:                      0o755,
 		filepath.Join(dir, "ca"): 0o750,
-		ca.KeyPath(dir):          0o644,
-		ca.ServerKeyPath(dir):    0o640,
-		db:                       0o644,
-		db + "-wal":              0o604,
-		db + "-shm":              0o660,
+		ca.IssuingKeyPath(dir, ca.ID(c.Certificate())): 0o644,
+		ca.RootKeyPath(dir, ca.ID(c.Root())):           0o604,
+		ca.ServerKeyPath(dir):                          0o640,
+		db:                                             0o644,
+		db + "-wal":                                    0o604,
+		db + "-shm":                                    0o660,
 	}
 	for p, m := range loose {
 		if err := os.Chmod(p, m); err != nil {

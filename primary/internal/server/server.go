@@ -173,6 +173,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	s.adminSrv = admin.NewServer(s.store, s.ca, s.enroll, s.crls, log.With().Str("part", "admin").Logger())
 	s.adminSrv.UseLevels(levels)
+	s.adminSrv.UseRotator(s.ca, s.ca)
 	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -206,6 +207,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		// of a failed handshake.
 		ClientAuth: tls.RequestClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			// After a CA rotation the CA holds the reissued certificate.
+			if c := s.ca.ServerTLS(); c != nil {
+				return c, nil
+			}
 			return s.cert.Load(), nil
 		},
 		NextProtos: []string{"http/1.1"},
