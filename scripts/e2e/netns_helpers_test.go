@@ -150,7 +150,14 @@ func checkStore(t testing.TB, a *agentHost, caPEM []byte, absentOK bool) ([]byte
 	if !roots.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("CA PEM does not parse")
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: a.name, CurrentTime: leaf.NotBefore.Add(time.Second),
+	// host.pem carries the issuing CA after the certificate.
+	inter := x509.NewCertPool()
+	for _, der := range pair.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: a.name, CurrentTime: leaf.NotBefore.Add(time.Second),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("%s: host.pem certificate does not verify against the CA for its name: %v", a.name, err)
 	}

@@ -57,7 +57,7 @@ func newPrimary(t testing.TB, o primaryOpts) *primaryProc {
 		t.Fatalf("init --json printed %q: %v", out, err)
 	}
 	pr.fingerprint = res.Fingerprint
-	ca, err := os.ReadFile(filepath.Join(pr.data, "ca", "ca.pem"))
+	ca, err := os.ReadFile(filepath.Join(pr.data, "ca", "root.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

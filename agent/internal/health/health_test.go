@@ -125,3 +125,65 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// subCA is an issuing CA (serial 9) signed by root.
+func (ca testCA) subCA(t *testing.T, cn string) testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: cn},
+		NotBefore: t0.Add(-24 * time.Hour), NotAfter: t0.Add(5 * 365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return testCA{c, key}
+}
+
+// TestCheckHierarchy: a certificate from an issuing CA under the trusted
+// root is good only with the issuing CA stored beside it, the issuing CA's
+// CRL, and a current root CRL that does not list the issuing CA.
+func TestCheckHierarchy(t *testing.T) {
+	day := 24 * time.Hour
+	root, other := newCA(t, "root"), newCA(t, "other root")
+	iss := root.subCA(t, "issuing")
+	foreignIss := other.subCA(t, "foreign issuing")
+	roots := []*x509.Certificate{root.cert}
+	chain := []*x509.Certificate{iss.cert}
+	cert := iss.issue(t, 42, t0.Add(-day), 365*day)
+	issCRL := iss.crl(t, t0.Add(7*day))
+	issListed := iss.crl(t, t0.Add(7*day), 42)
+	rootCRL := root.crl(t, t0.Add(300*day))
+	rootListed := root.crl(t, t0.Add(300*day), 9)
+	rootStale := root.crl(t, t0.Add(-time.Minute))
+	foreignCRL := foreignIss.crl(t, t0.Add(7*day))
+	in := func(f func(*Input)) Input {
+		i := Input{Cert: cert, Chain: chain, CAs: roots, CRL: issCRL, RootCRL: rootCRL, Now: t0, RenewBefore: 180 * day}
+		f(&i)
+		return i
+	}
+	for _, tc := range []struct {
+		name      string
+		in        Input
+		want      Verdict
+		reasonHas string
+	}{
+		{"good", in(func(*Input) {}), Good, "ok"},
+		{"no issuing CA stored", in(func(i *Input) { i.Chain = nil }), Bad, "does not chain"},
+		{"issuing CA under another root", in(func(i *Input) { i.Chain = []*x509.Certificate{foreignIss.cert} }), Bad, "does not chain"},
+		{"revoked on the issuing CA's CRL", in(func(i *Input) { i.CRL = issListed }), Bad, "REVOKED"},
+		{"CRL signed by an issuing CA under another root", in(func(i *Input) { i.CRL = foreignCRL }), Unknown, "not signed by the trusted CA"},
+		{"issuing CA revoked by the root", in(func(i *Input) { i.RootCRL = rootListed }), Bad, "issuing CA"},
+		{"no root CRL", in(func(i *Input) { i.RootCRL = nil }), Unknown, "CRL of the root"},
+		{"root CRL past its next update", in(func(i *Input) { i.RootCRL = rootStale }), Unknown, "CRL of the root"},
+		{"root CRL from another root", in(func(i *Input) { i.RootCRL = other.crl(t, t0.Add(300*day)) }), Unknown, "CRL of the root"},
+	} {
+		r := Check(tc.in)
+		if r.Verdict != tc.want || !strings.Contains(r.Reason, tc.reasonHas) {
+			t.Errorf("Check(%s) = %s (%q), want %s (reason with %q)", tc.name, r.Verdict, r.Reason, tc.want, tc.reasonHas)
+		}
+	}
+}
