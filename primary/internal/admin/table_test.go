@@ -116,6 +116,8 @@ var badArgs = map[string]struct{ args, want string }{
 	CmdTokenList:          {`{"all":true}`, "bad arguments"},
 	CmdTokenCleanup:       {`{"before":"1d"}`, "bad arguments"},
 	CmdConsoleLogin:       {`{"valid_for":"2h"}`, "--valid-for"},
+	CmdCARotate:           {`{"root_key_file":"root-key.pem"}`, "absolute path"},
+	CmdCARetireRoot:       {`{"fingerprint":"AB:CD"}`, "fingerprint"},
 }
 
 // TestTableRefusesBadArguments: over the real socket, every operation

@@ -667,14 +667,16 @@ func (c *CA) issueServerCert(names []string, now time.Time) (*tls.Certificate, e
 	if err := atomicfile.WritePrivate(ServerKeyPath(c.dir), keyPEM); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	chain := append(pki.EncodeCert(leaf), pki.EncodeCert(iss.Cert)...)
-	if err := atomicfile.WritePrivate(ServerCertPath(c.dir), chain); err != nil {
+	// After a root rotation the chain also carries the cross certificates
+	// of the issuing CA's root: a host that trusts only an older root
+	// verifies the primary through them, and learns the new root.
+	certs := append([]*x509.Certificate{leaf, iss.Cert}, c.crossFor(iss.Cert)...)
+	if err := atomicfile.WritePrivate(ServerCertPath(c.dir), pki.EncodeCerts(certs)); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	pair := &tls.Certificate{
-		Certificate: [][]byte{leaf.Raw, iss.Cert.Raw},
-		PrivateKey:  key,
-		Leaf:        leaf,
+	pair := &tls.Certificate{PrivateKey: key, Leaf: leaf}
+	for _, x := range certs {
+		pair.Certificate = append(pair.Certificate, x.Raw)
 	}
 	c.server.Store(pair)
 	return pair, nil
@@ -934,4 +936,16 @@ func (c *CA) ChainFor(cert *x509.Certificate) []*x509.Certificate {
 // certificate this CA made; no signature check).
 func signedBy(cert, ca *x509.Certificate) bool {
 	return bytes.Equal(cert.RawIssuer, ca.RawSubject) && bytes.Equal(cert.AuthorityKeyId, ca.SubjectKeyId)
+}
+
+// crossFor is every cross certificate of the root that signed cert (the
+// root's subject and key, signed by an older root).
+func (c *CA) crossFor(cert *x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, x := range c.h.Load().cross {
+		if bytes.Equal(x.RawSubject, cert.RawIssuer) && bytes.Equal(x.SubjectKeyId, cert.AuthorityKeyId) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
