@@ -21,6 +21,7 @@ import (
 
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/admin"
+	"github.com/hostcert/hostcert/primary/internal/ca"
 	"github.com/hostcert/hostcert/primary/internal/server"
 	"github.com/hostcert/hostcert/primary/internal/store"
 )
@@ -55,6 +56,8 @@ var opSamples = map[string][]string{
 	admin.CmdAudit:              {"--since", "1h", "--limit", "3"},
 	admin.CmdInventory:          {"--expiring", "30d", "--stale", "7d"},
 	admin.CmdConsoleLogin:       {"--operator", "alice", "--valid-for", "5m"},
+	admin.CmdCARotate:           {"--root"},
+	admin.CmdCARetireRoot:       nil, // the root init made: filled in by TestEveryOperation
 }
 
 // seedHost gives name a host ID and a certificate in the store of dir,
@@ -109,6 +112,7 @@ func findCmd(root *cobra.Command, path []string) *cobra.Command {
 // audit row, by the operator's uid. Every admin command of the CLI comes
 // from the table (host import aside, which streams through host.add).
 func TestEveryOperation(t *testing.T) {
+	var firstRoot string
 	_, cmd := startPrimary(t, func(dir string) {
 		withStore(t, dir, func(st *store.Store) {
 			is := seedHost(t, st, "seeded.test", time.Now().Add(365*24*time.Hour), time.Now())
@@ -122,7 +126,15 @@ func TestEveryOperation(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+		c, err := ca.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		firstRoot = c.Fingerprint()
 	})
+	// ca rotate --root runs before ca retire-root, which retires the
+	// root init made (seeded.test's certificate is from no root of ours).
+	opSamples[admin.CmdCARetireRoot] = []string{firstRoot}
 	root := NewRoot()
 	actor := fmt.Sprintf("admin:%d", os.Getuid())
 	lastID := int64(0)
