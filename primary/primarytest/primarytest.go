@@ -363,3 +363,18 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// RotateCA runs `ca rotate` (with root, `ca rotate --root`) and returns the
+// current root's fingerprint afterwards.
+func (p *Primary) RotateCA(root bool) string {
+	p.t.Helper()
+	var info admin.CAInfo
+	p.call(admin.CmdCARotate, admin.RotateArgs{Root: root}, &info)
+	return info.Fingerprint
+}
+
+// RetireRoot runs `ca retire-root FINGERPRINT`.
+func (p *Primary) RetireRoot(fingerprint string) {
+	p.t.Helper()
+	p.call(admin.CmdCARetireRoot, admin.RetireArgs{Fingerprint: fingerprint}, nil)
+}

@@ -481,3 +481,24 @@ func (s *Store) UpdateState(f func(*State)) (State, error) {
 	}
 	return st, nil
 }
+
+// Learn adds to the trust store the roots of offered that a root it holds
+// vouches for (pki.Vouched: a cross certificate in offered signed by a
+// trusted root). offered must come over a channel verified against the
+// trust store: a TLS connection to the primary or the renewal's answer.
+// It returns the whole trust store when it changed, nil when not.
+func (s *Store) Learn(offered []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	trusted, err := s.CA()
+	if err != nil {
+		return nil, err
+	}
+	learned := pki.Vouched(trusted, offered, now)
+	if len(learned) == 0 {
+		return nil, nil
+	}
+	all := append(learned, trusted...) // the newest root first
+	if err := s.WriteCA(all); err != nil {
+		return nil, fmt.Errorf("learn root: %w", err)
+	}
+	return all, nil
+}

@@ -34,7 +34,7 @@ const maxResponse = 4 << 20
 // Client calls the primary.
 type Client struct {
 	sel      *route.Selector
-	roots    *x509.CertPool // nil only for bootstrap
+	roots    atomic.Pointer[x509.CertPool] // nil only for bootstrap
 	identity *atomic.Pointer[certstore.Identity]
 	timeout  time.Duration
 }
@@ -46,8 +46,14 @@ func New(sel *route.Selector, roots *x509.CertPool, identity *atomic.Pointer[cer
 	if identity == nil {
 		identity = new(atomic.Pointer[certstore.Identity])
 	}
-	return &Client{sel: sel, roots: roots, identity: identity, timeout: timeout}
+	c := &Client{sel: sel, identity: identity, timeout: timeout}
+	c.roots.Store(roots)
+	return c
 }
+
+// SetRoots replaces the roots the primary is verified against (the trust
+// store after the agent learnt a new root); the next connection uses them.
+func (c *Client) SetRoots(roots *x509.CertPool) { c.roots.Store(roots) }
 
 // Selector is the route selector the client uses.
 func (c *Client) Selector() *route.Selector { return c.sel }
@@ -56,9 +62,10 @@ func (c *Client) Selector() *route.Selector { return c.sel }
 var ErrNoTrust = certstore.ErrNoTrust
 
 func (c *Client) tlsConfig(insecure bool) *tls.Config {
+	roots := c.roots.Load()
 	conf := &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		RootCAs:    c.roots,
+		RootCAs:    roots,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if id := c.identity.Load(); id != nil {
 				return id.TLS, nil
@@ -69,7 +76,7 @@ func (c *Client) tlsConfig(insecure bool) *tls.Config {
 	conf.InsecureSkipVerify = true //nolint:gosec // verified below, or by the caller at bootstrap
 	if !insecure {
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
-			return VerifyPrimary(cs.PeerCertificates, c.roots, cs.ServerName)
+			return VerifyPrimary(cs.PeerCertificates, roots, cs.ServerName)
 		}
 	}
 	return conf
@@ -95,7 +102,7 @@ type Response struct {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, insecure bool) (Response, error) {
-	if !insecure && c.roots == nil {
+	if !insecure && c.roots.Load() == nil {
 		return Response{}, ErrNoTrust
 	}
 	if c.timeout > 0 {
@@ -278,7 +285,7 @@ func (c *Client) RunProber(ctx context.Context) error {
 		if !pause.For(ctx, wait) {
 			return nil
 		}
-		if c.roots != nil && c.sel.ProbeDue() {
+		if c.roots.Load() != nil && c.sel.ProbeDue() {
 			_ = c.ProbeDirect(ctx) // a failure is recorded by the selector
 		}
 	}

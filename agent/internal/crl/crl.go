@@ -46,6 +46,8 @@ type Store interface {
 	CRL() (*x509.RevocationList, error)
 	WriteCRL(*x509.RevocationList) error
 	WriteRootCRL(*x509.RevocationList) error
+	// Learn adds the roots a trusted root vouches for (certstore.Store.Learn).
+	Learn(offered []*x509.Certificate, now time.Time) ([]*x509.Certificate, error)
 }
 
 // States is the agent's state file (*certstore.Store).
@@ -60,6 +62,9 @@ type Refresher struct {
 	State  States
 	Client Primary
 	Now    func() time.Time
+	// Trusted, when set, is told the whole trust store after a new root
+	// was learnt (the daemon gives it to the client).
+	Trusted func([]*x509.Certificate)
 }
 
 // Refresh updates the level from /v1/info and the CRL from /v1/crl.
@@ -78,6 +83,18 @@ func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
 		issuer = pki.KeyID(id.Cert.AuthorityKeyId)
 	}
 	if bundle, err := r.Client.CABundle(ctx); err == nil {
+		// Fetched over the verified connection: a new root that a trusted
+		// root vouches for joins the trust store.
+		all, err := r.Store.Learn(bundle, r.Now())
+		if err != nil {
+			return nil, err
+		}
+		if all != nil {
+			cas = all
+			if r.Trusted != nil {
+				r.Trusted(all)
+			}
+		}
 		issuers = append(issuers, underRoots(bundle, cas)...)
 	}
 	der, err := r.Client.CRL(ctx, issuer)

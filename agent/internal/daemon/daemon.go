@@ -7,6 +7,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -177,16 +178,22 @@ func Run(ctx context.Context, o Options) error {
 		})
 		g.Go(func() error { return w.Run(ctx) })
 	}
+	// A root learnt over the verified channel reaches the client at once.
+	trustLog := part(o.Log, "trust")
+	trusted := func(all []*x509.Certificate) {
+		env.Client.SetRoots(certstore.Pool(all))
+		trustLog.Info().Int("roots", len(all)).Msg("learnt a new root vouched for by a trusted root")
+	}
 	renewer := &renew.Renewer{
 		Store: env.Store, Client: env.Client, Identity: env.Identity,
-		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now,
+		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now, Trusted: trusted,
 	}
 	renewLoop := &renew.Loop{
 		Renewer: renewer, Disk: env.Store, Log: part(o.Log, "renew"), NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll,
 		OnState: am.renewed,
 	}
 	crlLoop := &crl.Loop{
-		Refresher: &crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now},
+		Refresher: &crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now, Trusted: trusted},
 		Identity:  env.Identity, Log: part(o.Log, "crl"), NewBackOff: o.NewBackOff,
 	}
 	if mln != nil {

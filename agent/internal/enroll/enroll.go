@@ -65,6 +65,9 @@ func Bootstrap(ctx context.Context, c *client.Client, store *certstore.Store, cf
 	if err := confirm(bundle, cf); err != nil {
 		return nil, err
 	}
+	// With --fingerprint only the root confirmed is trusted: another root
+	// in an unverified bundle never joins the trust store unconfirmed.
+	bundle = confirmed(bundle, cf.Fingerprint)
 	if err := checkServer(bundle, peer, host); err != nil {
 		return nil, err
 	}
@@ -96,6 +99,23 @@ func trustChange(store *certstore.Store, bundle []*x509.Certificate, replace boo
 		return false, &TrustChangeError{Trusted: fingerprints(trusted), Offered: fingerprints(bundle)}
 	}
 	return true, nil
+}
+
+// confirmed is what Bootstrap writes: every root shown when a person (or
+// --yes) accepted them, else only the root with the fingerprint given. A
+// newer root it vouches for is learnt later, over a verified connection.
+func confirmed(roots []*x509.Certificate, fingerprint string) []*x509.Certificate {
+	want, err := pki.NormalizeFingerprint(fingerprint)
+	if fingerprint == "" || err != nil {
+		return roots
+	}
+	var out []*x509.Certificate
+	for _, r := range roots {
+		if pki.Fingerprint(r) == want {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func confirm(bundle []*x509.Certificate, cf Confirm) error {

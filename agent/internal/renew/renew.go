@@ -115,6 +115,8 @@ type Primary interface {
 // its answer is awaited (*certstore.Store).
 type Store interface {
 	CA() ([]*x509.Certificate, error)
+	// Learn adds the roots a trusted root vouches for (certstore.Store.Learn).
+	Learn(offered []*x509.Certificate, now time.Time) ([]*x509.Certificate, error)
 	enroll.Saver
 	enroll.KeyStore // the new key, pending until its certificate is stored
 }
@@ -134,6 +136,9 @@ type Renewer struct {
 	Identity *atomic.Pointer[certstore.Identity]
 	Settings func() Settings
 	Now      func() time.Time
+	// Trusted, when set, is told the whole trust store after a new root
+	// was learnt (the daemon gives it to the client).
+	Trusted func([]*x509.Certificate)
 }
 
 // Renew sends a CSR over mutual TLS with the current certificate, stores the
@@ -174,6 +179,19 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 			return nil, fmt.Errorf("%w: %w", ErrSuperseded, err)
 		}
 		return nil, fmt.Errorf("renew %s: %w", pki.HostIDFromCert(id.Cert), err)
+	}
+	// The answer came over mutual TLS from the verified primary: after a
+	// root rotation it carries the new root and its cross certificate,
+	// which a trusted root must vouch for before the certificate (from the
+	// new root's issuing CA) can be accepted.
+	if bundle, err := pki.ParseCerts([]byte(resp.CABundle)); err == nil {
+		all, err := r.Store.Learn(bundle, r.Now())
+		if err != nil {
+			return nil, err
+		}
+		if all != nil && r.Trusted != nil {
+			r.Trusted(all)
+		}
 	}
 	cas, err := r.Store.CA()
 	if err != nil {
