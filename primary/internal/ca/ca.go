@@ -612,7 +612,7 @@ func (c *CA) EnsureServerCert(names []string, now time.Time) (renewed bool, err 
 }
 
 func (c *CA) serverNeedsRenewal(leaf *x509.Certificate, names []string, now time.Time) bool {
-	cur := c.Certificate()
+	cur := c.h.Load().serverIssuer().Cert
 	if leaf.CheckSignatureFrom(cur) != nil {
 		return true
 	}
@@ -639,7 +639,7 @@ func (c *CA) issueServerCert(names []string, now time.Time) (*tls.Certificate, e
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	iss := c.h.Load().issuers[0]
+	iss := c.h.Load().serverIssuer()
 	if err := c.recordNames(names); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
@@ -948,4 +948,20 @@ func (c *CA) crossFor(cert *x509.Certificate) []*x509.Certificate {
 		}
 	}
 	return out
+}
+
+// serverIssuer signs the primary's TLS certificate: the current issuing CA,
+// except while a single CA of older versions is still a trusted root. That
+// CA has path length 0, so a host trusting only it cannot verify a chain
+// through a cross certificate: the primary's certificate stays under it
+// until it is retired, so that those hosts keep reaching the primary (and
+// learn the new root over that verified connection).
+func (h *hierarchy) serverIssuer() Issuer {
+	for _, is := range h.issuers {
+		c := is.Cert
+		if c.MaxPathLenZero && bytes.Equal(c.RawIssuer, c.RawSubject) && slices.ContainsFunc(h.roots, c.Equal) && time.Now().Before(c.NotAfter) {
+			return is
+		}
+	}
+	return h.issuers[0]
 }

@@ -122,6 +122,16 @@ func TestSingleCA(t *testing.T) {
 	if err := verifies(old, l.Bundle(), l.Issuing(), now); err != nil {
 		t.Errorf("the single CA's certificate no longer verifies: %v", err)
 	}
+	// Hosts trusting only the single CA (path length 0: no chain through a
+	// cross certificate) keep verifying the primary until it is retired.
+	for name, x := range map[string]*CA{"rotated": c, "loaded": l} {
+		leaf := x.ServerTLS().Leaf
+		rp := x509.NewCertPool()
+		rp.AddCert(single)
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: rp, DNSName: "primary.example.com", CurrentTime: now}); err != nil {
+			t.Errorf("%s: the primary's TLS certificate does not verify for a host trusting only the single CA: %v", name, err)
+		}
+	}
 	crls, err := l.CRLs([]RevokedEntry{{Serial: old.SerialNumber, RevokedAt: now, Issuer: old.AuthorityKeyId}}, big.NewInt(9), now, 0)
 	if err != nil || len(crls) != 2 {
 		t.Fatalf("CRLs = %d, %v, want 2", len(crls), err)
@@ -132,6 +142,12 @@ func TestSingleCA(t *testing.T) {
 		if want := s.Issuer.Equal(single); listed != want {
 			t.Errorf("CRL of %s lists the single CA's certificate: %v, want %v", s.Issuer.Subject, listed, want)
 		}
+	}
+	if _, err := l.RetireRoot(pki.Fingerprint(single)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ServerTLS().Leaf.CheckSignatureFrom(l.Certificate()); err != nil {
+		t.Errorf("after retiring the single CA the primary's certificate is not from the current issuing CA: %v", err)
 	}
 }
 

@@ -230,6 +230,13 @@ func (c *CA) RetireRoot(fingerprint string) (*x509.Certificate, error) {
 			}
 		}
 	}
+	// A single CA that signed the primary's certificate is gone: the
+	// current issuing CA signs it again.
+	if cur := c.server.Load(); cur != nil && cur.Leaf != nil && cur.Leaf.CheckSignatureFrom(c.h.Load().serverIssuer().Cert) != nil {
+		if err := c.reissueServerCert(time.Now()); err != nil {
+			return nil, fmt.Errorf("retire root: %w", err)
+		}
+	}
 	for _, p := range []string{RootKeyPath(c.dir, ID(old)), CertPath(c.dir), KeyPath(c.dir)} {
 		if p == CertPath(c.dir) || p == KeyPath(c.dir) {
 			if b, err := os.ReadFile(CertPath(c.dir)); err != nil {
