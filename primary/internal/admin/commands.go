@@ -868,7 +868,7 @@ func auditPage(rows []store.Audit, maxBytes int) ([]AuditEntry, error) {
 	for _, r := range rows {
 		e := AuditEntry{
 			ID: r.ID, At: r.At, Actor: r.Actor, Source: r.Source, Action: r.Action, Outcome: r.Outcome,
-			Code: r.Code, HostID: r.HostID, Name: r.Name, TokenName: r.TokenName, Detail: r.Detail,
+			Code: r.Code, HostID: r.HostID, Name: r.Name, TokenName: r.TokenName, Detail: r.Detail, Node: r.Node,
 		}
 		b, err := json.Marshal(e)
 		if err != nil {

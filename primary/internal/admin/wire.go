@@ -290,6 +290,7 @@ type AuditEntry struct {
 	Name      string         `json:"name,omitempty"`
 	TokenName string         `json:"token,omitempty"`
 	Detail    map[string]any `json:"detail,omitempty"`
+	Node      string         `json:"node,omitempty"` // the primary node that decided it
 }
 
 // InventoryArgs are the arguments of inventory: the windows of "expiring"

@@ -46,6 +46,7 @@ func NewRoot() *cobra.Command {
 		Long: `hostcert-primary is the certificate authority of a hostcert fleet.
 
   init    creates the CA and the data directory
+  join    sets up another node of a fleet on a shared PostgreSQL store
   serve   runs the HTTPS API and the admin socket
 
 Every other command is an admin command: it talks to the running server over
@@ -58,7 +59,7 @@ can open.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.PersistentFlags().String("data", DefaultDataDir(), "data directory of the primary (CA, database, admin socket)")
-	root.AddCommand(initCmd(), serveCmd())
+	root.AddCommand(initCmd(), joinCmd(), serveCmd())
 	root.AddCommand(adminCmds()...)
 	return root
 }

@@ -40,6 +40,7 @@ func initCmd() *cobra.Command {
 		keyAlg     string
 		issuingAlg string
 		rootKeyOut string
+		node       string
 		sf         storeFlags
 	)
 	cmd := &cobra.Command{
@@ -83,6 +84,11 @@ It refuses to touch a data directory that already holds a CA.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", Program, warning)
 			}
 			dir := dataDir(cmd)
+			for _, p := range []string{ca.RootPath(dir), ca.CertPath(dir)} {
+				if _, err := os.Stat(p); err == nil {
+					return fmt.Errorf("%s already holds a CA; refusing to overwrite it", dir)
+				}
+			}
 			if err := atomicfile.MkdirPrivate(dir); err != nil {
 				return fmt.Errorf("create data directory %s: %w", dir, err)
 			}
@@ -92,8 +98,15 @@ It refuses to touch a data directory that already holds a CA.`,
 			if err != nil {
 				return err
 			}
-			if err := st.Close(); err != nil {
-				return fmt.Errorf("init: close database: %w", err)
+			fleet, err := st.FleetCA(cmd.Context())
+			if cerr := st.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("init: close database: %w", cerr)
+			}
+			if err != nil {
+				return err
+			}
+			if fleet != "" {
+				return fmt.Errorf("init: the database already serves the fleet of CA %s; to add a node to it, run `hostcert-primary join`", fleet)
 			}
 			ialg, err := pki.ParseKeyAlgorithm(issuingAlg)
 			if err != nil {
@@ -105,6 +118,12 @@ It refuses to touch a data directory that already holds a CA.`,
 					return fmt.Errorf("%s already holds a CA; refusing to overwrite it", dir)
 				}
 				return fmt.Errorf("init: %w", err)
+			}
+			if err := claimFleet(cmd.Context(), dir, target, c.Fingerprint()); err != nil {
+				return err
+			}
+			if err := writeNodeRecord(dir, newNodeRecord(nodeName(node), sf, target)); err != nil {
+				return err
 			}
 			res := InitResult{
 				DataDir: dir, Fingerprint: c.Fingerprint(), PrimaryHostID: c.PrimaryHostID(),
@@ -127,6 +146,7 @@ It refuses to touch a data directory that already holds a CA.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name of the primary, for its TLS certificate (repeatable; no IP addresses)")
+	cmd.Flags().StringVar(&node, "node-name", "", "this node's name in the audit log (default: the host name)")
 	cmd.Flags().StringVar(&keyAlg, "key-alg", string(pki.ECDSAP384), "root CA key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096")
 	cmd.Flags().StringVar(&issuingAlg, "issuing-key-alg", string(pki.ECDSAP256), "issuing CA key algorithm (same choices)")
 	cmd.Flags().StringVar(&rootKeyOut, "root-key-out", "", "write the root's private key to FILE instead of the data directory (offline root)")
@@ -169,6 +189,16 @@ a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 			if cfg.Store, warning, err = sf.target(); err != nil {
 				return err
 			}
+			rec, err := readNodeRecord(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			if cfg.Store, err = recordedStore(cfg.DataDir, cfg.Store, rec, readStoreFile); err != nil {
+				return err
+			}
+			if rec != nil {
+				cfg.Node = rec.Node
+			}
 			if warning != "" {
 				log.Warn().Msg(warning)
 			}
@@ -199,4 +229,18 @@ a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto, console or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
+}
+
+// claimFleet records the new CA as the fleet's in the store: a second init
+// racing this one on the same database loses here.
+func claimFleet(ctx context.Context, dir, target, fingerprint string) error {
+	st, err := server.OpenStore(ctx, dir, target)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.ClaimCA(ctx, fingerprint, nil); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	return nil
 }

@@ -18,7 +18,8 @@ type LevelStore interface {
 // LevelCache keeps the level in memory so that requests do not read it from
 // the store each time. SetLevel writes through, so a change made through it
 // applies to the very next request; a change made by another process (a
-// second primary on a shared store) is seen within the TTL.
+// second primary on a shared store) is seen after Invalidate, which the
+// server calls when the store announces a change, or within the TTL.
 type LevelCache struct {
 	st  LevelStore
 	ttl time.Duration
@@ -52,6 +53,10 @@ func (c *LevelCache) Level(ctx context.Context) (protocol.Level, error) {
 	c.cur.Store(&cachedLevel{level: l, until: now.Add(c.ttl)})
 	return l, nil
 }
+
+// Invalidate drops the cached level: the next request reads the store
+// (another node changed it).
+func (c *LevelCache) Invalidate() { c.cur.Store(nil) }
 
 // SetLevel stores the level (with its audit row) and updates the cache.
 func (c *LevelCache) SetLevel(ctx context.Context, l protocol.Level, a store.Audit) error {

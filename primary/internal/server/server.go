@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	commonmetrics "github.com/hostcert/hostcert/common/metrics"
+	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/admin"
 	"github.com/hostcert/hostcert/primary/internal/api"
@@ -78,6 +79,9 @@ type Config struct {
 	// Store is where the database lives: "" for the SQLite file DBName in
 	// DataDir, or a postgres:// URL (store.OpenTarget).
 	Store string
+	// Node names this primary node in the audit log it shares with other
+	// nodes on one PostgreSQL database (the name init or join recorded).
+	Node string
 	// CertValidity of host certificates; 0 = 365 days.
 	CertValidity time.Duration
 	Log          zerolog.Logger
@@ -101,7 +105,49 @@ type Server struct {
 	consLn   net.Listener
 	names    []string
 	cert     atomic.Pointer[tls.Certificate]
+	levels   *enroll.LevelCache
 	log      zerolog.Logger
+}
+
+// On a shared PostgreSQL store other nodes change what this one caches:
+// changes are announced (store.Listen), and these bound how stale a cache
+// can get should an announcement be lost.
+const (
+	sharedLevelTTL    = time.Second
+	sharedCRLInterval = time.Minute
+)
+
+func levelTTL(backend string) time.Duration {
+	if backend == "postgres" {
+		return sharedLevelTTL
+	}
+	return 0 // the default
+}
+
+func crlInterval(backend string) time.Duration {
+	if backend == "postgres" {
+		return sharedCRLInterval
+	}
+	return 0 // the default
+}
+
+// follow keeps this node's caches in step with what other nodes commit:
+// a level change drops the cached level, a revocation regenerates the CRL,
+// and after a (re)connection both, since announcements may have been lost.
+func (s *Server) follow(ctx context.Context) error {
+	return s.store.Listen(ctx, func(t store.Topic) {
+		switch t {
+		case store.TopicLevel:
+			s.levels.Invalidate()
+		case store.TopicRevoked:
+			s.crls.Trigger()
+		case store.TopicResync:
+			s.levels.Invalidate()
+			s.crls.Trigger()
+		}
+	}, func(err error) {
+		s.log.Warn().Err(err).Msg("lost the store's change notifications; reconnecting")
+	})
 }
 
 // New loads the data directory, opens the store, generates the first CRL and
@@ -144,6 +190,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.store.SetNode(cfg.Node)
+	// Never sign for a fleet whose database belongs to another CA.
+	var roots []string
+	for _, r := range s.ca.Bundle() {
+		roots = append(roots, pki.Fingerprint(r))
+	}
+	if err := s.store.ClaimCA(ctx, s.ca.Fingerprint(), roots); err != nil {
+		return nil, fmt.Errorf("serve: %w; this data directory's CA does not sign for that fleet", err)
+	}
 	s.names = cfg.Names
 	if len(s.names) == 0 {
 		s.names = certNames(s.ca.ServerTLS())
@@ -152,14 +207,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	s.crls = crl.New(s.store, s.ca, log.With().Str("part", "crl").Logger(), 0, 0)
+	s.crls = crl.New(s.store, s.ca, log.With().Str("part", "crl").Logger(), 0, crlInterval(s.store.Backend()))
 	if err := s.crls.Refresh(ctx); err != nil {
 		return nil, fmt.Errorf("first CRL: %w", err)
 	}
 	s.metrics = newMetrics()
 	s.store.ObserveCommits(s.metrics.Commit)
 	s.metrics.reg.MustRegister(newFleetCollector(s.store, s.crls, s.ca, s, log.With().Str("part", "metrics").Logger()))
-	levels := enroll.NewLevelCache(s.store, 0)
+	levels := enroll.NewLevelCache(s.store, levelTTL(s.store.Backend()))
+	s.levels = levels
 	s.enroll = enroll.New(enroll.Config{
 		Registry: s.store, Ledger: s.store, Journal: journal{levels, s.store}, CA: s.ca, Primary: s.ca,
 		Resolver: verify.NewBounded(verify.NewResolver(cfg.DNSServer), cfg.DNS),
@@ -287,6 +343,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.crls.Run(gctx) })
+	g.Go(func() error { return s.follow(gctx) })
 	g.Go(func() error { return s.renewServerCert(gctx) })
 	g.Go(func() error { return s.adminSrv.Serve(gctx, s.adminLn) })
 	if s.metricLn != nil {

@@ -24,6 +24,9 @@ type Audit struct {
 	Name      string
 	TokenName string
 	Detail    map[string]any // decision facts; stored as JSON
+	// Node is the primary node that decided and wrote the row; "" takes
+	// the Store's own (SetNode).
+	Node string
 }
 
 // withDefaults fills what the caller left empty: the method's action and
@@ -62,9 +65,12 @@ func insertAudit(t *wtx, a Audit) error {
 		}
 		detail = string(b)
 	}
-	_, err := t.exec(`INSERT INTO audit (at, actor, source, action, outcome, code, host_id, name, token_name, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		ts(nowOr(a.At)), a.Actor, a.Source, a.Action, a.Outcome, a.Code, a.HostID, lowerName(a.Name), a.TokenName, detail)
+	if a.Node == "" {
+		a.Node = t.node
+	}
+	_, err := t.exec(`INSERT INTO audit (at, actor, source, action, outcome, code, host_id, name, token_name, detail, node)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ts(nowOr(a.At)), a.Actor, a.Source, a.Action, a.Outcome, a.Code, a.HostID, lowerName(a.Name), a.TokenName, detail, a.Node)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -88,7 +94,7 @@ func (s *Store) AppendAudit(ctx context.Context, a Audit) error {
 // ListAudit returns the audit rows at or after since, oldest first. With
 // limit > 0 it returns only the newest limit of them (still oldest first).
 func (s *Store) ListAudit(ctx context.Context, since time.Time, limit int) ([]Audit, error) {
-	q := `SELECT id, at, actor, source, action, outcome, code, host_id, name, token_name, detail
+	q := `SELECT id, at, actor, source, action, outcome, code, host_id, name, token_name, detail, node
 		FROM audit WHERE at >= ? ORDER BY id DESC`
 	args := []any{sinceArg(since)}
 	if limit > 0 {
@@ -110,7 +116,7 @@ func (s *Store) ListAuditPage(ctx context.Context, since time.Time, after int64,
 	if limit <= 0 {
 		return nil, fmt.Errorf("list audit page: limit %d: %w", limit, errInvalid)
 	}
-	return s.queryAudit(ctx, `SELECT id, at, actor, source, action, outcome, code, host_id, name, token_name, detail
+	return s.queryAudit(ctx, `SELECT id, at, actor, source, action, outcome, code, host_id, name, token_name, detail, node
 		FROM audit WHERE id > ? AND +at >= ? ORDER BY id LIMIT ?`, after, sinceArg(since), limit)
 }
 
@@ -134,7 +140,7 @@ func (s *Store) queryAudit(ctx context.Context, q string, args ...any) ([]Audit,
 			at     int64
 			detail sql.NullString
 		)
-		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Source, &a.Action, &a.Outcome, &a.Code, &a.HostID, &a.Name, &a.TokenName, &detail); err != nil {
+		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Source, &a.Action, &a.Outcome, &a.Code, &a.HostID, &a.Name, &a.TokenName, &detail, &a.Node); err != nil {
 			return nil, fmt.Errorf("list audit: %w", err)
 		}
 		a.At = fromTS(at)

@@ -241,6 +241,10 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 			if _, err := t.exec("UPDATE hosts SET revoked_at = NULL, reissue_until = NULL WHERE id = ?", is.Host.ID); err != nil {
 				return err
 			}
+			// Every node's CRL changes.
+			if err := t.notify(TopicRevoked); err != nil {
+				return err
+			}
 		}
 
 		_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, renewed_from, key_alg, route, seq)
@@ -485,6 +489,9 @@ func (s *Store) RevokeHost(ctx context.Context, hostID string, reason int, now t
 			return err
 		}
 		revoked = int(n)
+		if err := t.notify(TopicRevoked); err != nil {
+			return err
+		}
 		a = withDefaults(a, "cert.revoke", "ok")
 		if a.HostID == "" {
 			a.HostID = hostID
@@ -524,6 +531,9 @@ func (s *Store) RevokeByToken(ctx context.Context, tokenName string, reason int,
 			return err
 		}
 		revoked = int(n)
+		if err := t.notify(TopicRevoked); err != nil {
+			return err
+		}
 		a = withDefaults(a, "cert.revoke", "ok")
 		if a.TokenName == "" {
 			a.TokenName = tokenName

@@ -38,6 +38,9 @@ func (s *Store) SetLevel(ctx context.Context, l protocol.Level, a Audit) error {
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, string(l)); err != nil {
 			return err
 		}
+		if err := t.notify(TopicLevel); err != nil {
+			return err
+		}
 		a = withDefaults(a, "level.set", "ok")
 		a.Detail = withDetail(a.Detail, map[string]any{"level": string(l)})
 		return insertAudit(t, a)

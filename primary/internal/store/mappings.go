@@ -108,7 +108,7 @@ func (s *Store) MappingsFor(ctx context.Context, hostID string, names []string) 
 	return collectMappings(rows, "mappings of "+hostID)
 }
 
-func collectMappings(rows *sql.Rows, what string) ([]Mapping, error) {
+func collectMappings(rows *rows, what string) ([]Mapping, error) {
 	defer rows.Close()
 	var out []Mapping
 	for rows.Next() {

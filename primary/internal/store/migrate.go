@@ -136,6 +136,12 @@ CREATE INDEX host_names_host ON host_names(host_id);
 INSERT INTO host_names (name, host_id, state, asked_at, decided_at)
 	SELECT name, id, 'approved', created_at, created_at FROM hosts;
 `,
+	// 6: the node that decided each audit row (several primary nodes
+	// share one PostgreSQL database; '' = written before version 6, or by
+	// a node without a name).
+	`
+ALTER TABLE audit ADD COLUMN node TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

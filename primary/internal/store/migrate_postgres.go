@@ -118,4 +118,8 @@ CREATE INDEX host_names_host ON host_names(host_id);
 INSERT INTO host_names (name, host_id, state, asked_at, decided_at)
 	SELECT name, id, 'approved', created_at, created_at FROM hosts;
 `,
+	// 6: the node that decided each audit row.
+	`
+ALTER TABLE audit ADD COLUMN node TEXT NOT NULL DEFAULT '';
+`,
 }

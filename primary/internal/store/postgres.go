@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,6 +103,8 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 		rdb:   db,
 		done:  make(chan struct{}),
 		stats: &stats{},
+		node:  new(atomic.Pointer[string]),
+		dsn:   dsn,
 	}
 	if err := s.fillKeyAlgs(ctx); err != nil {
 		db.Close()
@@ -244,7 +247,7 @@ func (s *Store) txPG(ctx context.Context, fn func(*wtx) error) (committing bool,
 	if err != nil {
 		return false, timedOut(tctx, err)
 	}
-	if err := runOp(fn, &wtx{d: postgresDialect, tx: tx, ctx: tctx}); err != nil {
+	if err := runOp(fn, &wtx{d: postgresDialect, tx: tx, ctx: tctx, node: nodeOf(s.node)}); err != nil {
 		_ = tx.Rollback()
 		return false, timedOut(tctx, err)
 	}

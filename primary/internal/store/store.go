@@ -69,6 +69,20 @@ type Store struct {
 	ops    chan *op
 	done   chan struct{} // closed when the writer goroutine has exited
 	stats  *stats
+	node   *atomic.Pointer[string] // SetNode; shared with the SQLite writer
+	dsn    string                  // PostgreSQL: the DSN as given, for Listen's own connection
+}
+
+// SetNode names the primary node this Store writes for: every audit row
+// written without a Node gets it, so that one log shared by several nodes
+// says which node decided each entry.
+func (s *Store) SetNode(name string) { s.node.Store(&name) }
+
+func nodeOf(p *atomic.Pointer[string]) string {
+	if n := p.Load(); n != nil {
+		return *n
+	}
+	return ""
 }
 
 // Stats counts the writer's work since Open.
@@ -179,8 +193,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		ops:   make(chan *op, 4*maxBatch),
 		done:  make(chan struct{}),
 		stats: &stats{},
+		node:  new(atomic.Pointer[string]),
 	}
-	w, err := newWriter(wdb, s.stats)
+	w, err := newWriter(wdb, s.stats, s.node)
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
@@ -269,22 +284,76 @@ func (s *Store) Close() error {
 
 // row is a single-row read whose Scan error says (ErrUnavailable) when the
 // store could not be reached.
-type row struct{ r *sql.Row }
+type row struct {
+	r     *sql.Row
+	rctx  context.Context // the read's own deadline (PostgreSQL)
+	close context.CancelFunc
+}
 
-func (r row) Scan(dest ...any) error { return classify(r.r.Scan(dest...)) }
+func (r row) Scan(dest ...any) error {
+	defer r.close()
+	return readErr(r.rctx, r.r.Scan(dest...))
+}
+
+// pgReadTimeout bounds one read on PostgreSQL: a node cut off from its
+// database (a network that drops packets rather than refusing them) answers
+// store_unavailable within it instead of hanging its clients.
+const pgReadTimeout = 5 * time.Second
+
+// readCtx is ctx bounded by pgReadTimeout on PostgreSQL.
+func (s *Store) readCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.d != postgresDialect {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, pgReadTimeout, errReadTimeout)
+}
+
+var errReadTimeout = errors.New("the database did not answer a read in time")
+
+// readErr classifies a read's error; running out of the read's own time
+// (not the caller's) means the database stopped answering.
+func readErr(rctx context.Context, err error) error {
+	if err != nil && context.Cause(rctx) == errReadTimeout {
+		if errors.Is(err, context.DeadlineExceeded) || lostConnection(err) {
+			return &unavailableError{err}
+		}
+	}
+	return classify(err)
+}
 
 // queryRow runs the single-row read q on the read pool. On SQLite it goes
 // through a prepared statement, prepared on first use and cached
 // (database/sql prepares it once per pooled connection; q must be a
 // constant: the cache is keyed by it); pgx caches PostgreSQL's itself.
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) row {
-	return row{s.queryRowRaw(ctx, q, args...)}
+	rctx, cancel := s.readCtx(ctx)
+	return row{r: s.queryRowRaw(rctx, q, args...), rctx: rctx, close: cancel}
 }
 
+// rows is a multi-row read; Close ends its deadline.
+type rows struct {
+	*sql.Rows
+	rctx  context.Context
+	close context.CancelFunc
+}
+
+func (r *rows) Close() error {
+	defer r.close()
+	return r.Rows.Close()
+}
+
+// Err is the iteration's error, classified like a single read's.
+func (r *rows) Err() error { return readErr(r.rctx, r.Rows.Err()) }
+
 // query runs the read q on the read pool.
-func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	rows, err := s.rdb.QueryContext(ctx, s.d.sql(q), args...)
-	return rows, classify(err)
+func (s *Store) query(ctx context.Context, q string, args ...any) (*rows, error) {
+	rctx, cancel := s.readCtx(ctx)
+	rs, err := s.rdb.QueryContext(rctx, s.d.sql(q), args...)
+	if err != nil {
+		cancel()
+		return nil, readErr(rctx, err)
+	}
+	return &rows{Rows: rs, rctx: rctx, close: cancel}, nil
 }
 
 func (s *Store) queryRowRaw(ctx context.Context, q string, args ...any) *sql.Row {
@@ -335,14 +404,15 @@ type writer struct {
 	conn  *sql.Conn
 	stmts map[string]*sql.Stmt
 	stats *stats
+	node  *atomic.Pointer[string]
 }
 
-func newWriter(db *sql.DB, st *stats) (*writer, error) {
+func newWriter(db *sql.DB, st *stats, node *atomic.Pointer[string]) (*writer, error) {
 	conn, err := db.Conn(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("writer connection: %w", err)
 	}
-	return &writer{conn: conn, stmts: map[string]*sql.Stmt{}, stats: st}, nil
+	return &writer{conn: conn, stmts: map[string]*sql.Stmt{}, stats: st, node: node}, nil
 }
 
 func (w *writer) run(ops <-chan *op) {
@@ -393,7 +463,7 @@ func (w *writer) commit(batch []*op) {
 			o.done <- err
 		}
 	}
-	t := &wtx{w: w}
+	t := &wtx{w: w, node: nodeOf(w.node)}
 	begun := time.Now()
 	if _, err := t.exec("BEGIN IMMEDIATE"); err != nil {
 		fail(fmt.Errorf("begin: %w", err))
@@ -465,6 +535,20 @@ type wtx struct {
 	w   *writer         // SQLite
 	tx  *sql.Tx         // PostgreSQL
 	ctx context.Context // PostgreSQL: the transaction's deadline
+	// node names the primary node for the audit rows it writes (SetNode).
+	node string
+}
+
+// notify tells every node listening on the database (Store.Listen) that
+// topic changed, once the transaction commits (PostgreSQL's NOTIFY is
+// transactional: a rolled-back operation notifies nobody). On SQLite there
+// is one node and nobody else to tell.
+func (t *wtx) notify(topic Topic) error {
+	if t.tx == nil {
+		return nil
+	}
+	_, err := t.exec("SELECT pg_notify(?, ?)", notifyChannel, string(topic))
+	return err
 }
 
 func (t *wtx) exec(q string, args ...any) (sql.Result, error) {

@@ -1,0 +1,181 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/internal/pgtest"
+)
+
+// TestAuditNode: every audit row carries the node that wrote it (SetNode),
+// unless the row names one itself; rows of two nodes on one database are
+// one log.
+func TestAuditNode(t *testing.T) { forEachBackend(t, testAuditNode) }
+
+func testAuditNode(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if err := s.AppendAudit(ctx, Audit{Action: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetNode("node1.example")
+	if err := s.SetLevel(ctx, protocol.LevelMedium, Audit{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, Audit{Action: "named", Node: "other.example"}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.ListAudit(ctx, time.Time{}, 0)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("ListAudit = %d rows, %v, want 3", len(rows), err)
+	}
+	for i, want := range []string{"", "node1.example", "other.example"} {
+		if rows[i].Node != want {
+			t.Errorf("audit row %d (%s) node = %q, want %q", i, rows[i].Action, rows[i].Node, want)
+		}
+	}
+}
+
+// TestClaimCA: the first CA to claim a database is its fleet's; the same CA
+// claims again, another one is refused with ErrOtherCA unless it trusts the
+// recorded one (a root rotation), which it then replaces.
+func TestClaimCA(t *testing.T) { forEachBackend(t, testClaimCA) }
+
+func testClaimCA(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if fp, err := s.FleetCA(ctx); err != nil || fp != "" {
+		t.Fatalf("FleetCA of an empty store = %q, %v, want \"\"", fp, err)
+	}
+	if err := s.ClaimCA(ctx, "AA:BB", nil); err != nil {
+		t.Fatalf("ClaimCA(AA:BB) = %v", err)
+	}
+	if err := s.ClaimCA(ctx, "AA:BB", nil); err != nil {
+		t.Fatalf("ClaimCA(AA:BB) again = %v", err)
+	}
+	if err := s.ClaimCA(ctx, "CC:DD", []string{"EE:FF"}); !errors.Is(err, ErrOtherCA) {
+		t.Fatalf("ClaimCA(CC:DD) = %v, want ErrOtherCA", err)
+	}
+	if fp, err := s.FleetCA(ctx); err != nil || fp != "AA:BB" {
+		t.Fatalf("FleetCA = %q, %v, want AA:BB", fp, err)
+	}
+	// A root rotation: the new root still trusts the recorded one.
+	if err := s.ClaimCA(ctx, "CC:DD", []string{"AA:BB"}); err != nil {
+		t.Fatalf("ClaimCA(CC:DD) trusting AA:BB = %v", err)
+	}
+	if fp, err := s.FleetCA(ctx); err != nil || fp != "CC:DD" {
+		t.Fatalf("FleetCA after a rotation = %q, %v, want CC:DD", fp, err)
+	}
+}
+
+// topics collects what Listen delivers.
+type topics struct {
+	mu  sync.Mutex
+	got []Topic
+	ch  chan Topic
+}
+
+func (tp *topics) on(t Topic) {
+	tp.mu.Lock()
+	tp.got = append(tp.got, t)
+	tp.mu.Unlock()
+	tp.ch <- t
+}
+
+func (tp *topics) next(tb testing.TB, want Topic, within time.Duration) {
+	tb.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case got := <-tp.ch:
+			if got == want {
+				return
+			}
+			if got != TopicResync {
+				tb.Fatalf("heard %q, want %q", got, want)
+			}
+		case <-deadline:
+			tb.Fatalf("did not hear %q within %v", want, within)
+		}
+	}
+}
+
+// TestListenAcrossNodes: a level change, a revocation and a reissue
+// committed by one node are heard by another node's Listen; a write that
+// rolls back is not. After the database restarts, Listen reconnects by
+// itself and says so (TopicResync).
+func TestListenAcrossNodes(t *testing.T) {
+	c := pgtest.Start(t) // restarted below: its own cluster
+	dsn := c.CreateDatabase(t, "listen")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var nodes [2]*Store
+	for i := range nodes {
+		s, err := OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		nodes[i] = s
+	}
+	tp := &topics{ch: make(chan Topic, 64)}
+	lost := make(chan error, 16)
+	done := make(chan error, 1)
+	go func() { done <- nodes[1].Listen(ctx, tp.on, func(err error) { lost <- err }) }()
+	tp.next(t, TopicResync, 10*time.Second)
+
+	a := nodes[0]
+	if err := a.SetLevel(ctx, protocol.LevelMedium, Audit{}); err != nil {
+		t.Fatal(err)
+	}
+	tp.next(t, TopicLevel, 2*time.Second)
+
+	mustToken(t, a, "tok", KindStandard, "", 5, t0.Add(24*time.Hour))
+	is := issuance("listen.example", "tok")
+	if err := a.CommitIssuance(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RevokeHost(ctx, is.Host.ID, 1, t0, Audit{}); err != nil {
+		t.Fatal(err)
+	}
+	tp.next(t, TopicRevoked, 2*time.Second)
+
+	// A reissue supersedes: the CRL changes.
+	if err := a.CommitIssuance(ctx, reissuance(is.Host, "", t0)); err != nil {
+		t.Fatal(err)
+	}
+	tp.next(t, TopicRevoked, 2*time.Second)
+
+	// A reissue that fails (used-up token) notifies nobody.
+	mustToken(t, a, "one", KindStandard, "", 1, t0.Add(24*time.Hour))
+	if err := a.CommitIssuance(ctx, issuance("one-a.example", "one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CommitIssuance(ctx, reissuance(is.Host, "one", t0)); !errors.Is(err, ErrTokenUsedUp) {
+		t.Fatalf("reissue with a used-up token = %v, want ErrTokenUsedUp", err)
+	}
+	select {
+	case got := <-tp.ch:
+		t.Fatalf("a rolled-back reissue was heard: %q", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	c.Stop(t)
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Listen did not report its lost connection within 20s")
+	}
+	c.Restart(t)
+	tp.next(t, TopicResync, 30*time.Second)
+	if err := a.SetLevel(ctx, protocol.LevelHigh, Audit{}); err != nil {
+		t.Fatal(err)
+	}
+	tp.next(t, TopicLevel, 2*time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Listen after cancel = %v, want nil", err)
+	}
+}
