@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hostcert/hostcert/internal/pgtest"
 )
 
 // bins holds the paths of the three binaries, built once by TestMain.
@@ -49,7 +51,9 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return m.Run()
+		// The multi-node tests share one PostgreSQL cluster (pgtest.Shared),
+		// stopped here when every test has run.
+		return pgtest.Main(m)
 	}()
 	os.Exit(code)
 }

@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -74,7 +75,16 @@ func (s *Service) refuse(ctx context.Context, now time.Time, rec record, dec *pr
 }
 
 // internal audits an internal failure (outcome "error") and returns err.
+// A store that cannot be reached cannot take the audit row either: trying
+// would only hold the answer (503 store_unavailable) back by the store's
+// timeout, so the failure is logged instead; nothing was decided.
 func (s *Service) internal(ctx context.Context, now time.Time, rec record, err error) error {
+	if errors.Is(err, store.ErrUnavailable) {
+		s.cfg.Log.Warn().Err(err).Str("action", rec.action).Str("name", rec.name).Str("source", rec.source.String()).
+			Msg("store unavailable: request refused, not audited")
+		s.count(rec.action, false, protocol.CodeStoreUnavailable)
+		return err
+	}
 	a := s.auditRow(now, rec, nil, "error", protocol.CodeInternal)
 	a.Detail["error"] = err.Error()
 	if aerr := s.cfg.Journal.AppendAudit(context.WithoutCancel(ctx), a); aerr != nil {
