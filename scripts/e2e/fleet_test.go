@@ -735,4 +735,3 @@ func TestFleetNodeCutOff(t *testing.T) {
 	}
 	f.checkLedger()
 }
-

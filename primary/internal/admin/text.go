@@ -159,11 +159,11 @@ func textExplain(o Output, _ *ExplainArgs, d protocol.Decision) error {
 func textAudit(o Output, _ *AuditArgs, rows []AuditEntry) error {
 	w := tabw(o.Out)
 	if o.First {
-		fmt.Fprintln(w, "ID\tTIME\tACTOR\tSOURCE\tACTION\tOUTCOME\tCODE\tNAME\tHOST ID\tTOKEN\tDETAIL")
+		fmt.Fprintln(w, "ID\tTIME\tACTOR\tSOURCE\tACTION\tOUTCOME\tCODE\tNAME\tHOST ID\tTOKEN\tNODE\tDETAIL")
 	}
 	for _, r := range rows {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.At.Local().Format(time.RFC3339), r.Actor, orDash(r.Source),
-			r.Action, r.Outcome, orDash(r.Code), orDash(r.Name), orDash(r.HostID), orDash(r.TokenName), detail(r.Detail))
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.At.Local().Format(time.RFC3339), r.Actor, orDash(r.Source),
+			r.Action, r.Outcome, orDash(r.Code), orDash(r.Name), orDash(r.HostID), orDash(r.TokenName), orDash(r.Node), detail(r.Detail))
 	}
 	return w.Flush()
 }

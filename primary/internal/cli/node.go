@@ -69,6 +69,9 @@ func writeNodeRecord(dir string, r nodeRecord) error {
 // given (target is what the flags and the environment resolved to).
 func newNodeRecord(node string, sf storeFlags, target string) nodeRecord {
 	r := nodeRecord{Node: node, Backend: "sqlite", StoreFile: sf.file}
+	if abs, err := filepath.Abs(sf.file); err == nil && sf.file != "" {
+		r.StoreFile = abs // serve may run from another directory
+	}
 	if store.IsPostgres(target) {
 		r.Backend = "postgres"
 	}
