@@ -149,101 +149,139 @@ const verifyTimeout = 3 * time.Second
 
 // Enroll decides and, when granted, issues. A refusal is returned as a
 // *protocol.Error carrying the decision (when one was made); any other error
-// is internal. Every outcome is audited. It reads gather → decide → act:
-// the request's own checks and the token, the facts (facts), the decision
-// (policy.Plan), then issue, resend or refuse.
+// is internal; a store that cannot be reached is store.ErrUnavailable.
+// Every outcome is audited (but one the unreachable store cannot take). Its
+// steps: checkRequest (what the request carries), presentedToken (the token,
+// looked up once), then decideAndIssue — facts, policy.Plan, and issue,
+// resend or refuse — once more when a concurrent first issuance of the same
+// name won.
 func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	now := s.now()
 	src := req.Source.Unmap()
 	rec := record{action: "enroll", source: src, name: hostname.Display(req.Name)}
-
-	name, err := s.hostName(req.Name)
+	name, asked, csr, err := s.checkRequest(ctx, now, &rec, req)
 	if err != nil {
-		return Result{}, s.refuse(ctx, now, rec, nil, nameCode(err), err.Error())
+		return Result{}, err
+	}
+	tf, tok, err := s.presentedToken(ctx, now, &rec, req.Token, name, src)
+	if err != nil {
+		return Result{}, err
+	}
+	a := ask{name: name, names: asked, hostID: req.HostID, src: src, nat: req.NAT, token: tf, pub: csr.PublicKey}
+	// Two rounds at most: a concurrent first issuance of the same name makes
+	// the second one a reissue, decided afresh.
+	for round := 0; ; round++ {
+		res, again, err := s.decideAndIssue(ctx, now, rec, a, tok, round > 0)
+		if !again {
+			return res, err
+		}
+	}
+}
+
+// checkRequest checks what the request carries itself — the name, the CSR,
+// its key and the names it asks for (asked, the requested name among them)
+// — before anything is looked up. A failure is a refusal.
+func (s *Service) checkRequest(ctx context.Context, now time.Time, rec *record, req Request) (name string, asked []string, csr *x509.CertificateRequest, err error) {
+	if name, err = s.hostName(req.Name); err != nil {
+		return "", nil, nil, s.refuse(ctx, now, *rec, nil, nameCode(err), err.Error())
 	}
 	rec.name = name
-	csr, err := pki.ParseCSR(req.CSR)
-	if err != nil {
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeBadCSR, "the CSR is not a valid PEM certificate request with a good signature")
+	if csr, err = pki.ParseCSR(req.CSR); err != nil {
+		return "", nil, nil, s.refuse(ctx, now, *rec, nil, protocol.CodeBadCSR, "the CSR is not a valid PEM certificate request with a good signature")
 	}
 	if err := CheckKey(csr.PublicKey); err != nil {
-		return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeBadCSR, err.Error())
+		return "", nil, nil, s.refuse(ctx, now, *rec, nil, protocol.CodeBadCSR, err.Error())
 	}
-	asked, err := CSRNames(csr, s.hostName)
+	asked, err = CSRNames(csr, s.hostName)
 	if err == nil && !slices.Contains(asked, name) {
 		err = fmt.Errorf("the CSR does not ask for %q, the name requested", name)
 	}
 	if err != nil {
-		return Result{}, s.refuse(ctx, now, rec, nil, csrNameCode(err), err.Error())
+		return "", nil, nil, s.refuse(ctx, now, *rec, nil, csrNameCode(err), err.Error())
 	}
+	return name, asked, csr, nil
+}
 
-	// The token, looked up once: its use is counted atomically at commit.
-	var (
-		tf  policy.TokenFacts
-		tok store.Token
-	)
-	if req.Token != "" {
-		tf.Present = true
-		if !s.limiter.Allow(src, now) {
-			return Result{}, s.refuse(ctx, now, rec, nil, protocol.CodeRateLimited, "too many wrong tokens from this address; wait a minute and try again")
-		}
-		if tokens.WellFormed(req.Token) {
-			t, err := s.cfg.Ledger.TokenByHash(ctx, tokens.Hash(req.Token))
-			switch {
-			case err == nil:
-				tok, rec.token = t, t.Name
-				bind, err := tokens.ParseBinding(t.BindNames, t.BindNets, NormalizeName)
-				if err != nil {
-					return Result{}, s.internal(ctx, now, rec, fmt.Errorf("token %s: stored binding: %w", t.Name, err))
-				}
-				tf = policy.TokenFound(t.Kind, t.HostID, t.Uses, t.MaxUses, t.ExpiresAt, now)
-				tf.Outside = !bind.Allows(name, src)
-			case errors.Is(err, store.ErrNotFound):
-			default:
-				return Result{}, s.internal(ctx, now, rec, fmt.Errorf("look up token: %w", err))
-			}
-		}
+// presentedToken looks the presented token up, once (its use is counted
+// atomically at commit), and says what the decision needs to know of it. A
+// source that guessed too many wrong tokens is refused before the lookup.
+func (s *Service) presentedToken(ctx context.Context, now time.Time, rec *record, value, name string, src netip.Addr) (policy.TokenFacts, store.Token, error) {
+	var tf policy.TokenFacts
+	if value == "" {
+		return tf, store.Token{}, nil
 	}
+	tf.Present = true
+	if !s.limiter.Allow(src, now) {
+		return tf, store.Token{}, s.refuse(ctx, now, *rec, nil, protocol.CodeRateLimited, "too many wrong tokens from this address; wait a minute and try again")
+	}
+	if !tokens.WellFormed(value) {
+		return tf, store.Token{}, nil
+	}
+	t, err := s.cfg.Ledger.TokenByHash(ctx, tokens.Hash(value))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return tf, store.Token{}, nil
+	case err != nil:
+		return tf, store.Token{}, s.internal(ctx, now, *rec, fmt.Errorf("look up token: %w", err))
+	}
+	rec.token = t.Name
+	bind, err := tokens.ParseBinding(t.BindNames, t.BindNets, NormalizeName)
+	if err != nil {
+		return tf, store.Token{}, s.internal(ctx, now, *rec, fmt.Errorf("token %s: stored binding: %w", t.Name, err))
+	}
+	tf = policy.TokenFound(t.Kind, t.HostID, t.Uses, t.MaxUses, t.ExpiresAt, now)
+	tf.Outside = !bind.Allows(name, src)
+	return tf, t, nil
+}
 
-	// Two rounds at most: a concurrent first issuance of the same name makes
-	// the second one a reissue, decided afresh.
-	for round := 0; ; round++ {
-		g, err := s.facts(ctx, now, ask{name: name, names: asked, hostID: req.HostID, src: src, nat: req.NAT, token: tf, pub: csr.PublicKey})
-		if err != nil {
-			var perr *protocol.Error
-			if errors.As(err, &perr) {
-				return Result{}, s.refuse(ctx, now, rec, nil, perr.Code, perr.Message)
-			}
-			return Result{}, s.internal(ctx, now, rec, err)
+// decideAndIssue gathers the facts, decides (policy.Plan) and acts: send
+// the current certificate again, refuse, or issue. again reports a first
+// issuance that lost its name to a concurrent one (nothing was written):
+// decide again, now as a reissue — unless last.
+func (s *Service) decideAndIssue(ctx context.Context, now time.Time, rec record, a ask, tok store.Token, last bool) (res Result, again bool, err error) {
+	g, err := s.facts(ctx, now, a)
+	if err != nil {
+		var perr *protocol.Error
+		if errors.As(err, &perr) {
+			return Result{}, false, s.refuse(ctx, now, rec, nil, perr.Code, perr.Message)
 		}
-		rec.action, rec.hostID = string(g.f.Kind), g.host.ID
-		dec, act := policy.Plan(g.f)
-		switch act {
-		case policy.Resend:
-			return s.resend(ctx, now, rec, g, dec)
-		case policy.Refuse:
-			if policy.Guess(tf) {
-				s.limiter.Fail(src, now)
-			}
-			return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
-		}
-		tokenName, tokenHash := "", []byte(nil)
-		if dec.TokenState == protocol.TokenValid {
-			tokenName, tokenHash = tok.Name, tok.Hash
-		}
-		res, err := s.issue(ctx, now, g.f.Kind, g.host, name, g.names, csr.PublicKey, tokenName, tokenHash, "", rec, dec)
-		if errors.Is(err, store.ErrHostExists) && round == 0 {
-			continue
-		}
-		if race, ok := raceOf(err); ok {
-			dec = policy.Lost(g.f, dec, race)
-			return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
-		}
-		if err != nil {
-			return Result{}, s.internal(ctx, now, rec, err)
-		}
-		return res, nil
+		return Result{}, false, s.internal(ctx, now, rec, err)
 	}
+	rec.action, rec.hostID = string(g.f.Kind), g.host.ID
+	dec, act := policy.Plan(g.f)
+	switch act {
+	case policy.Resend:
+		res, err := s.resend(ctx, now, rec, g, dec)
+		return res, false, err
+	case policy.Refuse:
+		if policy.Guess(a.token) {
+			s.limiter.Fail(a.src, now)
+		}
+		return Result{}, false, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
+	}
+	tokenName, tokenHash := "", []byte(nil)
+	if dec.TokenState == protocol.TokenValid {
+		tokenName, tokenHash = tok.Name, tok.Hash
+	}
+	res, err = s.issue(ctx, now, g.f.Kind, g.host, a.name, g.names, a.pub, tokenName, tokenHash, "", rec, dec)
+	if errors.Is(err, store.ErrHostExists) && !last {
+		return Result{}, true, nil
+	}
+	return res, false, s.committed(ctx, now, rec, g.f, dec, err)
+}
+
+// committed turns a commit's outcome into the answer's error: nil when it
+// was written, a refusal explained by policy.Lost when it lost a race
+// (nothing written), else an internal error.
+func (s *Service) committed(ctx context.Context, now time.Time, rec record, f policy.Facts, dec protocol.Decision, err error) error {
+	if err == nil {
+		return nil
+	}
+	if race, ok := raceOf(err); ok {
+		dec = policy.Lost(f, dec, race)
+		return s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
+	}
+	return s.internal(ctx, now, rec, err)
 }
 
 // raceOf names the race a commit lost; nothing was written then and the
@@ -513,12 +551,8 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, csrPEM [
 		return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, msg)
 	}
 	res, err := s.issue(ctx, now, protocol.KindRenew, g.host, g.host.Name, g.names, pub, "", nil, stored.Serial, rec, dec)
-	if race, ok := raceOf(err); ok {
-		dec = policy.Lost(g.f, dec, race)
-		return Result{}, s.refuse(ctx, now, rec, &dec, dec.Code, policy.Message(dec))
-	}
-	if err != nil {
-		return Result{}, s.internal(ctx, now, rec, err)
+	if err := s.committed(ctx, now, rec, g.f, dec, err); err != nil {
+		return Result{}, err
 	}
 	return res, nil
 }
