@@ -51,10 +51,10 @@ type Options struct {
 	// Store, when set, is the database (a postgres:// URL, see internal/pgtest)
 	// instead of SQLite in the data directory.
 	Store string
-	// Join, when set, makes this primary a second node of Join's CA: after
-	// init, Join's CA and TLS directories replace the new ones, so agents
-	// that trust one node trust both. With the same Store the two nodes
-	// serve one fleet.
+	// Join, when set, makes this primary a second node of Join's fleet:
+	// `hostcert-primary join` with a copy of Join's CA files, its own host
+	// ID and TLS certificate for Names (the first is the node's own name).
+	// Store must be Join's PostgreSQL database.
 	Join *Primary
 	// Console serves the web console on 127.0.0.1:0 (ConsoleAddr).
 	Console bool
@@ -102,22 +102,20 @@ func Start(t testing.TB, o Options) *Primary {
 	for _, n := range o.Names {
 		args = append(args, "--name", n)
 	}
+	if o.Join != nil {
+		// A second node of o.Join's fleet, set up as an operator would:
+		// `join` with a copy of the first node's CA files.
+		args = []string{"join", "--data", dir, "--ca-from", filepath.Join(o.Join.dir, "ca"), "--name", o.Names[0]}
+		for _, n := range o.Names[1:] {
+			args = append(args, "--service-name", n)
+		}
+	}
 	if o.Store != "" {
 		args = append(args, "--store", o.Store)
 	}
 	var out, errb bytes.Buffer
 	if code := cli.Main(context.Background(), args, &out, &errb); code != 0 {
-		t.Fatalf("primarytest: hostcert-primary init: exit %d: %s", code, errb.String())
-	}
-	if o.Join != nil {
-		for _, sub := range []string{"ca", "tls"} {
-			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
-				t.Fatalf("primarytest: join: %v", err)
-			}
-			if err := copyDir(filepath.Join(dir, sub), filepath.Join(o.Join.dir, sub)); err != nil {
-				t.Fatalf("primarytest: join: copy %s: %v", sub, err)
-			}
-		}
+		t.Fatalf("primarytest: hostcert-primary %s: exit %d: %s", args[0], code, errb.String())
 	}
 
 	p := &Primary{t: t, dir: dir, dns: dnstest.New(t, nil), admin: admin.Client{Dir: dir}, log: &syncBuffer{}}
@@ -162,30 +160,6 @@ func Start(t testing.TB, o Options) *Primary {
 		p.SetLevel(o.Level)
 	}
 	return p
-}
-
-// copyDir copies the files of src into dst (created), keeping their modes:
-// the primary refuses keys others can read.
-func copyDir(dst, src string) error {
-	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.Mkdir(to, info.Mode().Perm())
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(to, data, info.Mode().Perm())
-	})
 }
 
 func consoleAddr(on bool) string {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,22 +13,18 @@ import (
 )
 
 // joinPrimary starts a second primary node on first's PostgreSQL database
-// with first's CA: init, then first's ca/ and tls/ directories copied over
-// the new ones (how a node gets the CA key in production is issue 10, item 4;
-// here the copy stands in for it), then serve.
+// as an operator would (README, "High availability"): first's CA files
+// copied, `hostcert-primary join`, then serve.
 func joinPrimary(t *testing.T, first *primaryProc, dsn string) *primaryProc {
 	t.Helper()
 	pr := &primaryProc{t: t, data: filepath.Join(t.TempDir(), "primary-b"), listen: freePort(t, "127.0.0.1"),
 		fingerprint: first.fingerprint, caPEM: first.caPEM}
-	mustRun(t, "", bins.primary, "init", "--data", pr.data, "--name", primaryName, "--store", dsn)
-	for _, sub := range []string{"ca", "tls"} {
-		if err := os.RemoveAll(filepath.Join(pr.data, sub)); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("cp", "-a", filepath.Join(first.data, sub), filepath.Join(pr.data, sub)).CombinedOutput(); err != nil {
-			t.Fatalf("copy %s: %v: %s", sub, err, out)
-		}
+	copyDir := filepath.Join(t.TempDir(), "ca-copy")
+	if out, err := exec.Command("cp", "-a", filepath.Join(first.data, "ca"), copyDir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the CA files: %v: %s", err, out)
 	}
+	mustRun(t, "", bins.primary, "join", "--data", pr.data, "--ca-from", copyDir, "--store", dsn,
+		"--name", "primary-b.hostcert.test", "--service-name", primaryName)
 	pr.serveArgs = []string{"serve", "--data", pr.data, "--listen", pr.listen, "--console", "", "--log-format", "json", "--store", dsn}
 	pr.start()
 	return pr

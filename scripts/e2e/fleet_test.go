@@ -98,7 +98,7 @@ func newFleet(t testing.TB, c *pgtest.Cluster, node2Via string) *fleet {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Fingerprint != pr.fingerprint || res.Node != nodeNames[1] {
 		t.Fatalf("join --json printed %q (%v), want node %s and fingerprint %s", out, err, nodeNames[1], pr.fingerprint)
 	}
-	pr.serveArgs = []string{"serve", "--data", pr.data, "--listen", pr.listen, "--log-format", "json", "--dns-server", dns.Addr()}
+	pr.serveArgs = []string{"serve", "--data", pr.data, "--listen", pr.listen, "--console", "", "--log-format", "json", "--dns-server", dns.Addr()}
 	pr.start()
 	f.nodes[1] = pr
 	for i, n := range f.nodes {
