@@ -68,7 +68,12 @@ func newFleet(t testing.TB, c *pgtest.Cluster, node2Via string) *fleet {
 	if err := os.Mkdir(copyDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"ca.pem", "ca-key.pem"} {
+	entries, err := os.ReadDir(filepath.Join(f.nodes[0].data, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		name := e.Name()
 		b, err := os.ReadFile(filepath.Join(f.nodes[0].data, "ca", name))
 		if err != nil {
 			t.Fatal(err)

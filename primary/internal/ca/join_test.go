@@ -11,16 +11,20 @@ import (
 	"github.com/hostcert/hostcert/common/pki"
 )
 
-// copyCA copies the files an operator copies from the first node.
-func copyCA(t *testing.T, dir string, files ...string) string {
+// copyCA copies the first node's ca directory, as an operator does.
+func copyCA(t *testing.T, dir string) string {
 	t.Helper()
 	dst := t.TempDir()
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(dir, "ca", f))
+	entries, err := os.ReadDir(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, "ca", e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dst, f), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -32,7 +36,7 @@ func copyCA(t *testing.T, dir string, files ...string) string {
 // first node's names stay reserved on it.
 func TestJoin(t *testing.T) {
 	first, dir := newCA(t, InitOptions{Names: []string{"primary.example.com", "node1.example.com"}})
-	from := copyCA(t, dir, "ca.pem", "ca-key.pem", "primary-names")
+	from := copyCA(t, dir)
 	dir2 := filepath.Join(t.TempDir(), "node2")
 	c, err := Join(dir2, from, []string{"primary.example.com", "node2.example.com"}, time.Now())
 	if err != nil {
@@ -48,7 +52,7 @@ func TestJoin(t *testing.T) {
 	if !slices.Equal(leaf.DNSNames, []string{"primary.example.com", "node2.example.com"}) {
 		t.Errorf("server certificate names = %v, want the service name and the node's", leaf.DNSNames)
 	}
-	if err := leaf.CheckSignatureFrom(first.Certificate()); err != nil {
+	if err := leaf.CheckSignatureFrom(c.Certificate()); err != nil {
 		t.Errorf("server certificate not signed by the fleet's CA: %v", err)
 	}
 	if err := pki.RequireRole(leaf, pki.RolePrimary); err != nil {
@@ -57,8 +61,8 @@ func TestJoin(t *testing.T) {
 	if !c.IsPrimaryName("node1.example.com") {
 		t.Error("the first node's name is not reserved on the joined node")
 	}
-	if fi, err := os.Stat(KeyPath(dir2)); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("CA key copy: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	if fi, err := os.Stat(IssuingKeyPath(dir2, ID(c.Certificate()))); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("issuing key copy: %v, want mode 0600", err)
 	}
 	// Load sees the same.
 	if l, err := Load(dir2); err != nil || l.Fingerprint() != first.Fingerprint() {
@@ -69,17 +73,17 @@ func TestJoin(t *testing.T) {
 	}
 }
 
-// TestJoinRefusesMismatch: a key that is not the certificate's is refused
-// and nothing is written.
+// TestJoinRefusesMismatch: CA files that do not belong together (another
+// CA's root) are refused and nothing is left behind.
 func TestJoinRefusesMismatch(t *testing.T) {
 	_, dir := newCA(t, InitOptions{Names: []string{"a.example.com"}})
 	_, other := newCA(t, InitOptions{Names: []string{"b.example.com"}})
-	from := copyCA(t, dir, "ca.pem")
-	key, err := os.ReadFile(filepath.Join(other, "ca", "ca-key.pem"))
+	from := copyCA(t, dir)
+	root, err := os.ReadFile(filepath.Join(other, "ca", "root.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(from, "ca-key.pem"), key, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(from, "root.pem"), root, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dir2 := filepath.Join(t.TempDir(), "node2")
