@@ -118,10 +118,43 @@ type Issuance struct {
 //   - inserts the certificate (ErrSerialExists on a serial collision: retry
 //     with a new serial) and the audit row.
 func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
+	r, err := prepareIssuance(is)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, func(t *wtx) error {
+		for _, step := range []func(*wtx) error{r.claimHost, r.mapNames, r.useToken, r.supersede, r.insertCert} {
+			if err := step(t); err != nil {
+				return err
+			}
+		}
+		return insertAudit(t, r.audit())
+	})
+	if err != nil {
+		return fmt.Errorf("commit %s for %s: %w", is.Kind, is.Host.ID, err)
+	}
+	return nil
+}
+
+// issuanceRow is an Issuance checked and normalised as the store keeps it;
+// its methods are CommitIssuance's steps, in order, in one transaction.
+type issuanceRow struct {
+	Issuance
+	now       time.Time
+	name      string   // the host's name, canonical
+	serial    string   // upper-case hex
+	names     []string // the certificate's names, lower-case
+	namesJSON string
+	issued    time.Time
+	keyAlg    string
+}
+
+// prepareIssuance refuses an Issuance that is not whole and normalises it.
+func prepareIssuance(is Issuance) (issuanceRow, error) {
 	switch is.Kind {
 	case protocol.KindIssue, protocol.KindReissue, protocol.KindRenew:
 	default:
-		return fmt.Errorf("commit issuance: kind %q: %w", is.Kind, errInvalid)
+		return issuanceRow{}, fmt.Errorf("commit issuance: kind %q: %w", is.Kind, errInvalid)
 	}
 	c := is.Cert
 	if c.HostID == "" {
@@ -129,155 +162,170 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 	}
 	switch {
 	case is.Host.ID == "":
-		return fmt.Errorf("commit issuance: empty host ID: %w", errInvalid)
+		return issuanceRow{}, fmt.Errorf("commit issuance: empty host ID: %w", errInvalid)
 	case c.HostID != is.Host.ID:
-		return fmt.Errorf("commit issuance: certificate host %s != host %s: %w", c.HostID, is.Host.ID, errInvalid)
+		return issuanceRow{}, fmt.Errorf("commit issuance: certificate host %s != host %s: %w", c.HostID, is.Host.ID, errInvalid)
 	case c.Serial == "" || len(c.DER) == 0:
-		return fmt.Errorf("commit issuance for %s: certificate without serial or DER: %w", is.Host.ID, errInvalid)
+		return issuanceRow{}, fmt.Errorf("commit issuance for %s: certificate without serial or DER: %w", is.Host.ID, errInvalid)
 	case is.Kind == protocol.KindIssue && strings.TrimSpace(is.Host.Name) == "":
-		return fmt.Errorf("commit issuance: new host without a name: %w", errInvalid)
+		return issuanceRow{}, fmt.Errorf("commit issuance: new host without a name: %w", errInvalid)
 	case is.TokenName != "" && len(is.TokenHash) == 0:
-		return fmt.Errorf("commit issuance for %s: token %s without its hash: %w", is.Host.ID, is.TokenName, errInvalid)
+		return issuanceRow{}, fmt.Errorf("commit issuance for %s: token %s without its hash: %w", is.Host.ID, is.TokenName, errInvalid)
 	}
-	now := nowOr(is.Now)
-	name := lowerName(is.Host.Name)
+	r := issuanceRow{Issuance: is, now: nowOr(is.Now), name: lowerName(is.Host.Name), serial: normSerial(c.Serial), issued: c.IssuedAt, keyAlg: c.KeyAlg}
+	r.Cert = c
 	if is.Kind == protocol.KindIssue {
 		var err error
-		if name, err = storeName(is.Host.Name); err != nil {
-			return fmt.Errorf("commit issuance: %w", err)
+		if r.name, err = storeName(is.Host.Name); err != nil {
+			return issuanceRow{}, fmt.Errorf("commit issuance: %w", err)
 		}
 	}
-	if is.ClaimState == "" {
-		is.ClaimState = MappingPending
+	if r.ClaimState == "" {
+		r.ClaimState = MappingPending
 	}
-	serial := strings.ToUpper(strings.ReplaceAll(c.Serial, ":", ""))
-	names := make([]string, len(c.Names))
+	r.names = make([]string, len(c.Names))
 	for i, n := range c.Names {
-		names[i] = lowerName(n)
+		r.names[i] = lowerName(n)
 	}
-	namesJSON, err := json.Marshal(names)
+	namesJSON, err := json.Marshal(r.names)
 	if err != nil {
-		return fmt.Errorf("commit issuance: %w", err)
+		return issuanceRow{}, fmt.Errorf("commit issuance: %w", err)
 	}
-	issued := c.IssuedAt
-	if issued.IsZero() {
-		issued = now
+	r.namesJSON = string(namesJSON)
+	if r.issued.IsZero() {
+		r.issued = r.now
 	}
-	keyAlg := c.KeyAlg
-	if keyAlg == "" {
-		keyAlg = keyAlgOf(c.DER)
+	if r.keyAlg == "" {
+		r.keyAlg = keyAlgOf(c.DER)
 	}
+	return r, nil
+}
 
-	err = s.write(ctx, func(t *wtx) error {
-		switch is.Kind {
-		case protocol.KindIssue:
-			// DO NOTHING rather than a constraint error: a failed statement
-			// would abort a PostgreSQL transaction before the question below.
-			n, err := affected(t.exec("INSERT INTO hosts (id, name, created_at, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", is.Host.ID, name, ts(now), ts(now)))
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				var taken int
-				if err := t.queryRow("SELECT COUNT(*) FROM hosts WHERE name = ?", name).Scan(&taken); err != nil {
-					return err
-				}
-				if taken > 0 {
-					return fmt.Errorf("%s: %w", name, ErrHostExists)
-				}
-				return fmt.Errorf("host ID %s: %w", is.Host.ID, ErrExists)
-			}
-			if err := claimName(t, name, is.Host.ID, MappingApproved, now); err != nil {
-				if owner, state, oerr := mappingOwner(t, name); oerr == nil && owner != is.Host.ID && state == MappingApproved {
-					return fmt.Errorf("%s: %w", name, ErrHostExists)
-				}
-				return err
-			}
-		default:
-			var (
-				cur     string
-				revoked sql.NullInt64
-			)
-			err := t.queryRow(t.pick(sqlLockHost), is.Host.ID).Scan(&cur, &revoked)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("host %s: %w", is.Host.ID, ErrNotFound)
-			}
-			if err != nil {
-				return err
-			}
-			if is.Kind == protocol.KindRenew {
-				if revoked.Valid {
-					return fmt.Errorf("host %s: %w", is.Host.ID, ErrHostRevoked)
-				}
-				if err := renewFromCurrent(t, is.Host.ID, is.RenewedFrom, now); err != nil {
-					return err
-				}
-			}
-			if _, err := t.exec("UPDATE hosts SET seen_at = ? WHERE id = ? AND seen_at < ?", ts(now), is.Host.ID, ts(now)); err != nil {
-				return err
-			}
-		}
-		if err := commitNames(t, is.Host.ID, is.Claims, is.ClaimState, names, now); err != nil {
-			return err
-		}
-
-		if is.TokenName != "" {
-			n, err := affected(t.exec(`UPDATE tokens SET uses = uses + 1
-				WHERE name = ? AND hash = ? AND uses < max_uses AND expires_at > ? AND (host_id IS NULL OR host_id = ?)`,
-				is.TokenName, is.TokenHash, ts(now), is.Host.ID))
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				return tokenRefusal(t, is.TokenName, is.TokenHash, is.Host.ID, now)
-			}
-		}
-
-		if is.Kind == protocol.KindReissue {
-			if _, err := t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
-				ts(now), reasonSuperseded, is.Host.ID); err != nil {
-				return err
-			}
-			if _, err := t.exec("UPDATE hosts SET revoked_at = NULL, reissue_until = NULL WHERE id = ?", is.Host.ID); err != nil {
-				return err
-			}
-			// Every node's CRL changes.
-			if err := t.notify(TopicRevoked); err != nil {
-				return err
-			}
-		}
-
-		_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, renewed_from, key_alg, route, seq)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM certs WHERE host_id = ?))`,
-			serial, is.Host.ID, string(namesJSON), string(is.Kind), is.TokenName, ts(issued), ts(c.NotBefore), ts(c.NotAfter), c.DER,
-			normSerial(is.RenewedFrom), keyAlg, c.Route, is.Host.ID)
-		if isConstraint(err) {
-			return fmt.Errorf("%s: %w", serial, ErrSerialExists)
-		}
+// claimHost: a first issuance inserts the host and its name's approved
+// mapping (ErrHostExists when another request or node gave the name an ID
+// first); a renewal or reissue locks the host row, and a renewal checks the
+// host and the certificate it renews (ErrHostRevoked, ErrSuperseded); the
+// host's last contact is now.
+func (r issuanceRow) claimHost(t *wtx) error {
+	if r.Kind == protocol.KindIssue {
+		// DO NOTHING rather than a constraint error: a failed statement
+		// would abort a PostgreSQL transaction before the question below.
+		n, err := affected(t.exec("INSERT INTO hosts (id, name, created_at, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", r.Host.ID, r.name, ts(r.now), ts(r.now)))
 		if err != nil {
 			return err
 		}
-
-		a := withDefaults(is.Audit, string(is.Kind), "granted")
-		if a.At.IsZero() {
-			a.At = now
+		if n == 0 {
+			var taken int
+			if err := t.queryRow("SELECT COUNT(*) FROM hosts WHERE name = ?", r.name).Scan(&taken); err != nil {
+				return err
+			}
+			if taken > 0 {
+				return fmt.Errorf("%s: %w", r.name, ErrHostExists)
+			}
+			return fmt.Errorf("host ID %s: %w", r.Host.ID, ErrExists)
 		}
-		if a.HostID == "" {
-			a.HostID = is.Host.ID
+		if err := claimName(t, r.name, r.Host.ID, MappingApproved, r.now); err != nil {
+			if owner, state, oerr := mappingOwner(t, r.name); oerr == nil && owner != r.Host.ID && state == MappingApproved {
+				return fmt.Errorf("%s: %w", r.name, ErrHostExists)
+			}
+			return err
 		}
-		if a.Name == "" {
-			a.Name = name
-		}
-		if a.TokenName == "" {
-			a.TokenName = is.TokenName
-		}
-		a.Detail = withDetail(a.Detail, map[string]any{"serial": serial})
-		return insertAudit(t, a)
-	})
+		return nil
+	}
+	var (
+		cur     string
+		revoked sql.NullInt64
+	)
+	err := t.queryRow(t.pick(sqlLockHost), r.Host.ID).Scan(&cur, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("host %s: %w", r.Host.ID, ErrNotFound)
+	}
 	if err != nil {
-		return fmt.Errorf("commit %s for %s: %w", is.Kind, is.Host.ID, err)
+		return err
+	}
+	if r.Kind == protocol.KindRenew {
+		if revoked.Valid {
+			return fmt.Errorf("host %s: %w", r.Host.ID, ErrHostRevoked)
+		}
+		if err := renewFromCurrent(t, r.Host.ID, r.RenewedFrom, r.now); err != nil {
+			return err
+		}
+	}
+	_, err = t.exec("UPDATE hosts SET seen_at = ? WHERE id = ? AND seen_at < ?", ts(r.now), r.Host.ID, ts(r.now))
+	return err
+}
+
+// mapNames records the names the request claimed for the host (commitNames).
+func (r issuanceRow) mapNames(t *wtx) error {
+	return commitNames(t, r.Host.ID, r.Claims, r.ClaimState, r.names, r.now)
+}
+
+// useToken counts one use of the token row with the presented name and
+// hash, only while it has uses left, is unexpired and (a reissue token)
+// names this host; else it says why not, and nothing is written.
+func (r issuanceRow) useToken(t *wtx) error {
+	if r.TokenName == "" {
+		return nil
+	}
+	n, err := affected(t.exec(`UPDATE tokens SET uses = uses + 1
+		WHERE name = ? AND hash = ? AND uses < max_uses AND expires_at > ? AND (host_id IS NULL OR host_id = ?)`,
+		r.TokenName, r.TokenHash, ts(r.now), r.Host.ID))
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return tokenRefusal(t, r.TokenName, r.TokenHash, r.Host.ID, r.now)
 	}
 	return nil
+}
+
+// supersede: a reissue revokes every earlier certificate of the host
+// (superseded), clears the host's revocation, closes its reissue window, and
+// tells every node that the CRL changed.
+func (r issuanceRow) supersede(t *wtx) error {
+	if r.Kind != protocol.KindReissue {
+		return nil
+	}
+	if _, err := t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
+		ts(r.now), reasonSuperseded, r.Host.ID); err != nil {
+		return err
+	}
+	if _, err := t.exec("UPDATE hosts SET revoked_at = NULL, reissue_until = NULL WHERE id = ?", r.Host.ID); err != nil {
+		return err
+	}
+	return t.notify(TopicRevoked)
+}
+
+// insertCert inserts the certificate as the host's next (current) one;
+// ErrSerialExists on a serial collision.
+func (r issuanceRow) insertCert(t *wtx) error {
+	_, err := t.exec(`INSERT INTO certs (serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, renewed_from, key_alg, route, seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM certs WHERE host_id = ?))`,
+		r.serial, r.Host.ID, r.namesJSON, string(r.Kind), r.TokenName, ts(r.issued), ts(r.Cert.NotBefore), ts(r.Cert.NotAfter), r.Cert.DER,
+		normSerial(r.RenewedFrom), r.keyAlg, r.Cert.Route, r.Host.ID)
+	if isConstraint(err) {
+		return fmt.Errorf("%s: %w", r.serial, ErrSerialExists)
+	}
+	return err
+}
+
+// audit is the decision's audit row, completed with what was issued.
+func (r issuanceRow) audit() Audit {
+	a := withDefaults(r.Audit, string(r.Kind), "granted")
+	if a.At.IsZero() {
+		a.At = r.now
+	}
+	if a.HostID == "" {
+		a.HostID = r.Host.ID
+	}
+	if a.Name == "" {
+		a.Name = r.name
+	}
+	if a.TokenName == "" {
+		a.TokenName = r.TokenName
+	}
+	a.Detail = withDetail(a.Detail, map[string]any{"serial": r.serial})
+	return a
 }
 
 // currentSerialSQL selects the serial of a host's current certificate: the
