@@ -465,7 +465,11 @@ func (a *app) renew() *cobra.Command {
 			}
 			cfg := env.Config
 			r := &renew.Renewer{Store: env.Store, Client: env.Client, Identity: env.Identity, Now: time.Now,
-				Settings: func() renew.Settings { return daemon.Settings(cfg) }}
+				Settings: func() renew.Settings { return daemon.Settings(cfg) },
+				RefreshCRL: func(ctx context.Context) error {
+					_, err := (&crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now}).Refresh(ctx)
+					return err
+				}}
 			id, err := r.Renew(cmd.Context())
 			if err != nil {
 				return err

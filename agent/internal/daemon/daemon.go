@@ -184,16 +184,18 @@ func Run(ctx context.Context, o Options) error {
 		env.Client.SetRoots(certstore.Pool(all))
 		trustLog.Info().Int("roots", len(all)).Msg("learnt a new root vouched for by a trusted root")
 	}
+	refresher := &crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now, Trusted: trusted}
 	renewer := &renew.Renewer{
 		Store: env.Store, Client: env.Client, Identity: env.Identity,
 		Settings: func() renew.Settings { return *settings.Load() }, Now: time.Now, Trusted: trusted,
+		RefreshCRL: func(ctx context.Context) error { _, err := refresher.Refresh(ctx); return err },
 	}
 	renewLoop := &renew.Loop{
 		Renewer: renewer, Disk: env.Store, Log: part(o.Log, "renew"), NewBackOff: o.NewBackOff, BlockedPoll: o.BlockedPoll,
 		OnState: am.renewed,
 	}
 	crlLoop := &crl.Loop{
-		Refresher: &crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now, Trusted: trusted},
+		Refresher: refresher,
 		Identity:  env.Identity, Log: part(o.Log, "crl"), NewBackOff: o.NewBackOff,
 	}
 	if mln != nil {

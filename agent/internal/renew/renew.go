@@ -6,6 +6,7 @@
 package renew
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -139,6 +140,10 @@ type Renewer struct {
 	// Trusted, when set, is told the whole trust store after a new root
 	// was learnt (the daemon gives it to the client).
 	Trusted func([]*x509.Certificate)
+	// RefreshCRL, when set, is called (best effort) after a renewal that
+	// moved the certificate to another issuing CA: the stored CRL is the
+	// previous one's, and this host's health needs its new issuer's.
+	RefreshCRL func(ctx context.Context) error
 }
 
 // Renew sends a CSR over mutual TLS with the current certificate, stores the
@@ -208,6 +213,9 @@ func (r *Renewer) Renew(ctx context.Context) (*certstore.Identity, error) {
 		return nil, err
 	}
 	r.Identity.Store(nid)
+	if r.RefreshCRL != nil && !bytes.Equal(nid.Cert.AuthorityKeyId, id.Cert.AuthorityKeyId) {
+		_ = r.RefreshCRL(ctx) // the CRL loop retries on its own schedule
+	}
 	return nid, nil
 }
 
