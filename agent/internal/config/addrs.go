@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hostcert/hostcert/common/addrlist"
 )
 
 // Addrs are the primary nodes' addresses, in order of preference. In the
@@ -52,26 +54,12 @@ func (a Addrs) Equal(b Addrs) bool {
 
 // UnmarshalYAML accepts a string or a sequence of strings.
 func (a *Addrs) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		var s string
-		if err := n.Decode(&s); err != nil {
-			return err
-		}
-		*a = nil
-		if s != "" {
-			*a = Addrs{s}
-		}
-		return nil
-	case yaml.SequenceNode:
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		*a = l
-		return nil
+	l, err := addrlist.DecodeYAML(n, "")
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("line %d: want an address or a list of addresses", n.Line)
+	*a = l
+	return nil
 }
 
 // UnmarshalJSON accepts a string (records written before several

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hostcert/hostcert/common/addrlist"
 	"github.com/hostcert/hostcert/common/metrics"
 	"github.com/hostcert/hostcert/common/protocol"
 )
@@ -84,26 +85,12 @@ func (u Upstreams) String() string { return strings.Join(u, ",") }
 
 // UnmarshalYAML accepts one address or a list of addresses.
 func (u *Upstreams) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		var s string
-		if err := n.Decode(&s); err != nil {
-			return err
-		}
-		*u = nil
-		if s != "" {
-			*u = Upstreams{s}
-		}
-		return nil
-	case yaml.SequenceNode:
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		*u = l
-		return nil
+	l, err := addrlist.DecodeYAML(n, "upstream")
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("line %d: upstream: want an address or a list of addresses", n.Line)
+	*u = l
+	return nil
 }
 
 // Limits bound what clients can make the tunnel hold.
