@@ -92,6 +92,31 @@ func ForHost(s string) (string, error) {
 	return n, nil
 }
 
+// ForServer is Normalize for the names of the primary's own TLS
+// certificate, which may also be IP addresses: a primary reached as
+// 127.0.0.1 or 2001:db8::1 carries that address as an IP SAN. An IP literal
+// (bracketed or not) comes back in net/netip's canonical form; anything else
+// goes through Normalize. Hosts never get IP names (ForHost refuses them).
+func ForServer(s string) (string, error) {
+	if LooksLikeToken(s) {
+		return Normalize(s)
+	}
+	t := strings.Trim(strings.TrimSpace(s), "[]")
+	if ip, err := netip.ParseAddr(t); err == nil {
+		if ip.Zone() != "" {
+			return "", fmt.Errorf("%w: %s has a zone; a certificate cannot carry it", ErrInvalid, Quote(s))
+		}
+		return ip.Unmap().String(), nil
+	}
+	return Normalize(s)
+}
+
+// IsIP reports whether a name ForServer returned is an IP address.
+func IsIP(n string) bool {
+	_, err := netip.ParseAddr(n)
+	return err == nil
+}
+
 // Key is the form under which a name is stored and looked up: Normalize's
 // answer, or s itself when s is not a host name (it then matches no stored
 // name).

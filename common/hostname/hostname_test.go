@@ -97,6 +97,25 @@ func TestForHost(t *testing.T) {
 
 // TestTokenNeverRepeated: an error for a token-like name never contains the
 // value, nor does Display or Quote.
+func TestForServer(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1": "127.0.0.1", "[::1]": "::1", " 2001:DB8::0:1 ": "2001:db8::1", "::ffff:10.0.0.1": "10.0.0.1",
+		"Primary.Example.": "primary.example", "localhost": "localhost",
+	} {
+		if got, err := ForServer(in); err != nil || got != want {
+			t.Errorf("ForServer(%q) = %q, %v, want %q", in, got, err, want)
+		}
+		if isName := want == "primary.example" || want == "localhost"; IsIP(want) == isName {
+			t.Errorf("IsIP(%q) = %v, want %v", want, IsIP(want), !isName)
+		}
+	}
+	for _, bad := range []string{"fe80::1%eth0", token, "a..b", "host.123", ""} {
+		if got, err := ForServer(bad); err == nil {
+			t.Errorf("ForServer(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
 func TestTokenNeverRepeated(t *testing.T) {
 	body := token[len(TokenPrefix):]
 	for _, in := range []string{token, " " + token + " ", token + ".example.com", "web." + body + ".test"} {
@@ -181,6 +200,9 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if h, err := ForHost(in); err == nil && h != out {
 			t.Fatalf("ForHost(%q) = %q, Normalize gives %q", in, h, out)
+		}
+		if sv, err := ForServer(in); err != nil || sv != out {
+			t.Fatalf("ForServer(%q) = %q, %v; Normalize gives %q", in, sv, err, out)
 		}
 	})
 }

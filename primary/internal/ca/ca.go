@@ -172,7 +172,7 @@ func Init(dir string, opts InitOptions, now time.Time) (*CA, error) {
 			return nil, fmt.Errorf("init CA in %s: %w", dir, err)
 		}
 	}
-	names, err := normalizeNames(opts.Names, hostname.Normalize)
+	names, err := normalizeNames(opts.Names, hostname.ForServer)
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
@@ -305,8 +305,8 @@ func Load(dir string) (*CA, error) {
 	// certificate's names are the primary's too (written at its next
 	// issuance).
 	if cur := c.server.Load(); cur != nil {
-		for _, n := range cur.Leaf.DNSNames {
-			if k, err := hostname.Normalize(n); err == nil {
+		for _, n := range certNames(cur.Leaf) {
+			if k, err := hostname.ForServer(n); err == nil {
 				past[k] = true
 			}
 		}
@@ -468,7 +468,7 @@ func dedupeCerts(in []*x509.Certificate) []*x509.Certificate {
 // primary's TLS certificate, in any spelling that normalises to it. Such a
 // name is reserved: no host certificate carries it.
 func (c *CA) IsPrimaryName(name string) bool {
-	n, err := hostname.Normalize(name)
+	n, err := hostname.ForServer(name)
 	if err != nil {
 		return false
 	}
@@ -528,7 +528,7 @@ func readNames(path string) (map[string]bool, error) {
 		if line = strings.TrimSpace(line); line == "" {
 			continue
 		}
-		n, err := hostname.Normalize(line)
+		n, err := hostname.ForServer(line)
 		if err != nil {
 			return nil, fmt.Errorf("primary names %s: %w", path, err)
 		}
@@ -593,7 +593,7 @@ func (c *CA) ServerTLS() *tls.Certificate { return c.server.Load() }
 // is none, when its names differ, when it was not signed by the current CA,
 // or when less than ServerRenewBefore of its validity is left.
 func (c *CA) EnsureServerCert(names []string, now time.Time) (renewed bool, err error) {
-	want, err := normalizeNames(names, hostname.Normalize)
+	want, err := normalizeNames(names, hostname.ForServer)
 	if err != nil {
 		return false, fmt.Errorf("server certificate: %w", err)
 	}

@@ -726,12 +726,19 @@ func BenchmarkBundlePEM(b *testing.B) {
 	}
 }
 
-// TestInitRefusesIPNames: the primary's names are host names only.
-func TestInitRefusesIPNames(t *testing.T) {
-	for _, names := range [][]string{{"10.0.0.5"}, {"primary.example.com", "::1"}, {"hct_x.example"}} {
-		if _, err := Init(filepath.Join(t.TempDir(), "d"), InitOptions{Names: names}, t0); !errors.Is(err, hostname.ErrReserved) {
-			t.Errorf("Init(%v) error = %v, want hostname.ErrReserved", names, err)
-		}
+// TestInitNamesAddresses: the primary's names may be IP addresses, which
+// its certificate carries as IP SANs; a token-like value is still refused.
+func TestInitNamesAddresses(t *testing.T) {
+	c, err := Init(filepath.Join(t.TempDir(), "d"), InitOptions{Names: []string{"10.0.0.5", "primary.example.com", "[::1]"}}, t0)
+	if err != nil {
+		t.Fatalf("Init with addresses: %v", err)
+	}
+	leaf := c.ServerTLS().Leaf
+	if got := certNames(leaf); !slices.Equal(got, []string{"primary.example.com", "10.0.0.5", "::1"}) {
+		t.Errorf("server certificate names = %v, want [primary.example.com 10.0.0.5 ::1]", got)
+	}
+	if _, err := Init(filepath.Join(t.TempDir(), "d"), InitOptions{Names: []string{"hct_x.example"}}, t0); !errors.Is(err, hostname.ErrReserved) {
+		t.Errorf("Init([hct_x.example]) error = %v, want hostname.ErrReserved", err)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -30,7 +32,7 @@ type HostCertRequest struct {
 	// HostID is the id of the role marker: a host's or the primary's host
 	// ID, or an administrator's name.
 	HostID    string
-	Names     []string         // DNS SANs (hostname.ForHost for a host, hostname.Normalize for the primary; none for an admin)
+	Names     []string         // SANs (hostname.ForHost for a host; hostname.ForServer, IPs included, for the primary; none for an admin)
 	PublicKey crypto.PublicKey // from the CSR
 	Serial    *big.Int
 	Validity  time.Duration // default 365 days when zero
@@ -75,7 +77,7 @@ func Template(req HostCertRequest, caCert *x509.Certificate, now time.Time) (*x5
 	case pki.RoleHost:
 		eku = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	case pki.RolePrimary:
-		eku, check = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, hostname.Normalize
+		eku, check = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, hostname.ForServer
 	case pki.RoleAdmin:
 		eku = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		if len(req.Names) > 0 {
@@ -115,6 +117,7 @@ func Template(req HostCertRequest, caCert *x509.Certificate, now time.Time) (*x5
 	if _, ok := req.PublicKey.(*rsa.PublicKey); ok {
 		usage |= x509.KeyUsageKeyEncipherment
 	}
+	dnsNames, ips := splitIPs(names)
 	tmpl := &x509.Certificate{
 		SerialNumber:          new(big.Int).Set(req.Serial),
 		Subject:               pkix.Name{CommonName: req.HostID},
@@ -125,13 +128,27 @@ func Template(req HostCertRequest, caCert *x509.Certificate, now time.Time) (*x5
 		BasicConstraintsValid: true,
 		SubjectKeyId:          ski,
 		URIs:                  []*url.URL{pki.RoleURI(role, req.HostID)},
-		DNSNames:              names,
+		DNSNames:              dnsNames,
+		IPAddresses:           ips,
 	}
 	return tmpl, nil
 }
 
+// splitIPs separates the IP addresses (only a primary's names hold any:
+// hostname.ForServer) from the DNS names.
+func splitIPs(names []string) (dns []string, ips []net.IP) {
+	for _, n := range names {
+		if a, err := netip.ParseAddr(n); err == nil {
+			ips = append(ips, net.IP(a.AsSlice()))
+			continue
+		}
+		dns = append(dns, n)
+	}
+	return dns, ips
+}
+
 // normalizeNames puts names in canonical form with check (hostname.ForHost
-// or hostname.Normalize) and de-duplicates them, keeping order.
+// or hostname.ForServer) and de-duplicates them, keeping order.
 func normalizeNames(in []string, check func(string) (string, error)) ([]string, error) {
 	var out []string
 	seen := make(map[string]bool, len(in))

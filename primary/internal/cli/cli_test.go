@@ -59,6 +59,35 @@ func tempDir(t *testing.T) string {
 	return filepath.Join(d, "data")
 }
 
+// A primary reached by address (a lab, a load test, a fleet without DNS)
+// is initialised with --name 127.0.0.1: its TLS certificate carries the
+// address as an IP SAN, and the address is one of the primary's names.
+func TestInitWithAnAddress(t *testing.T) {
+	dir := tempDir(t)
+	mustRun(t, "init", "--data", dir, "--name", "127.0.0.1", "--name", "[::1]", "--name", "p.test")
+	c, err := ca.Load(dir)
+	if err != nil {
+		t.Fatalf("ca.Load after init: %v", err)
+	}
+	leaf := c.ServerTLS().Leaf
+	var ips []string
+	for _, ip := range leaf.IPAddresses {
+		ips = append(ips, ip.String())
+	}
+	if !slices.Equal(ips, []string{"127.0.0.1", "::1"}) || !slices.Equal(leaf.DNSNames, []string{"p.test"}) {
+		t.Errorf("server certificate SANs = IPs %v, DNS %v, want [127.0.0.1 ::1] and [p.test]", ips, leaf.DNSNames)
+	}
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Errorf("server certificate VerifyHostname(127.0.0.1) = %v, want nil", err)
+	}
+	for _, n := range []string{"127.0.0.1", "::1", "[::1]", "P.Test."} {
+		if !c.IsPrimaryName(n) {
+			t.Errorf("IsPrimaryName(%s) = false, want true", n)
+		}
+	}
+	mustFail(t, "zone", "init", "--data", tempDir(t), "--name", "fe80::1%eth0")
+}
+
 func TestVersion(t *testing.T) {
 	if out := mustRun(t, "--version"); out != "hostcert-primary dev (commit unknown)\n" {
 		t.Errorf("--version = %q, want %q", out, "hostcert-primary dev (commit unknown)\n")
@@ -92,9 +121,9 @@ func TestInit(t *testing.T) {
 	}
 	mustFail(t, "already holds a CA", "init", "--data", dir, "--name", "primary.test")
 	mustFail(t, "--name", "init", "--data", tempDir(t))
-	// Host names only: an IP address or a token value is refused, and
-	// nothing is created.
-	for _, bad := range []string{"127.0.0.1", "[::1]", "hct_abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst"} {
+	// A token value, a name with a zone or a numeric last label is
+	// refused, and nothing is created.
+	for _, bad := range []string{"hct_abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst", "host.123"} {
 		d := tempDir(t)
 		mustFail(t, "reserved host name", "init", "--data", d, "--name", "p.test", "--name", bad)
 		if _, err := os.Stat(filepath.Join(d, "ca")); err == nil {

@@ -66,7 +66,7 @@ It refuses to touch a data directory that already holds a CA.`,
 				return errors.New("init: at least one --name (the primary's DNS name) is required")
 			}
 			for i, n := range names {
-				c, err := hostname.Normalize(n)
+				c, err := hostname.ForServer(n)
 				if err != nil {
 					return fmt.Errorf("init: --name: %w", err)
 				}
