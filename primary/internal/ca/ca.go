@@ -305,7 +305,7 @@ func Load(dir string) (*CA, error) {
 	// certificate's names are the primary's too (written at its next
 	// issuance).
 	if cur := c.server.Load(); cur != nil {
-		for _, n := range certNames(cur.Leaf) {
+		for _, n := range CertNames(cur.Leaf) {
 			if k, err := hostname.ForServer(n); err == nil {
 				past[k] = true
 			}
@@ -625,7 +625,7 @@ func (c *CA) serverNeedsRenewal(leaf *x509.Certificate, names []string, now time
 	if !leaf.NotAfter.After(now) {
 		return true
 	}
-	return !sameNames(certNames(leaf), names)
+	return !sameNames(CertNames(leaf), names)
 }
 
 // issueServerCert makes and stores a new server key and certificate. The
@@ -891,7 +891,9 @@ func ParseSerialHex(s string) (*big.Int, error) {
 	return n, nil
 }
 
-func certNames(c *x509.Certificate) []string {
+// CertNames are a certificate's DNS names followed by its IP addresses as
+// text: the primary's names as hostname.ForServer gives them.
+func CertNames(c *x509.Certificate) []string {
 	out := append([]string(nil), c.DNSNames...)
 	for _, ip := range c.IPAddresses {
 		out = append(out, ip.String())

@@ -734,7 +734,7 @@ func TestInitNamesAddresses(t *testing.T) {
 		t.Fatalf("Init with addresses: %v", err)
 	}
 	leaf := c.ServerTLS().Leaf
-	if got := certNames(leaf); !slices.Equal(got, []string{"primary.example.com", "10.0.0.5", "::1"}) {
+	if got := CertNames(leaf); !slices.Equal(got, []string{"primary.example.com", "10.0.0.5", "::1"}) {
 		t.Errorf("server certificate names = %v, want [primary.example.com 10.0.0.5 ::1]", got)
 	}
 	if _, err := Init(filepath.Join(t.TempDir(), "d"), InitOptions{Names: []string{"hct_x.example"}}, t0); !errors.Is(err, hostname.ErrReserved) {

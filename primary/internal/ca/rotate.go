@@ -259,6 +259,6 @@ func (c *CA) reissueServerCert(now time.Time) error {
 	if cur == nil || cur.Leaf == nil {
 		return nil // EnsureServerCert makes one at the next start
 	}
-	_, err := c.issueServerCert(certNames(cur.Leaf), now)
+	_, err := c.issueServerCert(CertNames(cur.Leaf), now)
 	return err
 }

@@ -447,14 +447,13 @@ func (j journal) AppendAudit(ctx context.Context, a store.Audit) error {
 	return j.st.AppendAudit(ctx, a)
 }
 
-// certNames are the DNS names of a TLS certificate. The primary's names are
-// host names only: an IP SAN of a certificate made before that rule is
-// dropped at its next issuance.
+// certNames are the names of a TLS certificate: its DNS names and IP
+// addresses.
 func certNames(c *tls.Certificate) []string {
 	if c == nil || c.Leaf == nil {
 		return nil
 	}
-	return append([]string(nil), c.Leaf.DNSNames...)
+	return ca.CertNames(c.Leaf)
 }
 
 // parseTunnels accepts IP addresses and CIDR prefixes.
