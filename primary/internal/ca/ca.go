@@ -220,7 +220,37 @@ func Init(dir string, opts InitOptions, now time.Time) (*CA, error) {
 	if err := atomicfile.WritePrivate(RootPath(dir), pki.EncodeCert(root)); err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
+	if err := writeBundle(dir, c.h.Load()); err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
+	}
 	return c, nil
+}
+
+// writeBundle keeps ca/ca.pem equal to what GET /v1/ca serves (the roots
+// first, then cross certificates and issuing CAs): the file an operator
+// hands to a tool or a host instead of fetching it. A directory made by an
+// older init keeps its single CA in ca.pem (beside ca-key.pem); that file is
+// left alone.
+func writeBundle(dir string, h *hierarchy) error {
+	if h.single {
+		return nil
+	}
+	if _, err := os.Stat(KeyPath(dir)); err == nil {
+		return nil
+	}
+	if b, err := os.ReadFile(CertPath(dir)); err == nil && bytes.Equal(b, h.bundle) {
+		return nil
+	}
+	if err := atomicfile.WritePrivate(CertPath(dir), h.bundle); err != nil {
+		return fmt.Errorf("CA bundle: %w", err)
+	}
+	return nil
+}
+
+// setHierarchy makes h the CA's hierarchy and writes its bundle.
+func (c *CA) setHierarchy(h *hierarchy) error {
+	c.h.Store(h)
+	return writeBundle(c.dir, h)
 }
 
 // setCurrent names the issuing CA that signs from now on.
@@ -280,7 +310,9 @@ func Load(dir string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.h.Store(h)
+	if err := c.setHierarchy(h); err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
 	id, err := os.ReadFile(HostIDPath(dir))
 	if err != nil {
 		return nil, fmt.Errorf("load CA: primary host ID: %w", err)
@@ -422,7 +454,7 @@ func loadHierarchy(dir string) (*hierarchy, crypto.Signer, error) {
 		}
 		issuers = append(issuers, Issuer{Cert: certs[0], key: key})
 	}
-	if _, err := os.Stat(CertPath(dir)); err == nil {
+	if _, err := os.Stat(KeyPath(dir)); err == nil {
 		certs, key, err := readCertAndKey(CertPath(dir), KeyPath(dir))
 		if err != nil {
 			return nil, nil, fmt.Errorf("load CA: %w", err)

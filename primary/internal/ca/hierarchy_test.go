@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"bytes"
+	"crypto/x509"
 	"errors"
 	"math/big"
 	"os"
@@ -9,8 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"crypto/x509"
 
 	"github.com/hostcert/hostcert/common/pki"
 )
@@ -263,5 +263,60 @@ func TestRotateRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(RootKeyPath(dir, ID(oldRoot))); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the retired root's key is still in the data directory (%v)", err)
+	}
+}
+
+// TestBundleFile: ca/ca.pem is what GET /v1/ca serves, the root first,
+// after init, after each rotation and at every load; a directory made by an
+// older init keeps its single CA in ca.pem until its root is retired.
+func TestBundleFile(t *testing.T) {
+	check := func(c *CA, dir, when string) {
+		t.Helper()
+		b, err := os.ReadFile(CertPath(dir))
+		if err != nil || !bytes.Equal(b, c.BundlePEM()) {
+			t.Fatalf("%s: ca/ca.pem = %d bytes (%v), want the %d-byte bundle", when, len(b), err, len(c.BundlePEM()))
+		}
+		certs, err := pki.ParseCerts(b)
+		if err != nil || !certs[0].Equal(c.Root()) {
+			t.Fatalf("%s: first certificate of ca/ca.pem is not the current root (%v)", when, err)
+		}
+	}
+	c, dir := newCA(t, InitOptions{})
+	check(c, dir, "after init")
+	now := t0.Add(time.Hour)
+	if _, err := c.RotateIssuing(RotateOptions{}, now); err != nil {
+		t.Fatal(err)
+	}
+	check(c, dir, "after ca rotate")
+	if _, err := c.RotateRoot(RotateOptions{}, now); err != nil {
+		t.Fatal(err)
+	}
+	check(c, dir, "after ca rotate --root")
+	if err := os.Remove(CertPath(dir)); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Load(dir)
+	if err != nil {
+		t.Fatalf("Load without ca/ca.pem: %v", err)
+	}
+	check(c2, dir, "after Load without it")
+
+	s, sdir := newSingleCA(t)
+	single, _ := os.ReadFile(CertPath(sdir))
+	if _, err := s.RotateRoot(RotateOptions{}, now); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(CertPath(sdir)); !bytes.Equal(b, single) {
+		t.Fatal("ca rotate --root of a single CA rewrote its ca/ca.pem")
+	}
+	if _, err := Load(sdir); err != nil {
+		t.Fatalf("Load of a single CA after ca rotate --root: %v", err)
+	}
+	if _, err := s.RetireRoot(pki.Fingerprint(s.Bundle()[1])); err != nil {
+		t.Fatalf("retire the single CA's root: %v", err)
+	}
+	check(s, sdir, "after retiring the single CA")
+	if _, err := Load(sdir); err != nil {
+		t.Fatalf("Load after retiring the single CA: %v", err)
 	}
 }

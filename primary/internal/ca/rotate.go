@@ -70,7 +70,9 @@ func (c *CA) RotateIssuing(opts RotateOptions, now time.Time) (*x509.Certificate
 	if err := setCurrent(c.dir, iss.Cert); err != nil {
 		return nil, fmt.Errorf("ca rotate: %w", err)
 	}
-	c.h.Store(newHierarchy(h.roots, h.cross, append([]Issuer{iss}, h.issuers...), false))
+	if err := c.setHierarchy(newHierarchy(h.roots, h.cross, append([]Issuer{iss}, h.issuers...), false)); err != nil {
+		return nil, fmt.Errorf("ca rotate: %w", err)
+	}
 	if err := c.reissueServerCert(now); err != nil {
 		return nil, fmt.Errorf("ca rotate: %w", err)
 	}
@@ -128,7 +130,9 @@ func (c *CA) RotateRoot(opts RotateOptions, now time.Time) (*x509.Certificate, e
 	if err := atomicfile.WritePrivate(RootPath(c.dir), pki.EncodeCerts(roots)); err != nil {
 		return nil, fmt.Errorf("ca rotate --root: %w", err)
 	}
-	c.h.Store(newHierarchy(roots, crossAll, append([]Issuer{iss}, h.issuers...), false))
+	if err := c.setHierarchy(newHierarchy(roots, crossAll, append([]Issuer{iss}, h.issuers...), false)); err != nil {
+		return nil, fmt.Errorf("ca rotate --root: %w", err)
+	}
 	c.rootKey = nil
 	if opts.RootKeyOut == "" {
 		c.rootKey = newKey
@@ -222,7 +226,9 @@ func (c *CA) RetireRoot(fingerprint string) (*x509.Certificate, error) {
 	if err := atomicfile.WritePrivate(RootPath(c.dir), pki.EncodeCerts(roots)); err != nil {
 		return nil, fmt.Errorf("retire root: %w", err)
 	}
-	c.h.Store(newHierarchy(roots, h.cross, issuers, false))
+	if err := c.setHierarchy(newHierarchy(roots, h.cross, issuers, false)); err != nil {
+		return nil, fmt.Errorf("retire root: %w", err)
+	}
 	for _, is := range gone {
 		for _, p := range []string{IssuingPath(c.dir, ID(is.Cert)), IssuingKeyPath(c.dir, ID(is.Cert))} {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -237,17 +243,21 @@ func (c *CA) RetireRoot(fingerprint string) (*x509.Certificate, error) {
 			return nil, fmt.Errorf("retire root: %w", err)
 		}
 	}
-	for _, p := range []string{RootKeyPath(c.dir, ID(old)), CertPath(c.dir), KeyPath(c.dir)} {
-		if p == CertPath(c.dir) || p == KeyPath(c.dir) {
-			if b, err := os.ReadFile(CertPath(c.dir)); err != nil {
-				continue
-			} else if certs, err := pki.ParseCerts(b); err != nil || !certs[0].Equal(old) {
-				continue
-			}
+	remove := []string{RootKeyPath(c.dir, ID(old))}
+	if b, err := os.ReadFile(CertPath(c.dir)); err == nil {
+		if certs, err := pki.ParseCerts(b); err == nil && certs[0].Equal(old) {
+			// The single CA of an older init: its certificate and key go.
+			remove = append(remove, KeyPath(c.dir), CertPath(c.dir))
 		}
+	}
+	for _, p := range remove {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("retire root: %w", err)
 		}
+	}
+	// The single CA's ca.pem is gone: the bundle takes its place.
+	if err := writeBundle(c.dir, c.h.Load()); err != nil {
+		return nil, fmt.Errorf("retire root: %w", err)
 	}
 	return old, nil
 }
