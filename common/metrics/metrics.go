@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -52,11 +53,38 @@ func ListenAddr(addr string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// Serve serves reg at Path on ln until ctx ends; every other path is 404.
-func Serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer, log zerolog.Logger) error {
+// ProfilePath is where WithProfiling serves net/http/pprof.
+const ProfilePath = "/debug/pprof/"
+
+// Option changes what Serve serves.
+type Option func(*http.ServeMux, *http.Server)
+
+// WithProfiling also serves Go's profiles (net/http/pprof) under
+// ProfilePath: CPU, heap, allocations, goroutines. Opt-in: a profile shows
+// code paths and timings, never keys or tokens, but it costs CPU while it
+// runs, so only an operator who asks for it gets it.
+func WithProfiling() Option {
+	return func(mux *http.ServeMux, srv *http.Server) {
+		// A CPU profile streams for its ?seconds= (30 by default).
+		srv.WriteTimeout = writeTimeout + 2*time.Minute
+		mux.HandleFunc(ProfilePath, pprof.Index)
+		mux.HandleFunc(ProfilePath+"cmdline", pprof.Cmdline)
+		mux.HandleFunc(ProfilePath+"profile", pprof.Profile)
+		mux.HandleFunc(ProfilePath+"symbol", pprof.Symbol)
+		mux.HandleFunc(ProfilePath+"trace", pprof.Trace)
+	}
+}
+
+// Serve serves reg at Path on ln until ctx ends; every other path is 404
+// (but what the options add).
+func Serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer, log zerolog.Logger, opts ...Option) error {
 	mux := http.NewServeMux()
 	mux.Handle(Path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errorLog{log}}))
+
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, WriteTimeout: writeTimeout}
+	for _, o := range opts {
+		o(mux, srv)
+	}
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()

@@ -223,6 +223,7 @@ a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 	f.DurationVar(&cfg.DNS.TTL, "dns-cache-ttl", verify.DefaultCacheTTL, "how long a DNS answer (addresses or no such host) is reused; negative: no cache")
 	f.StringArrayVar(&cfg.Names, "name", nil, "DNS names of the primary's TLS certificate (repeatable; no IP addresses); default: keep the current ones")
 	f.StringVar(&cfg.Console, "console", "127.0.0.1:1557", `address of the web console (HTTPS, the primary's certificate; log in with "hostcert-primary console login"); "" turns it off`)
+	f.BoolVar(&cfg.Profiling, "profiling", false, "also serve Go's profiles (net/http/pprof) at /debug/pprof/ on the --metrics-listen address")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9556; a bare port binds 127.0.0.1); off by default")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "validity of host certificates (default 8760h = 365 days)")
 	sf.add(cmd)

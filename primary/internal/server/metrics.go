@@ -121,7 +121,12 @@ func (m *metrics) ConnRefused() { m.refused.Inc() }
 // UndeclaredProxy counts a PROXY header from an undeclared peer.
 func (m *metrics) UndeclaredProxy() { m.undeclared.Inc() }
 
-// serve serves /metrics on ln until ctx ends.
-func (m *metrics) serve(ctx context.Context, ln net.Listener, log zerolog.Logger) error {
-	return commonmetrics.Serve(ctx, ln, m.reg, log)
+// serve serves /metrics on ln until ctx ends, and Go's profiles too when
+// profiling is on.
+func (m *metrics) serve(ctx context.Context, ln net.Listener, log zerolog.Logger, profiling bool) error {
+	var opts []commonmetrics.Option
+	if profiling {
+		opts = append(opts, commonmetrics.WithProfiling())
+	}
+	return commonmetrics.Serve(ctx, ln, m.reg, log, opts...)
 }

@@ -72,6 +72,9 @@ type Config struct {
 	// MetricsListen, when set, serves Prometheus metrics at /metrics on
 	// that address (keep it on loopback or a management network).
 	MetricsListen string
+	// Profiling also serves Go's profiles (net/http/pprof) on the metrics
+	// listener.
+	Profiling bool
 	// Console, when set, serves the web console (package console) on that
 	// address, with the primary's TLS certificate; keep it on loopback or
 	// a management network. Never the API's address.
@@ -244,6 +247,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.MetricsListen, err = commonmetrics.ListenAddr(cfg.MetricsListen); err != nil {
 		return nil, fmt.Errorf("--metrics-listen: %w", err)
 	}
+	if cfg.Profiling && cfg.MetricsListen == "" {
+		return nil, errors.New("profiling: the profiles are served on the metrics listener; give --metrics-listen too")
+	}
 	if cfg.MetricsListen != "" {
 		s.metricLn, err = net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
@@ -347,7 +353,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.renewServerCert(gctx) })
 	g.Go(func() error { return s.adminSrv.Serve(gctx, s.adminLn) })
 	if s.metricLn != nil {
-		g.Go(func() error { return s.metrics.serve(gctx, s.metricLn, s.log) })
+		g.Go(func() error { return s.metrics.serve(gctx, s.metricLn, s.log, s.cfg.Profiling) })
 	}
 	if s.consLn != nil {
 		g.Go(func() error {
