@@ -348,7 +348,15 @@ func (r *rows) Err() error { return readErr(r.rctx, r.Rows.Err()) }
 // query runs the read q on the read pool.
 func (s *Store) query(ctx context.Context, q string, args ...any) (*rows, error) {
 	rctx, cancel := s.readCtx(ctx)
-	rs, err := s.rdb.QueryContext(rctx, s.d.sql(q), args...)
+	var (
+		rs  *sql.Rows
+		err error
+	)
+	if st := s.readStmt(rctx, q); st != nil {
+		rs, err = st.QueryContext(rctx, args...)
+	} else {
+		rs, err = s.rdb.QueryContext(rctx, s.d.sql(q), args...)
+	}
 	if err != nil {
 		cancel()
 		return nil, readErr(rctx, err)
@@ -357,22 +365,34 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*rows, error)
 }
 
 func (s *Store) queryRowRaw(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := s.readStmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	// PostgreSQL, or a statement that does not prepare: its error surfaces
+	// through Row.Scan.
+	return s.rdb.QueryRowContext(ctx, s.d.sql(q), args...)
+}
+
+// readStmt is q prepared once on the SQLite read pool and kept: parsing
+// and planning a statement costs more than running it (nil on PostgreSQL,
+// where pgx caches prepared statements per connection itself, or when q
+// does not prepare).
+func (s *Store) readStmt(ctx context.Context, q string) *sql.Stmt {
 	if s.d == postgresDialect {
-		return s.rdb.QueryRowContext(ctx, s.d.sql(q), args...)
+		return nil
 	}
 	if st, ok := s.reads.Load(q); ok {
-		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+		return st.(*sql.Stmt)
 	}
 	st, err := s.rdb.PrepareContext(ctx, q)
 	if err != nil {
-		// Surface the error through Row.Scan.
-		return s.rdb.QueryRowContext(ctx, q, args...)
+		return nil
 	}
 	if prev, loaded := s.reads.LoadOrStore(q, st); loaded {
 		st.Close()
-		st = prev.(*sql.Stmt)
+		return prev.(*sql.Stmt)
 	}
-	return st.QueryRowContext(ctx, args...)
+	return st
 }
 
 // write queues fn for the writer and waits until its transaction is
