@@ -70,3 +70,33 @@ func TestServe(t *testing.T) {
 		t.Fatal("Serve did not stop")
 	}
 }
+
+// TestProfiling: Go's profiles are served only when asked for.
+func TestProfiling(t *testing.T) {
+	get := func(opts ...Option) int {
+		t.Helper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Serve(ctx, ln, prometheus.NewRegistry(), zerolog.Nop(), opts...) }()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + ProfilePath + "goroutine?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusNotFound {
+		t.Errorf("GET %sgoroutine without WithProfiling = %d, want 404", ProfilePath, code)
+	}
+	if code := get(WithProfiling()); code != http.StatusOK {
+		t.Errorf("GET %sgoroutine with WithProfiling = %d, want 200", ProfilePath, code)
+	}
+}
