@@ -79,6 +79,8 @@ func serveTLS(l net.Listener, cert tls.Certificate) *atomic.Int64 {
 // A name that resolves to two addresses: the first hangs, the handshake
 // completes on the second within its own dial timeout, the selector
 // remembers that address and tries it first next time.
+// The dial timeout covers the TLS handshake: it is generous, so that a
+// handshake on a loaded machine (-race, 2 cores) is not taken for a hang.
 func TestDialFailsOverBetweenAddresses(t *testing.T) {
 	ca := pkitest.NewCA(t, "test CA")
 	l1, l2, port := twoAddrs(t)
@@ -86,7 +88,7 @@ func TestDialFailsOverBetweenAddresses(t *testing.T) {
 	served := serveTLS(l2, ca.ServerCert(t, "primary.test"))
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	cfg := Config{Primaries: []string{"primary.test:" + port}, DialTimeout: 300 * time.Millisecond, Resolver: fixedResolver{"127.0.0.1", "127.0.0.2"}}
+	cfg := Config{Primaries: []string{"primary.test:" + port}, DialTimeout: 1500 * time.Millisecond, Resolver: fixedResolver{"127.0.0.1", "127.0.0.2"}}
 	var saved []Outcomes
 	s := NewSelector(cfg, Outcomes{}, discard(), func(o Outcomes) { saved = append(saved, o) })
 	r := Route{Primary: cfg.Primaries[0]}
