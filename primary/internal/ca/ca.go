@@ -90,7 +90,7 @@ const (
 
 // InitOptions configure a new CA.
 type InitOptions struct {
-	Names    []string         // host names of the primary, for its TLS cert (no IP literals)
+	Names    []string         // the primary's names for its TLS cert: host names or IP addresses (hostname.ForServer)
 	KeyAlg   pki.KeyAlgorithm // the root's; default pki.ECDSAP384; RSA selectable
 	Validity time.Duration    // the root's; default 20 years
 	// IssuingKeyAlg and IssuingValidity are the issuing CA's (default

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"testing"
+	"time"
 
 	"github.com/hostcert/hostcert/common/pki"
 )
@@ -67,4 +68,40 @@ func BenchmarkSign(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkClientVerifiesServerChain is what a client pays, on every full
+// TLS handshake with the primary, to verify the chain the primary sends
+// (its certificate and the issuing CA) when it trusts the whole bundle of
+// GET /v1/ca, as a load generator does. Go's chain builder follows both
+// paths (the issuing CA as a trust anchor, and as the intermediate sent up
+// to the root), so the root's signature is checked every time: with the
+// default P-384 root that check dominates the client's cost.
+func BenchmarkClientVerifiesServerChain(b *testing.B) {
+	for _, rootAlg := range []pki.KeyAlgorithm{pki.ECDSAP384, pki.ECDSAP256} {
+		b.Run("root="+string(rootAlg), func(b *testing.B) {
+			c, _ := newCA(b, InitOptions{KeyAlg: rootAlg})
+			now := t0.Add(time.Hour)
+			if _, err := c.EnsureServerCert([]string{"primary.example.com"}, now); err != nil {
+				b.Fatal(err)
+			}
+			leaf := c.ServerTLS().Leaf
+			anchors, sent := x509.NewCertPool(), x509.NewCertPool()
+			bundle, err := pki.ParseCerts(c.BundlePEM())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, cert := range bundle {
+				anchors.AddCert(cert)
+			}
+			sent.AddCert(c.Certificate())
+			opts := x509.VerifyOptions{Roots: anchors, Intermediates: sent, DNSName: "primary.example.com", CurrentTime: now}
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := leaf.Verify(opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
