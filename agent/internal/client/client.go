@@ -37,7 +37,58 @@ type Client struct {
 	roots    atomic.Pointer[x509.CertPool] // nil only for bootstrap
 	identity *atomic.Pointer[certstore.Identity]
 	timeout  time.Duration
+	// sessions resume TLS sessions with the primary (see sessionsFor).
+	sessions atomic.Pointer[sessions]
+	full     atomic.Uint64
+	resumed  atomic.Uint64
 }
+
+// sessionCacheSize bounds the TLS sessions kept: one per primary name
+// (direct and through a tunnel share it: TLS is end to end).
+const sessionCacheSize = 16
+
+// sessions is the TLS session cache of one client identity. A resumed TLS
+// session carries the client certificate of the handshake that made it, so
+// a session is only ever resumed with the identity it was made with: a new
+// certificate (a renewal, a reissue) or none (before enrollment) starts an
+// empty cache. Sessions live in memory only: the resumption secret of a
+// session made with this host's certificate renews as this host until the
+// ticket expires, like the key, and the primary's ticket keys do not
+// survive its restart anyway (docs/agent.md).
+type sessions struct {
+	leaf  *x509.Certificate // nil: no client certificate
+	cache tls.ClientSessionCache
+}
+
+// sessionsFor is the session cache for id, replacing the cache of another
+// identity.
+func (c *Client) sessionsFor(id *certstore.Identity) tls.ClientSessionCache {
+	var leaf *x509.Certificate
+	if id != nil {
+		leaf = id.Cert
+	}
+	for {
+		cur := c.sessions.Load()
+		if cur != nil && sameCert(cur.leaf, leaf) {
+			return cur.cache
+		}
+		next := &sessions{leaf: leaf, cache: tls.NewLRUClientSessionCache(sessionCacheSize)}
+		if c.sessions.CompareAndSwap(cur, next) {
+			return next.cache
+		}
+	}
+}
+
+func sameCert(a, b *x509.Certificate) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(b)
+}
+
+// Handshakes counts the TLS connections this client completed with the
+// primary: full handshakes and resumed sessions.
+func (c *Client) Handshakes() (full, resumed uint64) { return c.full.Load(), c.resumed.Load() }
 
 // New returns a client verifying the primary against roots and presenting
 // the identity (when set) to any server that asks for a client certificate.
@@ -61,13 +112,19 @@ func (c *Client) Selector() *route.Selector { return c.sel }
 // ErrNoTrust is returned by verified calls on a client without roots.
 var ErrNoTrust = certstore.ErrNoTrust
 
+// tlsConfig is the TLS configuration of one call. The client certificate
+// is the identity current when the call starts; verified calls resume TLS
+// sessions made with that same identity (sessionsFor). VerifyConnection
+// runs on resumed sessions too, so the primary is checked against the
+// current roots on every connection.
 func (c *Client) tlsConfig(insecure bool) *tls.Config {
 	roots := c.roots.Load()
+	id := c.identity.Load()
 	conf := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		RootCAs:    roots,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if id := c.identity.Load(); id != nil {
+			if id != nil {
 				return id.TLS, nil
 			}
 			return &tls.Certificate{}, nil
@@ -78,6 +135,9 @@ func (c *Client) tlsConfig(insecure bool) *tls.Config {
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
 			return VerifyPrimary(cs.PeerCertificates, roots, cs.ServerName)
 		}
+		// The bootstrap's unverified connections neither make nor use
+		// sessions.
+		conf.ClientSessionCache = c.sessionsFor(id)
 	}
 	return conf
 }
@@ -99,6 +159,8 @@ type Response struct {
 	Body   []byte
 	Peer   []*x509.Certificate // the primary's TLS chain as presented
 	Route  route.Route
+	// Resumed says the connection resumed an earlier TLS session.
+	Resumed bool
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, insecure bool) (Response, error) {
@@ -147,6 +209,12 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, insec
 		resp = Response{Status: hr.StatusCode, Body: data, Route: r}
 		if hr.TLS != nil {
 			resp.Peer = hr.TLS.PeerCertificates
+			resp.Resumed = hr.TLS.DidResume
+			if hr.TLS.DidResume {
+				c.resumed.Add(1)
+			} else {
+				c.full.Add(1)
+			}
 		}
 		return nil
 	})
