@@ -163,15 +163,34 @@ func (h *Handler) getCRL(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the CRL is not generated yet; try again in a few seconds"})
 		return
 	}
-	body, ctype := list.DER, "application/pkix-crl"
+	body, ctype, etag := list.DER, "application/pkix-crl", list.ETag
 	if r.URL.Query().Get("format") == "pem" || strings.Contains(r.Header.Get("Accept"), "application/x-pem-file") {
-		body, ctype = list.PEM, "application/x-pem-file"
+		body, ctype, etag = list.PEM, "application/x-pem-file", list.PEMETag
 	}
-	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Last-Modified", list.ThisUpdate.UTC().Format(http.TimeFormat))
-	w.Header().Set("Expires", list.NextUpdate.UTC().Format(http.TimeFormat))
-	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write(body)
+	hd := w.Header()
+	hd.Set("Content-Type", ctype)
+	if etag != "" {
+		hd.Set("ETag", etag)
+	}
+	hd.Set("Vary", "Accept")
+	hd.Set("Expires", list.NextUpdate.UTC().Format(http.TimeFormat))
+	hd.Set("Cache-Control", CRLCacheControl(list.NextUpdate, h.now()))
+	// The bytes were encoded and signed when the CRL was generated:
+	// ServeContent only compares validators (If-None-Match first, then
+	// If-Modified-Since against Last-Modified, the CRL's thisUpdate) and
+	// answers 304 Not Modified, or writes them.
+	http.ServeContent(w, r, "", list.ThisUpdate, bytes.NewReader(body))
+}
+
+// CRLCacheControl is the Cache-Control of a CRL answer: reusable by any
+// cache for protocol.CRLMaxAge at most and never beyond the CRL's next
+// update, then revalidated (a conditional GET answered 304 is cheap).
+func CRLCacheControl(nextUpdate, now time.Time) string {
+	age := min(nextUpdate.Sub(now), protocol.CRLMaxAge)
+	if age < time.Second {
+		return "no-cache"
+	}
+	return fmt.Sprintf("public, max-age=%d, must-revalidate", int(age/time.Second))
 }
 
 func (h *Handler) getInfo(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hostcert/hostcert/common/protocol"
 	"github.com/hostcert/hostcert/primary/internal/ca"
 	"github.com/hostcert/hostcert/primary/internal/store"
 )
@@ -70,6 +71,9 @@ type List struct {
 	Entries    int
 	ThisUpdate time.Time
 	NextUpdate time.Time
+	// ETag and PEMETag are the entity tags of DER and PEM
+	// (protocol.CRLETag), computed once: a conditional GET costs no hash.
+	ETag, PEMETag string
 }
 
 // Publisher regenerates and holds the current CRL. Safe for concurrent use.
@@ -201,6 +205,7 @@ func (p *Publisher) regenerate(ctx context.Context) error {
 		set.Lists = append(set.Lists, &List{
 			Issuer: s.ID, DER: s.DER, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: s.DER}),
 			Number: l.Number, Entries: len(l.RevokedCertificateEntries), ThisUpdate: l.ThisUpdate, NextUpdate: l.NextUpdate,
+			ETag: protocol.CRLETag(s.DER), PEMETag: protocol.CRLETagPEM(s.DER),
 		})
 	}
 	p.current.Store(set)
