@@ -164,6 +164,12 @@ type Response struct {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, insecure bool) (Response, error) {
+	return c.doWith(ctx, method, path, body, insecure, nil)
+}
+
+// doWith is do with further request headers. When they are set (a
+// conditional request), 304 Not Modified is an answer, not an error.
+func (c *Client) doWith(ctx context.Context, method, path string, body []byte, insecure bool, hdr http.Header) (Response, error) {
 	if !insecure && c.roots.Load() == nil {
 		return Response{}, ErrNoTrust
 	}
@@ -192,6 +198,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, insec
 		req, err := http.NewRequestWithContext(ctx, method, "https://"+rc.PrimaryOf(r)+path, rd)
 		if err != nil {
 			return err
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
 		}
 		req.Header.Set("User-Agent", version.String("hostcert-agent"))
 		if body != nil {
@@ -222,6 +231,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, insec
 		return Response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	resp.Route = r
+	if resp.Status == http.StatusNotModified && hdr != nil {
+		return resp, nil
+	}
 	if resp.Status/100 != 2 {
 		return resp, apiError(method, path, resp)
 	}
@@ -287,17 +299,33 @@ func (c *Client) Info(ctx context.Context) (protocol.Info, error) {
 }
 
 // CRL gets /v1/crl (DER): the CRL of the CA with pki.KeyID issuer, or
-// the current issuing CA's when issuer is "".
-func (c *Client) CRL(ctx context.Context, issuer string) ([]byte, error) {
+// the current issuing CA's when issuer is "". held, when set, is a CRL this
+// host holds: the request is then conditional — If-None-Match with its
+// protocol.CRLETag, and If-Modified-Since its thisUpdate when it is the
+// asked CA's own (a date says nothing across CAs; the tag names the bytes)
+// — and the primary's 304 comes back as notModified, without bytes: held
+// is the CRL the primary serves.
+func (c *Client) CRL(ctx context.Context, issuer string, held *x509.RevocationList) (der []byte, notModified bool, err error) {
 	path := protocol.PathCRL
 	if issuer != "" {
 		path += "?" + url.Values{protocol.CRLIssuerParam: {issuer}}.Encode()
 	}
-	r, err := c.do(ctx, http.MethodGet, path, nil, false)
-	if err != nil {
-		return nil, err
+	var hdr http.Header
+	if held != nil && len(held.Raw) > 0 {
+		hdr = http.Header{}
+		hdr.Set("If-None-Match", protocol.CRLETag(held.Raw))
+		if issuer != "" && pki.KeyID(held.AuthorityKeyId) == issuer {
+			hdr.Set("If-Modified-Since", held.ThisUpdate.UTC().Format(http.TimeFormat))
+		}
 	}
-	return r.Body, nil
+	r, err := c.doWith(ctx, http.MethodGet, path, nil, false, hdr)
+	if err != nil {
+		return nil, false, err
+	}
+	if r.Status == http.StatusNotModified {
+		return nil, true, nil
+	}
+	return r.Body, false, nil
 }
 
 // Enroll posts an issue/reissue request.

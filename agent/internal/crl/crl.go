@@ -29,11 +29,19 @@ import (
 // ErrOlder is returned when the primary serves a CRL older than the stored one.
 var ErrOlder = errors.New("CRL from the primary is older than the stored one")
 
+// ErrStale is returned when the CRL the primary serves (fetched, or the
+// stored one it confirmed as current) is past its next update: the refresh
+// did not make this host's revocation status fresh, and is retried.
+var ErrStale = errors.New("the primary serves a CRL past its next update")
+
 // Primary is what the CRL code asks of the primary (*client.Client).
 type Primary interface {
 	Info(ctx context.Context) (protocol.Info, error)
-	// CRL is the CRL of the CA with pki.KeyID issuer ("" the current issuing CA's).
-	CRL(ctx context.Context, issuer string) ([]byte, error)
+	// CRL is the CRL of the CA with pki.KeyID issuer ("" the current
+	// issuing CA's). With held (a CRL this host holds) the request is
+	// conditional: notModified says held is the one served (HTTP 304), and
+	// no bytes come back.
+	CRL(ctx context.Context, issuer string, held *x509.RevocationList) (der []byte, notModified bool, err error)
 	// CABundle is GET /v1/ca over the verified connection.
 	CABundle(ctx context.Context) ([]*x509.Certificate, error)
 }
@@ -44,6 +52,7 @@ type Store interface {
 	CA() ([]*x509.Certificate, error)
 	Identity() (*certstore.Identity, error)
 	CRL() (*x509.RevocationList, error)
+	RootCRL() (*x509.RevocationList, error)
 	WriteCRL(*x509.RevocationList) error
 	WriteRootCRL(*x509.RevocationList) error
 	// Learn adds the roots a trusted root vouches for (certstore.Store.Learn).
@@ -97,10 +106,16 @@ func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
 		}
 		issuers = append(issuers, underRoots(bundle, cas)...)
 	}
-	der, err := r.Client.CRL(ctx, issuer)
+	held, _ := r.Store.CRL()
+	der, same, err := r.Client.CRL(ctx, issuer, held)
 	if err != nil {
 		r.recordErr(err)
 		return nil, fmt.Errorf("refresh crl: %w", err)
+	}
+	if same {
+		// 304: the stored CRL is the one served; it is checked again
+		// below like a fetched one (the trust store may have changed).
+		der = held.Raw
 	}
 	list, err := certstore.VerifyCRL(der, append(slices.Clone(cas), issuers...))
 	if err != nil {
@@ -110,28 +125,44 @@ func (r *Refresher) Refresh(ctx context.Context) (*x509.RevocationList, error) {
 	// A CRL signed by an issuing CA: the root's CRL says whether that
 	// issuing CA itself is revoked.
 	if signer := signerOf(list, issuers); signer != nil {
-		rder, err := r.Client.CRL(ctx, pki.KeyID(signer.AuthorityKeyId))
+		rootID := pki.KeyID(signer.AuthorityKeyId)
+		rheld, _ := r.Store.RootCRL()
+		rder, rsame, err := r.Client.CRL(ctx, rootID, rheld)
 		if err != nil {
 			r.recordErr(err)
 			return nil, fmt.Errorf("refresh root crl: %w", err)
+		}
+		if rsame {
+			rder = rheld.Raw
 		}
 		rlist, err := certstore.VerifyCRL(rder, cas)
 		if err != nil {
 			r.recordErr(err)
 			return nil, fmt.Errorf("refresh root crl: %w", err)
 		}
-		if err := r.Store.WriteRootCRL(rlist); err != nil {
-			return nil, err
+		if !rsame {
+			if err := r.Store.WriteRootCRL(rlist); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if old, err := r.Store.CRL(); err == nil && old.Number != nil && list.Number != nil && list.Number.Cmp(old.Number) < 0 {
 		r.recordErr(ErrOlder)
 		return nil, fmt.Errorf("refresh crl: %w (number %v < %v)", ErrOlder, list.Number, old.Number)
 	}
-	if err := r.Store.WriteCRL(list); err != nil {
-		return nil, err
+	if !same {
+		if err := r.Store.WriteCRL(list); err != nil {
+			return nil, err
+		}
 	}
 	now := r.Now()
+	if !list.NextUpdate.IsZero() && now.After(list.NextUpdate) {
+		// Stored (when newer) but not fresh: self-check keeps saying it
+		// cannot tell, and the last refresh is not moved forward.
+		err := fmt.Errorf("refresh crl: %w (next update %s)", ErrStale, list.NextUpdate.UTC().Format(time.RFC3339))
+		r.recordErr(err)
+		return nil, err
+	}
 	_, err = r.State.UpdateState(func(st *certstore.State) {
 		if infoErr == nil {
 			if info.Level != "" {

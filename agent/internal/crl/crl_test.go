@@ -54,7 +54,7 @@ func TestRefresh(t *testing.T) {
 // A CRL signed by anything but the trusted CA is refused.
 func TestVerifyCRLOtherCA(t *testing.T) {
 	srv, _, r := setup(t)
-	der, err := r.Client.CRL(context.Background(), "")
+	der, _, err := r.Client.CRL(context.Background(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

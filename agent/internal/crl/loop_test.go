@@ -57,7 +57,7 @@ func (p *fakePrimary) CABundle(context.Context) ([]*x509.Certificate, error) {
 	return []*x509.Certificate{p.ca.Cert}, nil
 }
 
-func (p *fakePrimary) CRL(context.Context, string) ([]byte, error) {
+func (p *fakePrimary) CRL(context.Context, string, *x509.RevocationList) ([]byte, bool, error) {
 	p.mu.Lock()
 	p.calls = append(p.calls, time.Now())
 	spinning := len(p.calls) > 5000
@@ -75,9 +75,9 @@ func (p *fakePrimary) CRL(context.Context, string) ([]byte, error) {
 		time.Sleep(time.Minute)
 	}
 	if down {
-		return nil, errUnreachable
+		return nil, false, errUnreachable
 	}
-	return p.ca.CRL(p.t, n, p.now(), entries...), nil
+	return p.ca.CRL(p.t, n, p.now(), entries...), false, nil
 }
 
 func (p *fakePrimary) set(f func(p *fakePrimary)) { p.mu.Lock(); defer p.mu.Unlock(); f(p) }
