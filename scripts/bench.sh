@@ -20,4 +20,9 @@ bench "agent: idle RSS (<= 20 MiB) and CPU (no busy loop), direct black-holed ->
 bench "tunnel: enrollment latency, direct vs through hostcert-tunnel (p50 ratio <= 1.2)" ./scripts/e2e/ EnrollDirectVsTunnel 1x
 bench "tunnel: bulk bytes/s and TLS latency, tunnel vs direct (ratios >= 0.7, <= 1.2)" ./tunnel/internal/connect/ . 1s
 bench "tunnel: RSS with 1,000 idle tunnels (<= 64 MiB)" ./tunnel/ . 1x
+# hostcert-only workloads (step-ca has no equivalent in the side-by-side script).
+bench "hostcert only: a fleet renewing over mutual TLS, a new connection each, full handshake vs TLS resumption (renew/s, p99, primary CPU per renewal at c1/8/64)" \
+  ./scripts/e2e/ 'FleetRenew$' 1x
+bench "hostcert only: CRL fetches by a fleet at c64, unconditional (200) vs conditional GET (304) (fetch/s, primary CPU per fetch)" \
+  ./scripts/e2e/ 'FleetCRL$' 1x
 echo "figures saved in $out"
