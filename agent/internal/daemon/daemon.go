@@ -158,6 +158,7 @@ func Run(ctx context.Context, o Options) error {
 		defer mln.Close() // after an early return; Serve has closed it otherwise
 	}
 	am := newAgentMetrics(env.Store, env.Selector, env.Identity)
+	am.useHandshakes(env.Client)
 
 	g, ctx := errgroup.WithContext(ctx)
 	if _, statErr := os.Stat(o.ConfigPath); statErr == nil {

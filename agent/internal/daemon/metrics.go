@@ -24,6 +24,9 @@ type (
 	}
 	// routes is what the route selector remembers (*route.Selector).
 	routes interface{ Outcomes() route.Outcomes }
+	// handshakes counts the client's TLS connections to the primary
+	// (*client.Client).
+	handshakes interface{ Handshakes() (full, resumed uint64) }
 )
 
 var (
@@ -43,7 +46,10 @@ var (
 	descCRLNext = prometheus.NewDesc("hostcert_agent_crl_next_update_timestamp_seconds",
 		"The stored CRL's nextUpdate: past it, self-check cannot tell.", nil, nil)
 	descCRLRefresh = prometheus.NewDesc("hostcert_agent_crl_last_refresh_timestamp_seconds",
-		"When the agent last stored a fresh CRL (absent before the first).", nil, nil)
+		"When the agent last refreshed the CRL: stored a fresh one, or had the stored one confirmed current (absent before the first).", nil, nil)
+	descHandshakes = prometheus.NewDesc("hostcert_agent_tls_handshakes_total",
+		"TLS connections to the primary since the agent started: resumed=true resumed an earlier session, false made a full handshake.",
+		[]string{"resumed"}, nil)
 	descCRLInterval = prometheus.NewDesc("hostcert_agent_crl_refresh_interval_seconds",
 		"How often the agent refreshes the CRL, as the primary's level implies (1h, 4h, 8h).", nil, nil)
 )
@@ -55,6 +61,7 @@ type agentMetrics struct {
 	disk     stateReader
 	routes   routes
 	identity *atomic.Pointer[certstore.Identity]
+	tls      handshakes // nil: not reported
 	now      func() time.Time
 
 	mu          sync.Mutex
@@ -67,6 +74,9 @@ func newAgentMetrics(disk stateReader, routes routes, identity *atomic.Pointer[c
 	m.reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// useHandshakes reports the TLS connections h made.
+func (m *agentMetrics) useHandshakes(h handshakes) { m.tls = h }
 
 // renewed records the outcome of one renewal attempt.
 func (m *agentMetrics) renewed(err error) {
@@ -81,7 +91,7 @@ func (m *agentMetrics) renewed(err error) {
 
 func (m *agentMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCertExpiry, descLastSuccess, descLastFailure, descFailures,
-		descRoute, descCRLAge, descCRLNext, descCRLRefresh, descCRLInterval} {
+		descRoute, descCRLAge, descCRLNext, descCRLRefresh, descCRLInterval, descHandshakes} {
 		ch <- d
 	}
 }
@@ -98,6 +108,11 @@ func (m *agentMetrics) Collect(ch chan<- prometheus.Metric) {
 	failures, lastFailure := m.failures, m.lastFailure
 	m.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, failures)
+	if m.tls != nil {
+		full, resumed := m.tls.Handshakes()
+		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(full), "false")
+		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(resumed), "true")
+	}
 	if lastFailure.IsZero() {
 		gauge(descLastFailure, 0)
 	} else {

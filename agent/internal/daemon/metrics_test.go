@@ -122,6 +122,12 @@ func TestRunMetrics(t *testing.T) {
 		return m["hostcert_agent_renewal_last_success_timestamp_seconds"] > m["hostcert_agent_renewal_last_failure_timestamp_seconds"] &&
 			m["hostcert_agent_certificate_expiry_timestamp_seconds"] > float64(before.NotAfter.Unix())
 	})
+	if m["hostcert_agent_tls_handshakes_total,resumed=false"] < 1 {
+		t.Errorf("hostcert_agent_tls_handshakes_total{resumed=false} = %v after renewals, want at least 1", m["hostcert_agent_tls_handshakes_total,resumed=false"])
+	}
+	if _, ok := m["hostcert_agent_tls_handshakes_total,resumed=true"]; !ok {
+		t.Errorf("no hostcert_agent_tls_handshakes_total{resumed=true}: %v", m)
+	}
 	_, body := agentScrape(t, maddr)
 	if problems, err := promlint.New(strings.NewReader(body)).Lint(); err != nil || len(problems) > 0 {
 		t.Errorf("promlint = %v, %v, want no problems", problems, err)
