@@ -18,8 +18,9 @@ const (
 	CodeBodyTooLarge         Code = "body_too_large"
 	CodeBadCSR               Code = "bad_csr"
 	CodeNameNotAllowed       Code = "name_not_allowed"
-	CodeNameReserved         Code = "name_reserved" // a name of the primary, loopback, an IP literal or a token-like value
-	CodeNameConflict         Code = "name_conflict" // a name asked for is mapped (pending or approved) to another host ID
+	CodeNameReserved         Code = "name_reserved"          // a name of the primary, loopback, an IP literal or a token-like value
+	CodeNameConflict         Code = "name_conflict"          // a name asked for is approved for another host ID
+	CodeTooManyPendingNames  Code = "too_many_pending_names" // the host would hold more names waiting for approval than allowed
 	CodeCertExpired          Code = "cert_expired"
 	CodeCertSuperseded       Code = "cert_superseded" // a renewal with a certificate that is not the host's current one
 	CodeClientCertRequired   Code = "client_cert_required"

@@ -121,6 +121,8 @@ func hint(c protocol.Code) string {
 		return "this name can never be a host's (a name of the primary, localhost, an address or a token value): check --name"
 	case protocol.CodeNameConflict:
 		return "another host holds one of the names asked for: check the name list (--name, name: in the config) or ask the primary's admin (host mapping list)"
+	case protocol.CodeTooManyPendingNames:
+		return "ask fewer new names (other_names in the config), or ask the primary's admin to decide this host's pending names (mapping list --pending)"
 	}
 	return ""
 }

@@ -106,10 +106,10 @@ that name; --limit N stops after N rows), so a fleet of any size can be listed.`
 		if len(r) == 0 {
 			return 0, ""
 		}
-		return len(r), r[len(r)-1].Name
+		return len(r), r[len(r)-1].Name + " " + r[len(r)-1].HostID
 	}),
-	define(Op{Name: CmdMappingApprove, Short: "approve a pending name: the host's next certificate carries it", Mutates: true, Audited: true,
-		Audits: "the name, its host and its new state"},
+	define(Op{Name: CmdMappingApprove, Short: "approve a pending name, if it is still approved for no other host: the host's next certificate carries it; the other hosts' claims on it are dropped",
+		Mutates: true, Audited: true, Audits: "the name, its host and its new state; each dropped claim of another host, with the reason"},
 		(*Server).mappingApprove, textMapping[MappingArgs]("approved")),
 	define(Op{Name: CmdMappingReject, Short: "reject a pending name (it is deleted and free again)", Mutates: true, Audited: true,
 		Audits: "the name and the host that asked for it"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hostcert/hostcert/common/hostname"
@@ -30,9 +31,15 @@ const (
 const mappingLong = `A host ID carries one or more approved names (short name, FQDN, other
 interface names); its certificates carry exactly those. A name a host asks for
 (its CSR's names: the agent's name and other_names) that it does not hold yet
-is a pending mapping until approved (or at once with auto-approve on); the
+is a pending claim until approved (or at once with auto-approve on); the
 host's next renewal after the approval carries it. A name belongs to at most
-one host ID: another host asking for it is refused with name_conflict.
+one host ID, once approved: another host asking for it is refused with
+name_conflict. A pending claim owns nothing: several hosts may claim one
+name (give --host to approve or reject one of them), and when the name is
+approved for one host — an approval, an add, or another host's enrollment
+granted by the usual decision — every other claim on it is dropped, audited.
+A host holds at most 16 pending claims; a request that would leave it more
+is refused with too_many_pending_names.
 Removing a host's main name renames the host to its oldest other approved
 name; the host ID stays.`
 
@@ -40,14 +47,16 @@ name; the host ID stays.`
 type NameMappings interface {
 	ListMappings(ctx context.Context, f store.MappingFilter) ([]store.Mapping, error)
 	AddMapping(ctx context.Context, name, hostID string, now time.Time, a store.Audit) (store.Mapping, error)
-	DecideMapping(ctx context.Context, name string, approve bool, now time.Time, a store.Audit) (store.Mapping, error)
-	RemoveMapping(ctx context.Context, name string, now time.Time, a store.Audit) (store.Mapping, error)
+	DecideMapping(ctx context.Context, name, hostID string, approve bool, now time.Time, a store.Audit) (store.Mapping, error)
+	RemoveMapping(ctx context.Context, name, hostID string, now time.Time, a store.Audit) (store.Mapping, error)
 	AutoApprove(ctx context.Context) (bool, error)
 	SetAutoApprove(ctx context.Context, on bool, a store.Audit) error
 }
 
 // MappingListArgs are the arguments of mapping.list: a page of mappings by
-// name after After, of one host or of all, only pending ones if Pending.
+// name (then host ID) after After, of one host or of all, only pending ones
+// if Pending. After is a name, or "NAME HOSTID" (the key of the last row
+// of a page: one name may be claimed by several hosts).
 type MappingListArgs struct {
 	Host    string `json:"host,omitempty" flag:"host" help:"only the names of this host (NAME or HOSTID)"`
 	Pending bool   `json:"pending,omitempty" flag:"pending" help:"only the names waiting for approval"`
@@ -55,9 +64,11 @@ type MappingListArgs struct {
 	Limit   int    `json:"limit,omitempty"`
 }
 
-// MappingArgs name one mapping (approve, reject, remove).
+// MappingArgs name one mapping (approve, reject, remove): the name, and
+// the host when several hosts claim it.
 type MappingArgs struct {
 	Name string `json:"name" arg:"NAME"`
+	Host string `json:"host,omitempty" flag:"host" help:"the host whose mapping it is (NAME or HOSTID), when several hosts claim the name"`
 }
 
 // MappingAddArgs are the arguments of mapping.add.
@@ -117,7 +128,8 @@ func (a *AutoApproveArgs) Check() error {
 }
 
 func (s *Server) mappingList(ctx context.Context, _ *Call, args *MappingListArgs) ([]Mapping, error) {
-	f := store.MappingFilter{After: args.After, Limit: pageLimit(args.Limit, MaxPageRows)}
+	f := store.MappingFilter{Limit: pageLimit(args.Limit, MaxPageRows)}
+	f.After, f.AfterHost, _ = strings.Cut(args.After, " ")
 	if args.Pending {
 		f.State = store.MappingPending
 	}
@@ -173,12 +185,25 @@ func (s *Server) mappingReject(ctx context.Context, c *Call, args *MappingArgs) 
 	return s.mappingDecide(ctx, c, args, false)
 }
 
+// mappingHost is the host ID args.Host names ("" when none is given).
+func (s *Server) mappingHost(ctx context.Context, args *MappingArgs) (string, error) {
+	if args.Host == "" {
+		return "", nil
+	}
+	h, err := s.resolveHost(ctx, args.Host)
+	return h.ID, err
+}
+
 func (s *Server) mappingDecide(ctx context.Context, c *Call, args *MappingArgs, approve bool) (Mapping, error) {
 	name, err := s.mappingName(args.Name)
 	if err != nil {
 		return Mapping{}, err
 	}
-	m, err := s.store.DecideMapping(ctx, name, approve, c.Now, c.Audit)
+	hostID, err := s.mappingHost(ctx, args)
+	if err != nil {
+		return Mapping{}, err
+	}
+	m, err := s.store.DecideMapping(ctx, name, hostID, approve, c.Now, c.Audit)
 	if errors.Is(err, store.ErrNotFound) {
 		return Mapping{}, fmt.Errorf("%s has no pending mapping", name)
 	}
@@ -190,7 +215,11 @@ func (s *Server) mappingRemove(ctx context.Context, c *Call, args *MappingArgs) 
 	if err != nil {
 		return Mapping{}, err
 	}
-	m, err := s.store.RemoveMapping(ctx, name, c.Now, c.Audit)
+	hostID, err := s.mappingHost(ctx, args)
+	if err != nil {
+		return Mapping{}, err
+	}
+	m, err := s.store.RemoveMapping(ctx, name, hostID, c.Now, c.Audit)
 	if errors.Is(err, store.ErrNotFound) {
 		return Mapping{}, fmt.Errorf("%s is mapped to no host", name)
 	}
@@ -217,6 +246,8 @@ func mappingError(name string, err error) error {
 		return nil
 	case errors.Is(err, store.ErrNameConflict):
 		return fmt.Errorf("%s: %s belongs to another host ID (a name belongs to one host only)", protocol.CodeNameConflict, name)
+	case errors.Is(err, store.ErrAmbiguous):
+		return fmt.Errorf("%s: several hosts claim it: say which with --host NAME|HOSTID (mapping list shows them)", name)
 	case errors.Is(err, store.ErrLastName):
 		return fmt.Errorf("%s is the host's only approved name: add another first (a host keeps at least one)", name)
 	case errors.Is(err, store.ErrExists):

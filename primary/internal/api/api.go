@@ -346,7 +346,7 @@ func status(code protocol.Code) int {
 		protocol.CodeHostRevoked, protocol.CodeNotVerified, protocol.CodeNameNotAllowed, protocol.CodeNameReserved, protocol.CodeCertExpired,
 		protocol.CodeCertSuperseded:
 		return http.StatusForbidden
-	case protocol.CodeNameConflict:
+	case protocol.CodeNameConflict, protocol.CodeTooManyPendingNames:
 		return http.StatusConflict
 	case protocol.CodeNotFound:
 		return http.StatusNotFound

@@ -33,6 +33,7 @@ func TestStatus(t *testing.T) {
 		protocol.CodeNameReserved:         403,
 		protocol.CodeCertExpired:          403,
 		protocol.CodeNameConflict:         409,
+		protocol.CodeTooManyPendingNames:  409,
 		protocol.CodeNotFound:             404,
 		protocol.CodeMethodNotAllowed:     405,
 		protocol.CodeBodyTooLarge:         413,

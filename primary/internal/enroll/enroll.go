@@ -304,6 +304,8 @@ func raceOf(err error) (policy.Race, bool) {
 		return policy.RaceNameConflict, true
 	case errors.Is(err, store.ErrNameWithdrawn):
 		return policy.RaceNameWithdrawn, true
+	case errors.Is(err, store.ErrTooManyPending):
+		return policy.RaceTooManyPending, true
 	}
 	return 0, false
 }
@@ -376,8 +378,9 @@ func (s *Service) facts(ctx context.Context, now time.Time, a ask) (gathered, er
 
 // planNames reads the mappings of host and of the names asked for, and the
 // auto-approve setting, and plans the names (planNames). main is the name
-// requested when the host has no ID yet. A name of another host ID is a
-// *protocol.Error name_conflict.
+// requested when the host has no ID yet. A name approved for another host
+// ID is a *protocol.Error name_conflict; more pending claims than
+// MaxPending, too_many_pending_names.
 func (s *Service) planNames(ctx context.Context, host store.Host, main string, asked []string) (namePlan, error) {
 	if len(asked) == 0 {
 		asked = []string{main}
@@ -394,10 +397,17 @@ func (s *Service) planNames(ctx context.Context, host store.Host, main string, a
 		return namePlan{}, fmt.Errorf("name mappings: %w", err)
 	}
 	p := planNames(host.ID, main, asked, held, auto)
-	if p.Conflict != "" {
+	switch {
+	case p.Conflict != "":
 		return p, &protocol.Error{Code: protocol.CodeNameConflict, Message: conflictWhy(p.Conflict)}
+	case p.TooMany > 0:
+		return p, &protocol.Error{Code: protocol.CodeTooManyPendingNames, Message: tooManyWhy(p.TooMany)}
 	}
 	return p, nil
+}
+
+func tooManyWhy(n int) string {
+	return fmt.Sprintf("this request would leave the host %d names waiting for approval, at most %d: ask the primary's admin to decide them (mapping list --pending), or ask for fewer names", n, MaxPending)
 }
 
 func conflictWhy(name string) string {

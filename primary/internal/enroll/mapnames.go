@@ -48,41 +48,63 @@ func CSRNames(csr *x509.CertificateRequest, norm func(string) (string, error)) (
 	return out, nil
 }
 
+// MaxPending is store.MaxPendingNames: the pending claims one host may
+// hold at once; a request that would leave it more is refused with
+// too_many_pending_names.
+const MaxPending = store.MaxPendingNames
+
 // namePlan is what the names a request asks for come to.
 type namePlan struct {
 	Cert     []string // the names the certificate carries: asked and approved for the host
-	Claims   []string // asked and held by nobody: they become the host's mappings
+	Claims   []string // asked and approved for nobody: they become the host's mappings
 	Pending  []string // asked and already pending for the host
-	Conflict string   // asked and held by another host ID: the request is refused
-	Auto     bool     // auto-approve: the claims are approved at once (and in Cert)
+	Conflict string   // asked and approved for another host ID: the request is refused
+	// TooMany is the host's pending claims after the request when that is
+	// more than MaxPending (the request is refused); 0 otherwise.
+	TooMany int
+	Auto    bool // auto-approve: the claims are approved at once (and in Cert)
 }
 
 // planNames decides, purely, what the names asked for by a host come to.
 // hostID is the host ("" for a first issuance); main is its main name (for
 // a first issuance, the requested name, approved by the issuance itself);
-// held are the mappings of the host and of the asked names; auto is the
-// auto-approve setting. The certificate carries every approved name of the
-// host, main name first — what the host asks for adds claims, never an
-// unapproved name — and, with auto-approve, the claims.
+// held are the mappings of the host and of the asked names, of every host;
+// auto is the auto-approve setting. The certificate carries every approved
+// name of the host, main name first — what the host asks for adds claims,
+// never an unapproved name — and, with auto-approve, the claims. Only an
+// approved mapping owns a name: another host's pending claim on a name is
+// no conflict (the name is still free; whoever gets it approved first has
+// it). A host's pending claims after the request are at most MaxPending.
 func planNames(hostID, main string, asked []string, held []store.Mapping, auto bool) namePlan {
-	owner := make(map[string]store.Mapping, len(held))
+	owner := make(map[string]string, len(held))            // approved name → its host ID
+	mine := make(map[string]store.MappingState, len(held)) // the host's own mappings
 	p := namePlan{Auto: auto, Cert: []string{main}}
 	var others []string
+	pending := 0
 	for _, m := range held {
-		owner[m.Name] = m
-		if hostID != "" && m.HostID == hostID && m.State == store.MappingApproved && m.Name != main {
+		if m.State == store.MappingApproved {
+			owner[m.Name] = m.HostID
+		}
+		if hostID == "" || m.HostID != hostID {
+			continue
+		}
+		mine[m.Name] = m.State
+		switch {
+		case m.State == store.MappingPending:
+			pending++
+		case m.Name != main:
 			others = append(others, m.Name)
 		}
 	}
 	slices.Sort(others)
 	p.Cert = append(p.Cert, others...)
 	for _, n := range asked {
-		m, ok := owner[n]
+		o, approved := owner[n]
 		switch {
-		case ok && m.HostID != hostID:
+		case approved && o != hostID:
 			return namePlan{Conflict: n}
-		case n == main || ok && m.State == store.MappingApproved:
-		case ok:
+		case n == main || approved:
+		case mine[n] == store.MappingPending:
 			p.Pending = append(p.Pending, n)
 		default:
 			p.Claims = append(p.Claims, n)
@@ -90,6 +112,9 @@ func planNames(hostID, main string, asked []string, held []store.Mapping, auto b
 				p.Cert = append(p.Cert, n)
 			}
 		}
+	}
+	if after := pending + len(p.Claims); !auto && after > MaxPending {
+		p.TooMany = after
 	}
 	return p
 }

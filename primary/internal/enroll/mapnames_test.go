@@ -85,7 +85,11 @@ func TestPlanNames(t *testing.T) {
 			"cert [a] claims [new] pending [] conflict \"\""},
 		{"another host's approved name: conflict", h, "a", []string{"a", "b"}, []store.Mapping{approved("a", h), approved("b", other)}, false,
 			"cert [] claims [] pending [] conflict \"b\""},
-		{"another host's pending name: conflict", h, "a", []string{"b"}, []store.Mapping{approved("a", h), pending("b", other)}, true,
+		{"another host's pending claim owns nothing: a claim of this host too", h, "a", []string{"b"}, []store.Mapping{approved("a", h), pending("b", other)}, false,
+			"cert [a] claims [b] pending [] conflict \"\""},
+		{"another host's pending claim, auto-approve: this host gets it", h, "a", []string{"b"}, []store.Mapping{approved("a", h), pending("b", other)}, true,
+			"cert [a b] claims [b] pending [] conflict \"\""},
+		{"claimed by several, approved for one: conflict for the others", h, "a", []string{"b"}, []store.Mapping{approved("a", h), pending("b", h), approved("b", other)}, false,
 			"cert [] claims [] pending [] conflict \"b\""},
 		{"auto-approve: the claim is in the certificate", h, "a", []string{"a", "b"}, []store.Mapping{approved("a", h)}, true,
 			"cert [a b] claims [b] pending [] conflict \"\""},
@@ -95,17 +99,43 @@ func TestPlanNames(t *testing.T) {
 			"cert [n] claims [] pending [] conflict \"\""},
 		{"first issuance with another name", "", "n", []string{"n", "o"}, nil, false,
 			"cert [n] claims [o] pending [] conflict \"\""},
-		{"first issuance of a name pending for a host", "", "n", []string{"n"}, []store.Mapping{pending("n", other)}, false,
-			"cert [] claims [] pending [] conflict \"n\""},
+		{"first issuance of a name pending for another host: no conflict", "", "n", []string{"n"}, []store.Mapping{pending("n", other)}, false,
+			"cert [n] claims [] pending [] conflict \"\""},
+		{"first issuance with another name pending for another host", "", "n", []string{"n", "o"}, []store.Mapping{pending("o", other), pending("n", other)}, false,
+			"cert [n] claims [o] pending [] conflict \"\""},
 		{"first issuance asking for a host's name", "", "n", []string{"n", "o"}, []store.Mapping{approved("o", other)}, false,
 			"cert [] claims [] pending [] conflict \"o\""},
 		{"another host's other names are not this one's", h, "a", []string{"a"}, []store.Mapping{approved("a", h), approved("x", other)}, false,
 			"cert [a] claims [] pending [] conflict \"\""},
+		{"another host's pending claims do not count against this one", h, "a", []string{"a", "new"}, append(pendings(other, MaxPending), approved("a", h)), false,
+			"cert [a] claims [new] pending [] conflict \"\""},
+		{"a host at the cap asking again for its pending names", h, "a", []string{"a", "p0.example"}, append(pendings(h, MaxPending), approved("a", h)), false,
+			"cert [a] claims [] pending [p0.example] conflict \"\""},
+		{"a host one below the cap may claim one more", h, "a", []string{"a", "new"}, append(pendings(h, MaxPending-1), approved("a", h)), false,
+			"cert [a] claims [new] pending [] conflict \"\""},
+		{"a host at the cap claiming one more: too many", h, "a", []string{"a", "new"}, append(pendings(h, MaxPending), approved("a", h)), false,
+			fmt.Sprintf("cert [a] claims [new] pending [] conflict \"\" too many %d", MaxPending+1)},
+		{"a claim of a name other hosts also claim counts once, for this host", h, "a", []string{"a", "b", "c"}, append(pendings(h, MaxPending-2), approved("a", h), pending("b", other), pending("c", other)), false,
+			"cert [a] claims [b c] pending [] conflict \"\""},
+		{"auto-approve: no claim stays pending, no cap", h, "a", []string{"a", "new"}, append(pendings(h, MaxPending), approved("a", h)), true,
+			"cert [a new] claims [new] pending [] conflict \"\""},
 	} {
 		p := planNames(tc.hostID, tc.main, tc.asked, tc.held, tc.auto)
 		got := fmt.Sprintf("cert %v claims %v pending %v conflict %q", p.Cert, p.Claims, p.Pending, p.Conflict)
+		if p.TooMany > 0 {
+			got += fmt.Sprintf(" too many %d", p.TooMany)
+		}
 		if got != tc.want {
 			t.Errorf("%s: planNames(%q, %q, %v, auto %v) = %s, want %s", tc.desc, tc.hostID, tc.main, tc.asked, tc.auto, got, tc.want)
 		}
 	}
+}
+
+// pendings is n pending claims of hostID, on p0.example, p1.example, ...
+func pendings(hostID string, n int) []store.Mapping {
+	out := make([]store.Mapping, n)
+	for i := range out {
+		out[i] = store.Mapping{Name: fmt.Sprintf("p%d.example", i), HostID: hostID, State: store.MappingPending}
+	}
+	return out
 }

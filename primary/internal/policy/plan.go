@@ -92,13 +92,14 @@ type Race int
 
 // The races of a commit.
 const (
-	RaceTokenUsedUp   Race = iota + 1 // another request took the token's last use
-	RaceTokenExpired                  // the token expired meanwhile
-	RaceTokenGone                     // the token was deleted or changed meanwhile
-	RaceHostRevoked                   // renew: the host was revoked meanwhile
-	RaceSuperseded                    // renew: a concurrent renewal or a reissue committed first
-	RaceNameConflict                  // another host claimed a name of this request first
-	RaceNameWithdrawn                 // a name of the certificate was removed from the host meanwhile
+	RaceTokenUsedUp    Race = iota + 1 // another request took the token's last use
+	RaceTokenExpired                   // the token expired meanwhile
+	RaceTokenGone                      // the token was deleted or changed meanwhile
+	RaceHostRevoked                    // renew: the host was revoked meanwhile
+	RaceSuperseded                     // renew: a concurrent renewal or a reissue committed first
+	RaceNameConflict                   // another host claimed a name of this request first
+	RaceNameWithdrawn                  // a name of the certificate was removed from the host meanwhile
+	RaceTooManyPending                 // concurrent requests of the host left it too many pending names
 )
 
 // Lost turns a granted decision whose commit lost a race into the refusal
@@ -119,6 +120,8 @@ func Lost(f Facts, d protocol.Decision, r Race) protocol.Decision {
 		d.Code, why = protocol.CodeCertSuperseded, "another renewal or a reissue of this host was committed first, so this certificate is no longer the current one; the new certificate was discarded"
 	case RaceNameConflict:
 		d.Code, why = protocol.CodeNameConflict, "another host claimed a name this request asks for first; a name belongs to one host ID only; the certificate was discarded"
+	case RaceTooManyPending:
+		d.Code, why = protocol.CodeTooManyPendingNames, "the host's other requests left it too many names waiting for approval; the certificate was discarded: ask the primary's admin to decide them"
 	case RaceNameWithdrawn:
 		d.Code, why = protocol.CodeNameNotAllowed, "a name of this certificate was removed from the host while the request was decided; the certificate was discarded, retry"
 	default:

@@ -98,6 +98,7 @@ func TestLost(t *testing.T) {
 		{Facts{Level: hi, Kind: renew, HostID: hostA, DNSSkipped: true}, RaceSuperseded, protocol.CodeCertSuperseded, protocol.TokenNone, "committed first"},
 		{Facts{Level: hi, Kind: renew, HostID: hostA, DNSSkipped: true}, RaceNameConflict, protocol.CodeNameConflict, protocol.TokenNone, "another host claimed"},
 		{Facts{Level: hi, Kind: renew, HostID: hostA, DNSSkipped: true}, RaceNameWithdrawn, protocol.CodeNameNotAllowed, protocol.TokenNone, "removed from the host"},
+		{Facts{Level: hi, Kind: renew, HostID: hostA, DNSSkipped: true}, RaceTooManyPending, protocol.CodeTooManyPendingNames, protocol.TokenNone, "waiting for approval"},
 		{Facts{Level: hi, Kind: renew, HostID: hostA, DNSSkipped: true}, Race(99), protocol.CodeInternal, protocol.TokenNone, "unknown"},
 	} {
 		granted := Decide(tc.f)

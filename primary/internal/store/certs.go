@@ -100,8 +100,8 @@ type Issuance struct {
 
 // CommitIssuance records an issuance atomically and durably:
 //   - KindIssue inserts the host and its name as its first approved mapping
-//     (ErrHostExists when the name got an ID meanwhile, ErrNameConflict when
-//     another host has it pending);
+//     (ErrHostExists when the name got an ID meanwhile; another host's
+//     pending claim on it is no obstacle);
 //   - KindReissue revokes every earlier unrevoked certificate of the host
 //     (superseded, at Now), clears the host's revocation and closes its
 //     reissue window (a rename goes through the mappings: the host ID stays);
@@ -112,9 +112,13 @@ type Issuance struct {
 //     TokenHash only while uses < max uses and the token is unexpired (else
 //     ErrTokenUsedUp / ErrTokenExpired / ErrTokenMissing / ErrTokenHost, and
 //     nothing at all is written);
-//   - writes the Claims (ErrNameConflict when another host holds one) and
-//     checks that every name of the certificate is approved for the host
-//     (ErrNameConflict, ErrNameWithdrawn);
+//   - writes the Claims (ErrNameConflict when another host holds one
+//     approved; ErrTooManyPending when the host would have more than
+//     MaxPendingNames pending claims) and checks that every name of the
+//     certificate is approved for the host (ErrNameConflict,
+//     ErrNameWithdrawn); a name approved here (the first issuance's name,
+//     an auto-approved claim) drops every other host's pending claim on it,
+//     each audited;
 //   - inserts the certificate (ErrSerialExists on a serial collision: retry
 //     with a new serial) and the audit row.
 func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
@@ -123,7 +127,7 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 		return err
 	}
 	err = s.write(ctx, func(t *wtx) error {
-		for _, step := range []func(*wtx) error{r.claimHost, r.mapNames, r.useToken, r.supersede, r.insertCert} {
+		for _, step := range []func(*wtx) error{r.lockNames, r.claimHost, r.mapNames, r.useToken, r.supersede, r.insertCert} {
 			if err := step(t); err != nil {
 				return err
 			}
@@ -224,10 +228,11 @@ func (r issuanceRow) claimHost(t *wtx) error {
 			}
 			return fmt.Errorf("host ID %s: %w", r.Host.ID, ErrExists)
 		}
-		if err := claimName(t, r.name, r.Host.ID, MappingApproved, r.now); err != nil {
-			if owner, state, oerr := mappingOwner(t, r.name); oerr == nil && owner != r.Host.ID && state == MappingApproved {
-				return fmt.Errorf("%s: %w", r.name, ErrHostExists)
-			}
+		// Approved for another host (as an other name of it): the name has
+		// an ID. Other hosts' pending claims on it own nothing: dropped.
+		if err := claimName(t, r.name, r.Host.ID, MappingApproved, r.now, r.audit()); errors.Is(err, ErrNameConflict) {
+			return fmt.Errorf("%s: %w", r.name, ErrHostExists)
+		} else if err != nil {
 			return err
 		}
 		return nil
@@ -255,9 +260,22 @@ func (r issuanceRow) claimHost(t *wtx) error {
 	return err
 }
 
+// lockNames locks the names the issuance may give the host (a first
+// issuance's name and the claims), before the host row (lockNames).
+func (r issuanceRow) lockNames(t *wtx) error {
+	names := make([]string, 0, len(r.Claims)+1)
+	if r.Kind == protocol.KindIssue {
+		names = append(names, r.name)
+	}
+	for _, n := range r.Claims {
+		names = append(names, lowerName(n))
+	}
+	return lockNames(t, names...)
+}
+
 // mapNames records the names the request claimed for the host (commitNames).
 func (r issuanceRow) mapNames(t *wtx) error {
-	return commitNames(t, r.Host.ID, r.Claims, r.ClaimState, r.names, r.now)
+	return commitNames(t, r.Host.ID, r.Claims, r.ClaimState, r.names, r.now, r.audit())
 }
 
 // useToken counts one use of the token row with the presented name and

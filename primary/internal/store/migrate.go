@@ -142,6 +142,28 @@ INSERT INTO host_names (name, host_id, state, asked_at, decided_at)
 	`
 ALTER TABLE audit ADD COLUMN node TEXT NOT NULL DEFAULT '';
 `,
+	// 7: pending claims no longer own a name. A row is one host's mapping
+	// of one name (primary key name, host_id): several hosts may ask for
+	// one name, each a pending claim of its own, and only an approved
+	// mapping owns the name — at most one per name (the partial unique
+	// index), so that two hosts getting one name at once end with exactly
+	// one owner. SQLite cannot change a primary key: the table is rebuilt.
+	`
+CREATE TABLE host_names_v7 (
+	name       TEXT NOT NULL,             -- canonical host name
+	host_id    TEXT NOT NULL REFERENCES hosts(id),
+	state      TEXT NOT NULL CHECK (state IN ('pending', 'approved')),
+	asked_at   INTEGER NOT NULL,
+	decided_at INTEGER,                   -- approved or added by an admin; NULL while pending
+	PRIMARY KEY (name, host_id)
+) STRICT;
+INSERT INTO host_names_v7 (name, host_id, state, asked_at, decided_at)
+	SELECT name, host_id, state, asked_at, decided_at FROM host_names;
+DROP TABLE host_names;
+ALTER TABLE host_names_v7 RENAME TO host_names;
+CREATE INDEX host_names_host ON host_names(host_id, state);
+CREATE UNIQUE INDEX host_names_approved ON host_names(name) WHERE state = 'approved';
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

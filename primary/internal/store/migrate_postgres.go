@@ -122,4 +122,13 @@ INSERT INTO host_names (name, host_id, state, asked_at, decided_at)
 	`
 ALTER TABLE audit ADD COLUMN node TEXT NOT NULL DEFAULT '';
 `,
+	// 7: pending claims no longer own a name: the primary key is (name,
+	// host_id); at most one approved mapping per name.
+	`
+ALTER TABLE host_names DROP CONSTRAINT host_names_pkey;
+ALTER TABLE host_names ADD PRIMARY KEY (name, host_id);
+DROP INDEX host_names_host;
+CREATE INDEX host_names_host ON host_names(host_id, state);
+CREATE UNIQUE INDEX host_names_approved ON host_names(name) WHERE state = 'approved';
+`,
 }

@@ -443,7 +443,7 @@ func testIssueAndReissue(t *testing.T, s *Store) {
 	if _, err := s.AddMapping(ctx, "Renamed.example", host.ID, t0, Audit{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RemoveMapping(ctx, host.Name, t0, Audit{}); err != nil {
+	if _, err := s.RemoveMapping(ctx, host.Name, "", t0, Audit{}); err != nil {
 		t.Fatal(err)
 	}
 	if h, err := s.HostByName(ctx, "renamed.example"); err != nil || h.ID != first.Host.ID || h.Name != "renamed.example" {
