@@ -158,3 +158,51 @@ func TestStopTimeoutsMatchUnits(t *testing.T) {
 		t.Errorf("docs/packaging.md does not say %q", want)
 	}
 }
+
+// fuzzTarget matches the declaration of a Go fuzz target.
+var fuzzTarget = regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`)
+
+// TestFuzzTargetsListed: docs/security.md lists every fuzz target of the
+// repository with its package, so the threat model's list of fuzzed parsers
+// cannot fall behind the code.
+func TestFuzzTargetsListed(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "security.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		pkg, _ := filepath.Rel(root, filepath.Dir(path))
+		for _, m := range fuzzTarget.FindAllStringSubmatch(string(b), -1) {
+			found++
+			row := fmt.Sprintf("| `%s` | `%s` |", m[1], filepath.ToSlash(pkg))
+			if !strings.Contains(string(doc), row) {
+				t.Errorf("docs/security.md does not list %s of %s (want a row starting %q)", m[1], pkg, row)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found < 10 {
+		t.Fatalf("found %d fuzz targets, want at least 10: is the walk right?", found)
+	}
+}
