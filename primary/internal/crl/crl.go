@@ -8,7 +8,6 @@ package crl
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -34,7 +33,9 @@ const (
 
 // Source lists what the CRL must contain and numbers it.
 type Source interface {
-	RevokedCerts(ctx context.Context) ([]store.Cert, error)
+	// EachRevoked calls fn with every certificate revoked and not
+	// expired at now, one at a time.
+	EachRevoked(ctx context.Context, now time.Time, fn func(store.Revocation) error) error
 	NextCRLNumber(ctx context.Context) (*big.Int, error)
 }
 
@@ -161,22 +162,9 @@ func (p *Publisher) Refresh(ctx context.Context) error {
 
 // regenerate builds, signs and publishes a CRL; the caller holds p.regen.
 func (p *Publisher) regenerate(ctx context.Context) error {
-	certs, err := p.src.RevokedCerts(ctx)
+	entries, err := p.entries(ctx)
 	if err != nil {
-		return fmt.Errorf("crl: list revoked certificates: %w", err)
-	}
-	entries := make([]ca.RevokedEntry, 0, len(certs))
-	for _, c := range certs {
-		serial, ok := new(big.Int).SetString(c.Serial, 16)
-		if !ok || c.RevokedAt == nil {
-			return fmt.Errorf("crl: revoked certificate with serial %q: bad serial or no revocation time", c.Serial)
-		}
-		e := ca.RevokedEntry{Serial: serial, RevokedAt: *c.RevokedAt, Reason: c.RevokeReason}
-		// Each certificate is listed on its issuing CA's CRL only.
-		if cert, err := x509.ParseCertificate(c.DER); err == nil && len(cert.AuthorityKeyId) > 0 {
-			e.Issuer = cert.AuthorityKeyId
-		}
-		entries = append(entries, e)
+		return err
 	}
 	number, err := p.src.NextCRLNumber(ctx)
 	if err != nil {
@@ -198,19 +186,38 @@ func (p *Publisher) regenerate(ctx context.Context) error {
 	}
 	set := &Set{}
 	for _, s := range append(signed, roots...) {
-		l, err := x509.ParseRevocationList(s.DER)
+		h, err := readHeader(s.DER)
 		if err != nil {
-			return fmt.Errorf("crl: parse the CRL of %s: %w", s.ID, err)
+			return fmt.Errorf("crl: read the CRL of %s: %w", s.ID, err)
 		}
 		set.Lists = append(set.Lists, &List{
 			Issuer: s.ID, DER: s.DER, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: s.DER}),
-			Number: l.Number, Entries: len(l.RevokedCertificateEntries), ThisUpdate: l.ThisUpdate, NextUpdate: l.NextUpdate,
+			Number: h.number, Entries: h.entries, ThisUpdate: h.thisUpdate, NextUpdate: h.next,
 			ETag: protocol.CRLETag(s.DER), PEMETag: protocol.CRLETagPEM(s.DER),
 		})
 	}
 	p.current.Store(set)
 	p.log.Info().Str("number", number.String()).Int("entries", len(entries)).Int("crls", len(set.Lists)).Msg("crl regenerated")
 	return nil
+}
+
+// entries reads the revoked certificates as CRL entries, streaming them
+// from the store: the list in memory is the entries, not the certificates.
+func (p *Publisher) entries(ctx context.Context) ([]ca.RevokedEntry, error) {
+	var entries []ca.RevokedEntry
+	err := p.src.EachRevoked(ctx, p.now(), func(r store.Revocation) error {
+		serial, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return fmt.Errorf("crl: revoked certificate with bad serial %q", r.Serial)
+		}
+		// Each certificate is listed on its issuing CA's CRL only.
+		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: r.RevokedAt, Reason: r.Reason, Issuer: authorityKeyID(r.DER)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("crl: list revoked certificates: %w", err)
+	}
+	return entries, nil
 }
 
 // Run regenerates the CRL every interval and soon after every Trigger until

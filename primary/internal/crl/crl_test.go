@@ -19,14 +19,20 @@ import (
 // source is an in-test Source: a list of revoked certificates and a counter.
 type source struct {
 	mu      sync.Mutex
-	revoked []store.Cert
+	revoked []store.Revocation
 	number  int64
 }
 
-func (s *source) RevokedCerts(context.Context) ([]store.Cert, error) {
+func (s *source) EachRevoked(_ context.Context, _ time.Time, fn func(store.Revocation) error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]store.Cert(nil), s.revoked...), nil
+	list := append([]store.Revocation(nil), s.revoked...)
+	s.mu.Unlock()
+	for _, r := range list {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *source) NextCRLNumber(context.Context) (*big.Int, error) {
@@ -39,8 +45,7 @@ func (s *source) NextCRLNumber(context.Context) (*big.Int, error) {
 func (s *source) revoke(serial string, reason int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
-	s.revoked = append(s.revoked, store.Cert{Serial: serial, RevokedAt: &now, RevokeReason: reason})
+	s.revoked = append(s.revoked, store.Revocation{Serial: serial, RevokedAt: time.Now(), Reason: reason})
 }
 
 func TestPublisher(t *testing.T) {
@@ -92,7 +97,7 @@ func TestPublisher(t *testing.T) {
 		t.Errorf("first entry = serial %X reason %d, want ABC reason %d", e.SerialNumber, e.ReasonCode, ca.ReasonSuperseded)
 	}
 
-	bad := &source{revoked: []store.Cert{{Serial: "not hex"}}}
+	bad := &source{revoked: []store.Revocation{{Serial: "not hex"}}}
 	if err := New(bad, c, zerolog.Nop(), 0, 0).Refresh(context.Background()); err == nil {
 		t.Error("Refresh with a malformed serial = nil error, want an error")
 	}

@@ -690,6 +690,7 @@ func testRevoke(t *testing.T, s *Store) {
 	a := issuance("a.example", "leaked")
 	b := issuance("b.example", "leaked")
 	c := issuance("c.example", "")
+	hostOf := map[string]string{a.Cert.Serial: "a.example", b.Cert.Serial: "b.example", c.Cert.Serial: "c.example"}
 	for _, is := range []Issuance{a, b, c} {
 		if err := s.CommitIssuance(ctx, is); err != nil {
 			t.Fatal(err)
@@ -738,17 +739,20 @@ func testRevoke(t *testing.T, s *Store) {
 		t.Errorf("RevokeHost(nope) error = %v, want ErrNotFound", err)
 	}
 
-	revoked, err := s.RevokedCerts(ctx)
+	got := map[string]int{}
+	err = s.EachRevoked(ctx, time.Now(), func(r Revocation) error {
+		if string(r.DER) != "der of "+hostOf[r.Serial] {
+			t.Errorf("EachRevoked: %s DER %q, want the DER of %s", r.Serial, r.DER, hostOf[r.Serial])
+		}
+		got[r.Serial] = r.Reason
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]int{}
-	for _, r := range revoked {
-		got[r.Serial] = r.RevokeReason
-	}
 	want := map[string]int{a.Cert.Serial: 1, b.Cert.Serial: 1, c.Cert.Serial: 9}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("RevokedCerts = %v, want %v", got, want)
+		t.Errorf("EachRevoked = %v, want %v", got, want)
 	}
 	if live, _ := s.ListCerts(ctx, CertFilter{}); len(live) != 0 {
 		t.Errorf("unrevoked certs = %d, want 0", len(live))
