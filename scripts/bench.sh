@@ -25,4 +25,15 @@ bench "hostcert only: a fleet renewing over mutual TLS, a new connection each, f
   ./scripts/e2e/ 'FleetRenew$' 1x
 bench "hostcert only: CRL fetches by a fleet at c64, unconditional (200) vs conditional GET (304) (fetch/s, primary CPU per fetch)" \
   ./scripts/e2e/ 'FleetCRL$' 1x
+# Issue 10 item 10: a store of 1,000,000 hosts and 100,000 revoked
+# certificates (seeded once per run into $HOSTCERT_BENCH_CACHE, default
+# $TMPDIR/hostcert-bench; about 1.4 GB; docs/primary-store.md#a-million-hosts).
+bench "primary at 1M hosts: CRL of 100,000 entries built from the store and signed (target <= 1 s)" \
+  ./primary/internal/crl/ 'Regenerate100k$' 3x
+bench "primary at 1M hosts: the store's share of an enrollment, empty vs 1M-host store (target ratio >= 0.9)" \
+  ./primary/internal/store/storebench/ 'IssuanceAtScale$' 1x
+bench "primary at 1M hosts: host import of 100,000 names through the CLI (target <= 10 s)" \
+  ./primary/internal/cli/ 'HostImport100k$' 1x
+bench "primary at 1M hosts: real serve processes, enrollments/s empty vs 1M (target ratio >= 0.9), peak RSS (VmHWM, target <= 150 MiB)" \
+  ./primary/ 'Scale$' 1x
 echo "figures saved in $out"
