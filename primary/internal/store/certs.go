@@ -625,13 +625,14 @@ type Revocation struct {
 }
 
 // EachRevoked calls fn with every certificate revoked and not expired at
-// now, for the CRL, in no particular order (sorting would copy every
+// now, hosts' and administrators' (admin_certs), for the CRL, in no particular order (sorting would copy every
 // certificate through the database's sorter). It streams: one row at a
 // time, never the whole list as Go values, so that a CRL of 100,000
 // entries costs no more memory than its entries. An error from fn stops it and is
 // returned.
 func (s *Store) EachRevoked(ctx context.Context, now time.Time, fn func(Revocation) error) error {
-	rows, err := s.query(ctx, "SELECT serial, revoked_at, revoke_reason, der FROM certs WHERE revoked_at IS NOT NULL AND not_after > ?", ts(now))
+	rows, err := s.query(ctx, "SELECT serial, revoked_at, revoke_reason, der FROM certs WHERE revoked_at IS NOT NULL AND not_after > ?"+
+		" UNION ALL SELECT serial, revoked_at, revoke_reason, der FROM admin_certs WHERE revoked_at IS NOT NULL AND not_after > ?", ts(now), ts(now))
 	if err != nil {
 		return fmt.Errorf("revoked certificates: %w", err)
 	}

@@ -164,6 +164,22 @@ ALTER TABLE host_names_v7 RENAME TO host_names;
 CREATE INDEX host_names_host ON host_names(host_id, state);
 CREATE UNIQUE INDEX host_names_approved ON host_names(name) WHERE state = 'approved';
 `,
+	// 8: administrators' client certificates (the web console's login,
+	// SPEC §11): admin-role certificates the issuing CA signed for an
+	// operator's name. A revoked one is listed on its issuing CA's CRL.
+	`
+CREATE TABLE admin_certs (
+	serial        TEXT PRIMARY KEY,      -- upper-case hex
+	name          TEXT NOT NULL,         -- the operator's name (the id of its role marker)
+	issued_at     INTEGER NOT NULL,
+	not_before    INTEGER NOT NULL,
+	not_after     INTEGER NOT NULL,
+	der           BLOB NOT NULL,
+	revoked_at    INTEGER,
+	revoke_reason INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX admin_certs_name ON admin_certs(name);
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

@@ -131,4 +131,18 @@ DROP INDEX host_names_host;
 CREATE INDEX host_names_host ON host_names(host_id, state);
 CREATE UNIQUE INDEX host_names_approved ON host_names(name) WHERE state = 'approved';
 `,
+	// 8: administrators' client certificates.
+	`
+CREATE TABLE admin_certs (
+	serial        TEXT PRIMARY KEY,
+	name          TEXT NOT NULL,
+	issued_at     BIGINT NOT NULL,
+	not_before    BIGINT NOT NULL,
+	not_after     BIGINT NOT NULL,
+	der           BYTEA NOT NULL,
+	revoked_at    BIGINT,
+	revoke_reason INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX admin_certs_name ON admin_certs(name);
+`,
 }
