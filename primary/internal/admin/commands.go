@@ -37,6 +37,7 @@ var Groups = map[string]string{
 	"token":   "enrollment tokens (values are shown once, stored only as hashes)",
 	"cert":    "issued certificates and revocation",
 	"console": "the web console",
+	"admin":   "administrators' client certificates: the web console's login by certificate",
 	"mapping": "host name mappings: the names each host ID carries, and the names hosts asked for",
 }
 
@@ -214,6 +215,25 @@ is kept. The session it opens carries the operator's name into the audit row
 of every console action.`,
 		Mutates: true, Audited: true, Audits: "the operator and when the link expires (never the link)"},
 		(*Server).consoleLogin, textLogin),
+	define(Op{Name: CmdAdminAdd, Use: "NAME [--out DIR] [--p12-password-file FILE] [--valid-for 90d]",
+		Short: "issue an administrator's client certificate (the console's login) to files in --out",
+		Long: `add makes an administrator's client certificate for NAME: the command line
+generates the private key (it never leaves this process: the server gets a
+CSR and signs an admin-role certificate, urn:hostcert:admin:NAME, from the
+current issuing CA) and writes NAME.key (owner-only), NAME.pem (certificate
+and chain) and, with --p12-password-file, NAME.p12 for a browser's
+certificate store. The web console (serve --console) logs in a browser that
+presents it as NAME, until it expires or "admin revoke NAME". A name holds
+one valid certificate at a time: revoke it before adding a new one.`,
+		Mutates: true, Audited: true, Audits: "the administrator's name, the serial, the key algorithm and the expiry (never the key)"},
+		(*Server).adminAdd, textAdminIssued),
+	define(Op{Name: CmdAdminList, Short: "list administrators' certificates: name, serial, expiry, revoked or not",
+		Audited: true, Audits: "how many certificates were listed"},
+		(*Server).adminList, textAdmins),
+	define(Op{Name: CmdAdminRevoke, Use: "NAME [--reason R]",
+		Short:   "revoke every certificate of an administrator (the console refuses it at once; the CRL lists it)",
+		Mutates: true, Audited: true, Audits: "the administrator's name, the reason and how many certificates were revoked"},
+		(*Server).adminRevoke, textAdminRevoked),
 }
 
 // Ops is the command table, in the order of --help.

@@ -30,6 +30,8 @@ import (
 //	default:"24h"            its default, applied by every front end and by the server
 //	                         to a request that leaves the field out
 //	help:"..."               its help text
+//	internal:"..."           filled in by the front end itself, never by the operator
+//	                         (e.g. the CSR of a key the CLI generates); the text says what
 //
 // A *A with a Check() error method is checked by the front end before it
 // sends the request and by the server before the handler runs. A paged
@@ -178,6 +180,7 @@ type Field struct {
 	Default    string
 	Help       string
 	FrontOnly  bool // json:"-": never sent
+	Internal   bool // filled in by the front end, not an operator's flag or argument
 	Type       reflect.Type
 	fieldIndex []int
 }
@@ -197,6 +200,7 @@ func (o *Op) Fields() []Field {
 		sf := o.args.Field(i)
 		f := Field{Name: sf.Name, Flag: sf.Tag.Get("flag"), Default: sf.Tag.Get("default"), Help: sf.Tag.Get("help"),
 			Type: sf.Type, fieldIndex: sf.Index, FrontOnly: sf.Tag.Get("json") == "-"}
+		_, f.Internal = sf.Tag.Lookup("internal")
 		if a, ok := sf.Tag.Lookup("arg"); ok {
 			name, opt, _ := strings.Cut(a, ",")
 			f.Arg, f.Optional = name, opt == "optional"

@@ -59,6 +59,8 @@ type Server struct {
 	explain Explainer
 	crls    CRLs
 	logins  Logins
+	issuer  Issuer // nil: admin.add signs nothing (UseIssuer)
+	admins  Admins
 	log     zerolog.Logger
 	now     func() time.Time
 	secret  string // Windows transport: every request must carry it
@@ -69,7 +71,7 @@ type Server struct {
 
 // NewServer returns an admin server.
 func NewServer(st Store, ca Authority, explain Explainer, crls CRLs, log zerolog.Logger) *Server {
-	return &Server{store: st, levels: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now, uid: serverUID()}
+	return &Server{store: st, levels: st, admins: st, ca: ca, explain: explain, crls: crls, log: log, now: time.Now, uid: serverUID()}
 }
 
 // UseLevels makes level get/set go through l (e.g. the API's level cache, so

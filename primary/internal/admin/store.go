@@ -57,4 +57,5 @@ type Store interface {
 	AuditLog
 	Inventory
 	Levels
+	Admins
 }

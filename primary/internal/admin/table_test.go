@@ -69,6 +69,7 @@ func TestTable(t *testing.T) {
 					}
 				case f.Arg != "":
 				case f.Name == "Limit" && op.Paged:
+				case f.Internal:
 				default:
 					t.Errorf("field %s is neither a flag, a positional argument nor a paging field", f.Name)
 				}
@@ -118,6 +119,9 @@ var badArgs = map[string]struct{ args, want string }{
 	CmdConsoleLogin:       {`{"valid_for":"2h"}`, "--valid-for"},
 	CmdCARotate:           {`{"root_key_file":"root-key.pem"}`, "absolute path"},
 	CmdCARetireRoot:       {`{"fingerprint":"AB:CD"}`, "fingerprint"},
+	CmdAdminAdd:           {`{"name":"../alice","csr":"x"}`, "administrator name"},
+	CmdAdminList:          {`{"name":"alice"}`, "bad arguments"},
+	CmdAdminRevoke:        {`{"name":"alice","reason":"because"}`, "unknown revocation reason"},
 }
 
 // TestTableRefusesBadArguments: over the real socket, every operation

@@ -41,6 +41,17 @@ func adminCmds() []*cobra.Command {
 		g.AddCommand(leaf)
 	}
 	groups["host"].AddCommand(hostImportCmd())
+	// The mappings are documented as "host mapping ..."; the top-level
+	// "mapping ..." stays as an alias, hidden from the help.
+	hm := &cobra.Command{Use: "mapping", Short: admin.Groups["mapping"]}
+	for _, op := range admin.Ops() {
+		if path := op.Path(); len(path) == 2 && path[0] == "mapping" {
+			hm.AddCommand(opCommand(op, path[1]))
+		}
+	}
+	groups["host"].AddCommand(hm)
+	groups["mapping"].Hidden = true
+	groups["mapping"].Short += ` (alias of "host mapping")`
 	return out
 }
 
@@ -92,6 +103,13 @@ func opCommand(op *admin.Op, name string) *cobra.Command {
 		if err := setPositional(args, positional, argv); err != nil {
 			return err
 		}
+		var after func(res any) error
+		if l := locals[op.Name]; l != nil {
+			var err error
+			if after, err = l(cmd, args); err != nil {
+				return err
+			}
+		}
 		if err := op.Check(args); err != nil {
 			return err
 		}
@@ -101,6 +119,11 @@ func opCommand(op *admin.Op, name string) *cobra.Command {
 		res := op.NewResult()
 		if err := call(cmd, op.Name, args, res); err != nil {
 			return err
+		}
+		if after != nil {
+			if err := after(res); err != nil {
+				return err
+			}
 		}
 		if wantJSON(cmd) || !op.HasText() {
 			return printJSON(cmd, res)

@@ -22,6 +22,13 @@ import (
 // between init and serve, with the database closed.
 func startPrimary(t *testing.T, before func(dir string)) (dir string, cmd func(...string) []string) {
 	t.Helper()
+	dir, cmd, _ = startPrimaryServer(t, before)
+	return dir, cmd
+}
+
+// startPrimaryServer is startPrimary, and the server (for its addresses).
+func startPrimaryServer(t *testing.T, before func(dir string)) (dir string, cmd func(...string) []string, srv *server.Server) {
+	t.Helper()
 	dir = tempDir(t)
 	mustRun(t, "init", "--data", dir, "--name", "localhost", "--key-alg", "ecdsa-p256")
 	if before != nil {
@@ -35,7 +42,7 @@ func startPrimary(t *testing.T, before func(dir string)) (dir string, cmd func(.
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return dir, func(args ...string) []string { return append(args, "--data", dir) }
+	return dir, func(args ...string) []string { return append(args, "--data", dir) }, srv
 }
 
 // scaleSmall: under -race or -short the scale tests generate fewer rows,

@@ -233,6 +233,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.adminSrv = admin.NewServer(s.store, s.ca, s.enroll, s.crls, log.With().Str("part", "admin").Logger())
 	s.adminSrv.UseLevels(levels)
 	s.adminSrv.UseRotator(s.ca, s.ca)
+	s.adminSrv.UseIssuer(s.ca)
 	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
 	if err != nil {
 		return nil, err
