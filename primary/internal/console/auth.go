@@ -39,6 +39,7 @@ type session struct {
 	csrf     string
 	expires  time.Time
 	via      string // "link" or "certificate"
+	serial   string // via certificate: the certificate's serial (the session works only with it)
 }
 
 // auth holds the login links and the sessions, in memory: a restart of
@@ -95,8 +96,9 @@ func (a *auth) useLink(s string, now time.Time) (string, error) {
 	return l.operator, nil
 }
 
-// newSession opens a session and returns its cookie value.
-func (a *auth) newSession(operator, via string, now time.Time) (string, *session, error) {
+// newSession opens a session and returns its cookie value. serial is the
+// certificate of a session via certificate ("" for a link).
+func (a *auth) newSession(operator, via, serial string, now time.Time) (string, *session, error) {
 	id, err := secret()
 	if err != nil {
 		return "", nil, err
@@ -111,7 +113,7 @@ func (a *auth) newSession(operator, via string, now time.Time) (string, *session
 	if len(a.sessions) >= maxSessions {
 		return "", nil, errTooMany
 	}
-	s := &session{operator: operator, csrf: csrf, expires: now.Add(SessionTTL), via: via}
+	s := &session{operator: operator, csrf: csrf, expires: now.Add(SessionTTL), via: via, serial: serial}
 	a.sessions[hashOf(id)] = s
 	return id, s, nil
 }

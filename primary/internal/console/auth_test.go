@@ -53,7 +53,7 @@ func TestLinksAndSessionsKeptHashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _, err := a.newSession("alice", "link", now)
+	id, _, err := a.newSession("alice", "link", "", now)
 	if err != nil {
 		t.Fatal(err)
 	}

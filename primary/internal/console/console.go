@@ -59,6 +59,10 @@ type Config struct {
 	Audit    AuditLog
 	CRLs     CRLs
 	CA       Authority
+	// Trust and Admins, when both set, let an administrator log in with
+	// a client certificate (certlogin.go).
+	Trust  Trust
+	Admins AdminCerts
 	// Host is the host name links point at (one of the names of the
 	// certificate the console presents).
 	Host string
@@ -165,22 +169,53 @@ func (c *Console) routes() {
 	c.mux = m
 }
 
-// authenticate finds the request's session.
-func (c *Console) authenticate(r *http.Request) *session {
-	ck, err := r.Cookie(CookieName)
-	if err != nil {
-		return nil
+// authenticate finds the request's session. A request presenting a client
+// certificate is logged in by that certificate alone (certSession: err
+// says why it is refused; id is the cookie of a session it just opened);
+// otherwise by its session cookie, which must be a link's: a session
+// opened by a certificate works only on a connection presenting it.
+func (c *Console) authenticate(r *http.Request) (s *session, id string, err error) {
+	if presentsCert(r) {
+		return c.certSession(r)
 	}
-	return c.auth.session(ck.Value, c.cfg.Now())
+	ck, cerr := r.Cookie(CookieName)
+	if cerr != nil {
+		return nil, "", nil
+	}
+	s = c.auth.session(ck.Value, c.cfg.Now())
+	if s != nil && s.via != viaLink {
+		return nil, "", nil
+	}
+	return s, "", nil
+}
+
+// notLoggedIn is the refusal of a request without a session (or with a
+// refused certificate: err).
+func (c *Console) notLoggedIn(w http.ResponseWriter, r *http.Request, err error) {
+	if err != nil {
+		c.refuse(w, r, http.StatusForbidden, "Certificate refused", "The client certificate this browser presented does not log in: "+errorText(err)+
+			". Use a valid administrator certificate (hostcert-primary admin add), or a browser that presents none and a link from “hostcert-primary console login”.")
+		return
+	}
+	c.refuse(w, r, http.StatusUnauthorized, "Not logged in", "Log in with an administrator certificate (hostcert-primary admin add) or a link from “hostcert-primary console login” on the primary.")
+}
+
+// setSession sets the cookie of a session just opened.
+func setSession(w http.ResponseWriter, id string, s *session) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", Expires: s.expires,
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 }
 
 // page wraps a GET handler: only for a logged-in operator.
 func (c *Console) page(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s := c.authenticate(r)
+		s, id, err := c.authenticate(r)
 		if s == nil {
-			c.refuse(w, r, http.StatusUnauthorized, "Not logged in", "Log in with a link from “hostcert-primary console login” on the primary.")
+			c.notLoggedIn(w, r, err)
 			return
+		}
+		if id != "" {
+			setSession(w, id, s)
 		}
 		h(w, r, s)
 	}
@@ -193,10 +228,15 @@ const maxForm = 64 << 10
 // origin, and the session's CSRF token in the form.
 func (c *Console) action(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s := c.authenticate(r)
+		s, id, err := c.authenticate(r)
 		if s == nil {
-			c.refuse(w, r, http.StatusUnauthorized, "Not logged in", "Log in with a link from “hostcert-primary console login” on the primary.")
+			c.notLoggedIn(w, r, err)
 			return
+		}
+		if id != "" {
+			// A session opened by this very request has a CSRF token no
+			// form could carry yet: refused below, with its cookie set.
+			setSession(w, id, s)
 		}
 		if !sameOrigin(r) {
 			c.refuse(w, r, http.StatusForbidden, "Refused", "This request did not come from a page of the console.")
@@ -233,21 +273,20 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.cfg.Log.Warn().Str("source", src).Msg("console login with an unknown, used or expired link refused")
 		if c.auditRefusal(now) {
 			c.auditLogin(r.Context(), store.Audit{At: now, Actor: "console", Source: src, Action: ActionSession,
-				Outcome: "refused", Code: CodeLinkInvalid, Detail: map[string]any{"via": "link"}})
+				Outcome: "refused", Code: CodeLinkInvalid, Detail: map[string]any{"via": viaLink}})
 		}
 		c.refuse(w, r, http.StatusUnauthorized, "This login link does not work", "It was used already, has expired, or was never issued. Ask for a new one with “hostcert-primary console login”.")
 		return
 	}
-	id, s, err := c.auth.newSession(op, "link", now)
+	id, s, err := c.auth.newSession(op, viaLink, "", now)
 	if err != nil {
 		c.refuse(w, r, http.StatusServiceUnavailable, "Cannot log in", err.Error())
 		return
 	}
 	c.auditLogin(r.Context(), store.Audit{At: now, Actor: "console:" + op, Source: src, Action: ActionSession,
-		Outcome: "ok", Detail: map[string]any{"via": "link", "expires_at": s.expires.UTC().Format(time.RFC3339)}})
+		Outcome: "ok", Detail: map[string]any{"via": viaLink, "expires_at": s.expires.UTC().Format(time.RFC3339)}})
 	c.cfg.Log.Info().Str("operator", op).Str("source", src).Msg("console login")
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", Expires: s.expires,
-		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	setSession(w, id, s)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

@@ -61,6 +61,8 @@ type envOpts struct {
 	initNames []string
 	// serveNames are names serve gives the primary besides localhost.
 	serveNames []string
+	// console serves the web console on 127.0.0.1:0.
+	console bool
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -89,7 +91,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	srv, err := New(ctx, Config{
 		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(), Names: append([]string{"localhost"}, o.serveNames...),
 		CertValidity: o.validity, Log: zerolog.New(logBuf), MetricsListen: metricsAddr(o.metrics),
-		Store: o.store, MaxConns: o.maxConns,
+		Store: o.store, MaxConns: o.maxConns, Console: consoleAddr(o.console),
 	})
 	if err != nil {
 		cancel()
@@ -364,3 +366,5 @@ func metricsAddr(on bool) string {
 	}
 	return ""
 }
+
+func consoleAddr(on bool) string { return metricsAddr(on) }
