@@ -18,6 +18,7 @@ import (
 	"github.com/hostcert/hostcert/primary/internal/admin"
 	"github.com/hostcert/hostcert/primary/internal/ca"
 	"github.com/hostcert/hostcert/primary/internal/server"
+	"github.com/hostcert/hostcert/primary/internal/store"
 )
 
 // enrollOver enrolls name (asking also for more) with token over the real
@@ -143,5 +144,49 @@ func TestMappingCommands(t *testing.T) {
 		if !seen[a] {
 			t.Errorf("audit has no %s", a)
 		}
+	}
+}
+
+// TestHostMappingSpelling: the mappings are "host mapping list | approve |
+// reject | add | remove" (the documented spelling, in host's help), and
+// the top-level "mapping ..." still works as an alias, hidden from the
+// root's help.
+func TestHostMappingSpelling(t *testing.T) {
+	_, cmd := startPrimary(t, func(dir string) {
+		withStore(t, dir, func(st *store.Store) {
+			is := seedHost(t, st, "seeded.test", time.Now().Add(365*24*time.Hour), time.Now())
+			ask := is
+			ask.Kind, ask.RenewedFrom, ask.Now = protocol.KindRenew, is.Cert.Serial, time.Now()
+			ask.Cert.Serial += "01"
+			ask.Claims = []string{"ask1.test", "ask2.test"}
+			if err := st.CommitIssuance(context.Background(), ask); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	var viaHost, viaAlias []admin.Mapping
+	decode(t, mustRun(t, cmd("host", "mapping", "list", "--pending", "--json")...), &viaHost)
+	decode(t, mustRun(t, cmd("mapping", "list", "--pending", "--json")...), &viaAlias)
+	if len(viaHost) != 2 || viaHost[0].Name != "ask1.test" || len(viaAlias) != 2 || viaAlias[1].Name != viaHost[1].Name {
+		t.Fatalf("host mapping list --pending = %+v, mapping list --pending = %+v, want ask1.test and ask2.test from both", viaHost, viaAlias)
+	}
+	mustRun(t, cmd("host", "mapping", "approve", "ask1.test")...)
+	mustRun(t, cmd("mapping", "reject", "ask2.test")...)
+	mustRun(t, cmd("host", "mapping", "add", "extra.test", "seeded.test")...)
+	mustRun(t, cmd("host", "mapping", "remove", "extra.test")...)
+	var all []admin.Mapping
+	decode(t, mustRun(t, cmd("host", "mapping", "list", "--host", "seeded.test", "--json")...), &all)
+	var names []string
+	for _, m := range all {
+		names = append(names, m.Name+":"+m.State)
+	}
+	if got := strings.Join(names, " "); got != "ask1.test:approved seeded.test:approved" {
+		t.Errorf("host mapping list --host seeded.test = %s, want ask1.test:approved seeded.test:approved", got)
+	}
+	if out := mustRun(t, "host", "--help"); !strings.Contains(out, "mapping") {
+		t.Errorf("host --help does not list mapping:\n%s", out)
+	}
+	if out := mustRun(t, "--help"); strings.Contains(out, "\n  mapping ") {
+		t.Errorf("the root's help lists the mapping alias:\n%s", out)
 	}
 }
