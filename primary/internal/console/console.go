@@ -4,7 +4,9 @@
 // enrollment port.
 //
 // An operator logs in with a one-time link (hostcert-primary console
-// login): it works once, for minutes, and only its hash is kept. The
+// login): it works once, for minutes, and only its hash is kept; or with
+// an administrator's client certificate (hostcert-primary admin add),
+// checked at every request (certlogin.go). The
 // session it opens is an HttpOnly, Secure, SameSite=Strict cookie; every
 // state-changing request is a POST carrying the session's CSRF token; every
 // page is sent with a strict Content-Security-Policy and no-store; all
