@@ -17,6 +17,8 @@ command -v setpriv >/dev/null || need+=(util-linux)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # The web console's browser tests drive headless Chromium (chromedp).
 command -v chromium >/dev/null || need+=(chromium)
+# ... and import an administrator's .p12 into its NSS database (certutil, pk12util).
+command -v pk12util >/dev/null || need+=(libnss3-tools)
 # promtool checks and unit-tests the Prometheus alert rules in packaging/
 # (packaging/monitoring_test.go); Debian ships it in the prometheus package.
 command -v promtool >/dev/null || need+=(prometheus)
