@@ -88,3 +88,38 @@ func TestPendingMappingsPage(t *testing.T) {
 		}
 	}
 }
+
+// TestMappingClaimedByTwoHosts: when two hosts claim one name, each
+// pending row's buttons name its host, so the operator approves the name
+// for the host of the row (the other claim is dropped); without the host
+// the decision would be ambiguous and refused.
+func TestMappingClaimedByTwoHosts(t *testing.T) {
+	p := start(t)
+	one := enrollAsking(t, p, "web1.test", p.Token("t-1", 1), "shared.test")
+	two := enrollAsking(t, p, "web2.test", p.Token("t-2", 1), "shared.test")
+	c := browserish(t, p)
+	link := p.ConsoleLogin("alice", "10m").URL
+	tok := csrfOf(t, login(t, p, c, link).body)
+	page := get(t, c, base(link)+"/mappings")
+	for _, cr := range []protocol.CertResponse{one, two} {
+		if !strings.Contains(page.body, `name="host" value="`+cr.HostID+`"`) {
+			t.Fatalf("GET /mappings has no button for the claim of host %s: %s", cr.HostID, page.body)
+		}
+	}
+	if a := post(t, c, base(link)+"/mappings/approve", url.Values{"csrf": {tok}, "name": {"shared.test"}, "host": {two.HostID}}, nil); a.status != http.StatusSeeOther {
+		t.Fatalf("approve shared.test for web2 = %d: %s", a.status, a.body)
+	}
+	page = get(t, c, base(link)+"/mappings")
+	if !strings.Contains(page.body, "No names waiting.") {
+		t.Errorf("GET /mappings after approving: web1's claim is still pending: %s", page.body)
+	}
+	held := false
+	for _, e := range p.Audit() {
+		if e.Action == "mapping.approve" && e.Outcome == "ok" && e.HostID == two.HostID {
+			held = true
+		}
+	}
+	if !held {
+		t.Errorf("no audit row approving shared.test for %s", two.HostID)
+	}
+}

@@ -323,14 +323,16 @@ func (c *Console) mappingsPage(w http.ResponseWriter, r *http.Request, s *sessio
 		errText = errorText(err)
 	}
 	if len(d.All) == pageRows {
-		d.Next = url.Values{"after": {d.All[len(d.All)-1].Name}}
+		// The key of the last row: several hosts may claim one name.
+		last := d.All[len(d.All)-1]
+		d.Next = url.Values{"after": {last.Name + " " + last.HostID}}
 	}
 	c.render(w, status, "mappings", s, view{Title: "Host names", Nav: "mappings", Notice: notice(r), Error: errText, Data: d})
 }
 
 func (c *Console) mappingDecide(cmd, notice string) handler {
 	return func(w http.ResponseWriter, r *http.Request, s *session) {
-		if _, err := do[admin.Mapping](r.Context(), c, s, cmd, admin.MappingArgs{Name: r.PostForm.Get("name")}); err != nil {
+		if _, err := do[admin.Mapping](r.Context(), c, s, cmd, admin.MappingArgs{Name: r.PostForm.Get("name"), Host: r.PostForm.Get("host")}); err != nil {
 			c.mappingsPage(w, r, s, http.StatusBadRequest, errorText(err))
 			return
 		}
