@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X github.com/hostcert/hostcert/common/version.Version=$(VERS
 PROGRAMS  := primary agent tunnel
 BINARIES  := $(addprefix bin/hostcert-,$(PROGRAMS))
 
-.PHONY: all build test test-short bench demo lint fuzz clean $(BINARIES)
+.PHONY: all build test test-short bench demo demo-ha lint fuzz clean $(BINARIES)
 # Seconds each fuzz target runs: `make fuzz` (default 60s), and in `make test`
 # (20s: CI runs every target at least that long).
 FUZZTIME      ?= 60s
@@ -39,6 +39,11 @@ bench: build
 
 demo: build
 	$(GO) run ./scripts/demo -bin bin
+
+# Two primary nodes on one throwaway PostgreSQL (the postgresql package:
+# scripts/deps.sh installs it as root) and an agent failing over between them.
+demo-ha: build
+	$(GO) run ./scripts/demo -bin bin -ha
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -36,4 +36,8 @@ bench "primary at 1M hosts: host import of 100,000 names through the CLI (target
   ./primary/internal/cli/ 'HostImport100k$' 1x
 bench "primary at 1M hosts: real serve processes, enrollments/s empty vs 1M (target ratio >= 0.9), peak RSS (VmHWM, target <= 150 MiB)" \
   ./primary/ 'Scale$' 1x
+# Issue 10 item 9: the same enrollment load on each store, every issuance
+# durable before the reply; the benchmark prints its own table.
+echo "== primary: enrollments/s by store: SQLite, PostgreSQL one node, two nodes on one database, at concurrency 1, 8, 64 (one token per client worker; TOKENS=shared: one for all)" | tee -a "$out"
+go test -run '^$' -bench 'EnrollStores$' -benchtime 1x -count 1 -timeout 20m ./scripts/e2e/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|---|panic|enrollments:|\|)|\berror\b' | tee -a "$out"
 echo "figures saved in $out"

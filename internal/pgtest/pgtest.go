@@ -165,11 +165,11 @@ func (c *Cluster) DSN(db string) string {
 // that share a cluster use one database each.
 func (c *Cluster) CreateDatabase(tb testing.TB, name string) string {
 	tb.Helper()
-	out, err := c.run(time.Minute, "createdb", "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", Superuser, name)
+	dsn, err := c.NewDatabase(name)
 	if err != nil {
-		tb.Fatalf("pgtest: createdb %s: %v\n%s", name, err, out)
+		tb.Fatalf("pgtest: %v", err)
 	}
-	return c.DSN(name)
+	return dsn
 }
 
 // Stop stops the cluster (fast shutdown: open sessions are ended, nothing

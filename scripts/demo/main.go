@@ -6,7 +6,10 @@
 // through the tunnel — then revokes the DMZ host and shows its self-check
 // turn to revoked. It prints every step and stops everything it started.
 //
-// Run it with `make demo` (which builds bin/ first).
+// Run it with `make demo` (which builds bin/ first). With -ha (`make
+// demo-ha`) it shows high availability instead (ha.go): two primary nodes
+// on one throwaway PostgreSQL database and an agent that fails over from
+// one to the other.
 package main
 
 import (
@@ -46,12 +49,20 @@ const (
 func main() {
 	bin := flag.String("bin", "bin", "directory holding hostcert-primary, hostcert-agent and hostcert-tunnel")
 	keep := flag.Bool("keep", false, "keep the temporary data directories")
+	ha := flag.Bool("ha", false, "show two primary nodes on one PostgreSQL database and an agent failing over")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d := &demo{bin: *bin}
-	err := d.run(ctx)
+	run := d.run
+	if *ha {
+		run = d.runHA
+	}
+	err := run(ctx)
 	d.stopAll()
+	for i := len(d.exits) - 1; i >= 0; i-- {
+		d.exits[i]()
+	}
 	if d.dir != "" && !*keep {
 		os.RemoveAll(d.dir)
 	} else if d.dir != "" {
@@ -70,7 +81,12 @@ type demo struct {
 	mu    sync.Mutex
 	procs []*exec.Cmd
 	logs  map[string]*bytes.Buffer
+	exits []func() // run after every program is stopped (atExit)
 }
+
+// atExit registers f to run when the demo ends, after every program it
+// started is stopped.
+func (d *demo) atExit(f func()) { d.exits = append(d.exits, f) }
 
 func (d *demo) run(ctx context.Context) error {
 	var err error
