@@ -127,12 +127,15 @@ func (s *Store) CommitIssuance(ctx context.Context, is Issuance) error {
 		return err
 	}
 	err = s.write(ctx, func(t *wtx) error {
-		for _, step := range []func(*wtx) error{r.lockNames, r.claimHost, r.mapNames, r.useToken, r.supersede, r.insertCert} {
+		// The token's use comes last: on PostgreSQL its row stays locked
+		// from that UPDATE until COMMIT has flushed, and every other
+		// issuance with the same token (on any node) waits for it.
+		for _, step := range []func(*wtx) error{r.lockNames, r.claimHost, r.mapNames, r.supersede, r.insertCert, r.insertAudit, r.useToken} {
 			if err := step(t); err != nil {
 				return err
 			}
 		}
-		return insertAudit(t, r.audit())
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("commit %s for %s: %w", is.Kind, is.Host.ID, err)
@@ -326,6 +329,9 @@ func (r issuanceRow) insertCert(t *wtx) error {
 	}
 	return err
 }
+
+// insertAudit writes the decision's audit row.
+func (r issuanceRow) insertAudit(t *wtx) error { return insertAudit(t, r.audit()) }
 
 // audit is the decision's audit row, completed with what was issued.
 func (r issuanceRow) audit() Audit {
