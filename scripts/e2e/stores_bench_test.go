@@ -33,7 +33,8 @@ import (
 //     the WAL record is flushed;
 //   - postgres-2: two nodes on one database, the second made by
 //     `hostcert-primary join` in its own data directory; the load generator
-//     spreads its workers over both (worker i talks to node i mod 2).
+//     spreads its requests over both (request i goes to node i mod 2,
+//     whichever worker sends it).
 //
 // As BenchmarkEnroll: real processes on loopback, a fresh P-256 key and CSR
 // per host (made before the timed phase), a new TLS connection per
@@ -198,7 +199,7 @@ func enrollLoad(b *testing.B, nodes []*primaryProc, db, conc, n int, sharedToken
 	var wg sync.WaitGroup
 	for w := 0; w < conc; w++ {
 		wg.Add(1)
-		go func(client *apiClient, token string) {
+		go func(token string) {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1)) - 1
@@ -208,13 +209,13 @@ func enrollLoad(b *testing.B, nodes []*primaryProc, db, conc, n int, sharedToken
 				req := reqs[i]
 				req.Token = token
 				s := time.Now()
-				if _, err := client.enroll(ctx, req); err != nil {
+				if _, err := clients[i%len(clients)].enroll(ctx, req); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}
 				lat[i] = time.Since(s)
 			}
-		}(clients[w%len(clients)], tokens[w])
+		}(tokens[w])
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
