@@ -32,6 +32,8 @@ bench "primary at 1M hosts: CRL of 100,000 entries built from the store and sign
   ./primary/internal/crl/ 'Regenerate100k$' 3x
 bench "primary at 1M hosts: the store's share of an enrollment, empty vs 1M-host store (target ratio >= 0.9)" \
   ./primary/internal/store/storebench/ 'IssuanceAtScale$' 1x
+bench "primary at 1M hosts: fleet-wide counts (metrics' expiry counts, inventory/dashboard), seconds per query" \
+  ./primary/internal/store/storebench/ 'CountsAtScale$' 1x
 bench "primary at 1M hosts: host import of 100,000 names through the CLI (target <= 10 s)" \
   ./primary/internal/cli/ 'HostImport100k$' 1x
 bench "primary at 1M hosts: real serve processes, enrollments/s empty vs 1M (target ratio >= 0.9), peak RSS (VmHWM, target <= 150 MiB)" \

@@ -23,7 +23,7 @@ type ExpiryCounts struct {
 
 // expiryCountsSQL is the certificate count for n bounds: the same text
 // for the same n, so the read cache keeps one prepared statement.
-func expiryCountsSQL(n int) string {
+func expiryCountsSQL(d dialect, n int) string {
 	var b strings.Builder
 	b.WriteString("SELECT COUNT(CASE WHEN not_after <= ? THEN 1 END)")
 	for range n {
@@ -32,8 +32,7 @@ func expiryCountsSQL(n int) string {
 	b.WriteString(", COUNT(CASE WHEN not_after > ? THEN 1 END)")
 	// A host's current certificate is its latest issued one (highest seq);
 	// superseded certificates are not counted, revoked ones neither.
-	b.WriteString(" FROM certs c WHERE revoked_at IS NULL" +
-		" AND NOT EXISTS (SELECT 1 FROM certs n WHERE n.host_id = c.host_id AND n.seq > c.seq)")
+	b.WriteString(" FROM " + d.pick(currentCerts) + " c WHERE revoked_at IS NULL")
 	return b.String()
 }
 
@@ -60,7 +59,7 @@ func (s *Store) ExpiryCounts(ctx context.Context, now time.Time, bounds []time.D
 	for i := range counts {
 		dest[i] = &counts[i]
 	}
-	if err := s.queryRow(ctx, expiryCountsSQL(len(bounds)), args...).Scan(dest...); err != nil {
+	if err := s.queryRow(ctx, expiryCountsSQL(s.d, len(bounds)), args...).Scan(dest...); err != nil {
 		return ExpiryCounts{}, fmt.Errorf("expiry counts: certificates: %w", err)
 	}
 	inv := ExpiryCounts{Expired: counts[0], Within: counts[1:], LiveTokens: map[string]int64{}}

@@ -28,6 +28,16 @@ type CertPage struct {
 // currentCond holds for a host's current certificate.
 const currentCond = "c.seq = (SELECT MAX(c2.seq) FROM certs c2 WHERE c2.host_id = c.host_id)"
 
+// currentCerts is a table of every host's current certificate (its highest
+// seq) for the fleet-wide counts: revoked_at, not_after, route, key_alg.
+// Both read the index certs_current once, in order, one row per host —
+// not a probe per certificate, and never the table's rows. SQLite takes a
+// bare column's value from the row that holds the MAX of the group.
+var currentCerts = sq{
+	lite: "(SELECT revoked_at, not_after, route, key_alg, MAX(seq) AS seq FROM certs GROUP BY host_id)",
+	pg:   "(SELECT DISTINCT ON (host_id) revoked_at, not_after, route, key_alg FROM certs ORDER BY host_id DESC, seq DESC)",
+}
+
 // ListCertsPage lists at most p.Limit certificates after p.After.
 // ErrNotFound when p.After names no certificate.
 func (s *Store) ListCertsPage(ctx context.Context, p CertPage) ([]Cert, error) {
@@ -209,7 +219,7 @@ func (s *Store) Inventory(ctx context.Context, now, expiringBefore, staleBefore 
 	rows, err := s.query(ctx, `SELECT
 			CASE WHEN c.revoked_at IS NOT NULL THEN 'revoked' WHEN c.not_after <= ? THEN 'expired' ELSE 'valid' END AS state,
 			c.route, c.key_alg, COUNT(*), COALESCE(SUM(CASE WHEN c.not_after < ? THEN 1 ELSE 0 END), 0)
-		FROM certs c WHERE `+currentCond+`
+		FROM `+s.d.pick(currentCerts)+` c
 		GROUP BY 1, c.route, c.key_alg`, ts(now), ts(expiringBefore))
 	if err != nil {
 		return inv, fmt.Errorf("inventory of certificates: %w", err)

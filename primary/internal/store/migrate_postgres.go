@@ -145,4 +145,10 @@ CREATE TABLE admin_certs (
 );
 CREATE INDEX admin_certs_name ON admin_certs(name);
 `,
+	// 9: each host's current certificate from one index (replaces
+	// certs_host_seq).
+	`
+CREATE INDEX certs_current ON certs(host_id, seq, revoked_at, not_after, route, key_alg);
+DROP INDEX certs_host_seq;
+`,
 }

@@ -109,3 +109,41 @@ func BenchmarkIssuanceAtScale(b *testing.B) {
 	b.ReportMetric(bestFull/bestEmpty, "ratio-1M/empty")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkCountsAtScale: the fleet-wide counts over the 1M store — the
+// metrics' ExpiryCounts (recomputed at most every minute, under a 10 s
+// timeout) and the inventory the console's dashboard and `inventory` show.
+func BenchmarkCountsAtScale(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "fleet.db")
+	if _, err := CopyTo(ctx, path, Million); err != nil {
+		b.Fatal(err)
+	}
+	s, err := store.Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var expiry, inventory time.Duration
+	for b.Loop() {
+		now := time.Now()
+		start := time.Now()
+		counts, err := s.ExpiryCounts(ctx, now, []time.Duration{24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		expiry += time.Since(start)
+		start = time.Now()
+		inv, err := s.Inventory(ctx, now, now.Add(30*24*time.Hour), now.Add(-7*24*time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		inventory += time.Since(start)
+		if inv.Hosts != Million.Hosts || inv.Revoked != Million.Revoked || counts.Within[len(counts.Within)-1] != int64(Million.Certs-Million.Revoked) {
+			b.Fatalf("inventory %+v, expiry counts %+v: want %d hosts, %d revoked", inv, counts, Million.Hosts, Million.Revoked)
+		}
+	}
+	b.ReportMetric(expiry.Seconds()/float64(b.N), "expiry-counts-s")
+	b.ReportMetric(inventory.Seconds()/float64(b.N), "inventory-s")
+	b.ReportMetric(0, "ns/op")
+}
