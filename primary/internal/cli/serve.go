@@ -145,7 +145,7 @@ It refuses to touch a data directory that already holds a CA.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name of the primary, for its TLS certificate (repeatable; no IP addresses)")
+	cmd.Flags().StringArrayVar(&names, "name", nil, "DNS name or IP address of the primary, for its TLS certificate (repeatable; an address becomes an IP SAN)")
 	cmd.Flags().StringVar(&node, "node-name", "", "this node's name in the audit log (default: the host name)")
 	cmd.Flags().StringVar(&keyAlg, "key-alg", string(pki.ECDSAP384), "root CA key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096")
 	cmd.Flags().StringVar(&issuingAlg, "issuing-key-alg", string(pki.ECDSAP256), "issuing CA key algorithm (same choices)")
@@ -221,7 +221,7 @@ a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 	f.IntVar(&cfg.MaxConns, "max-conns", server.DefaultMaxConns, "most API connections held open at once; more are answered 503 and closed")
 	f.IntVar(&cfg.DNS.MaxLookups, "dns-max-lookups", verify.DefaultMaxLookups, "most DNS verification lookups in flight; more are not verified (dns busy)")
 	f.DurationVar(&cfg.DNS.TTL, "dns-cache-ttl", verify.DefaultCacheTTL, "how long a DNS answer (addresses or no such host) is reused; negative: no cache")
-	f.StringArrayVar(&cfg.Names, "name", nil, "DNS names of the primary's TLS certificate (repeatable; no IP addresses); default: keep the current ones")
+	f.StringArrayVar(&cfg.Names, "name", nil, "DNS names or IP addresses of the primary's TLS certificate (repeatable); default: keep the current ones")
 	f.StringVar(&cfg.Console, "console", "127.0.0.1:1557", `address of the web console (HTTPS, the primary's certificate; log in with "hostcert-primary console login"); "" turns it off`)
 	f.BoolVar(&cfg.Profiling, "profiling", false, "also serve Go's profiles (net/http/pprof) at /debug/pprof/ on the --metrics-listen address")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9556; a bare port binds 127.0.0.1); off by default")
