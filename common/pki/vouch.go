@@ -52,3 +52,24 @@ func vouchedBy(root *x509.Certificate, offered, known []*x509.Certificate, now t
 func samePublicKey(a, b *x509.Certificate) bool {
 	return bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo)
 }
+
+// Kept returns the roots of trusted that stay trusted after the primary
+// listed offered (its whole CA bundle, fetched over a channel verified
+// against trusted): a root offered no longer lists was retired by the
+// primary and is dropped, except a root of anchors (those this host's
+// certificate chains to) — and when offered lists none of trusted, all of
+// trusted stays (that list cannot speak for them), so the result is never
+// empty while trusted is not. The order of trusted is kept.
+func Kept(trusted, offered, anchors []*x509.Certificate) []*x509.Certificate {
+	listed := Roots(offered)
+	if !slices.ContainsFunc(trusted, func(r *x509.Certificate) bool { return slices.ContainsFunc(listed, r.Equal) }) {
+		return slices.Clone(trusted)
+	}
+	var out []*x509.Certificate
+	for _, r := range trusted {
+		if slices.ContainsFunc(listed, r.Equal) || slices.ContainsFunc(anchors, r.Equal) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,6 +88,42 @@ func TestVouched(t *testing.T) {
 			if !found {
 				t.Errorf("Vouched(%s) lacks %s", tc.name, w.Subject.CommonName)
 			}
+		}
+	}
+}
+
+func TestKept(t *testing.T) {
+	old, next, third := vouchRoot(t, "old"), vouchRoot(t, "next"), vouchRoot(t, "third")
+	year := vt0.Add(24 * 365 * time.Hour)
+	oldSignsNext := old.cross(t, next, true, year)
+	issuing := next.cross(t, third, true, year) // any CA certificate that is not a root
+	names := func(certs []*x509.Certificate) []string {
+		var out []string
+		for _, c := range certs {
+			out = append(out, c.Subject.CommonName)
+		}
+		return out
+	}
+	o, n, th := old.cert, next.cert, third.cert
+	for _, tc := range []struct {
+		name                      string
+		trusted, offered, anchors []*x509.Certificate
+		want                      []string
+	}{
+		{"all listed", []*x509.Certificate{n, o}, []*x509.Certificate{n, o, oldSignsNext}, nil, []string{"next", "old"}},
+		{"old retired", []*x509.Certificate{n, o}, []*x509.Certificate{n, oldSignsNext, issuing}, nil, []string{"next"}},
+		{"old retired, order kept", []*x509.Certificate{o, th, n}, []*x509.Certificate{n, th}, nil, []string{"third", "next"}},
+		{"old retired but the certificate chains to it", []*x509.Certificate{n, o}, []*x509.Certificate{n}, []*x509.Certificate{o}, []string{"next", "old"}},
+		{"anchor not trusted changes nothing", []*x509.Certificate{n, o}, []*x509.Certificate{n}, []*x509.Certificate{th}, []string{"next"}},
+		{"none of trusted listed: the last root stays", []*x509.Certificate{o}, []*x509.Certificate{n, oldSignsNext}, nil, []string{"old"}},
+		{"none listed, several trusted: all stay", []*x509.Certificate{n, o}, []*x509.Certificate{th}, nil, []string{"next", "old"}},
+		{"no root offered", []*x509.Certificate{n, o}, []*x509.Certificate{oldSignsNext, issuing}, nil, []string{"next", "old"}},
+		{"nothing offered", []*x509.Certificate{n, o}, nil, nil, []string{"next", "old"}},
+		{"a cross certificate of old is not old", []*x509.Certificate{n, th}, []*x509.Certificate{n, next.cross(t, third, true, year)}, nil, []string{"next"}},
+	} {
+		got := names(Kept(tc.trusted, tc.offered, tc.anchors))
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("%s: Kept = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -482,23 +482,53 @@ func (s *Store) UpdateState(f func(*State)) (State, error) {
 	return st, nil
 }
 
-// Learn adds to the trust store the roots of offered that a root it holds
-// vouches for (pki.Vouched: a cross certificate in offered signed by a
-// trusted root). offered must come over a channel verified against the
-// trust store: a TLS connection to the primary or the renewal's answer.
-// It returns the whole trust store when it changed, nil when not.
+// Learn keeps the trust store in step with the primary's CA bundle offered,
+// which must come over a channel verified against the trust store (a TLS
+// connection to the primary or the renewal's answer): it adds the roots a
+// root it holds vouches for (pki.Vouched: a cross certificate in offered
+// signed by a trusted root), and drops the roots offered no longer lists
+// (retired on the primary), except any root this host's certificate chains
+// to and never the last one (pki.Kept). It returns the whole trust store
+// when it changed, nil when not.
 func (s *Store) Learn(offered []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
 	trusted, err := s.CA()
 	if err != nil {
 		return nil, err
 	}
 	learned := pki.Vouched(trusted, offered, now)
-	if len(learned) == 0 {
+	all := append(learned, trusted...) // the newest root first
+	kept := pki.Kept(all, offered, s.anchors(all, now))
+	if len(learned) == 0 && len(kept) == len(trusted) {
 		return nil, nil
 	}
-	all := append(learned, trusted...) // the newest root first
-	if err := s.WriteCA(all); err != nil {
+	if err := s.WriteCA(kept); err != nil {
 		return nil, fmt.Errorf("learn root: %w", err)
 	}
-	return all, nil
+	return kept, nil
+}
+
+// anchors are the roots of cas this host's certificate chains to through
+// the chain stored with it (an expired certificate as of its last valid
+// second); none without a certificate.
+func (s *Store) anchors(cas []*x509.Certificate, now time.Time) []*x509.Certificate {
+	id, err := s.Identity()
+	if err != nil {
+		return nil
+	}
+	at := now
+	if !now.Before(id.Cert.NotAfter) {
+		at = id.Cert.NotAfter.Add(-time.Second)
+	}
+	chains, err := id.Cert.Verify(x509.VerifyOptions{
+		Roots: Pool(cas), Intermediates: Pool(id.Chain), CurrentTime: at,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil
+	}
+	var out []*x509.Certificate
+	for _, c := range chains {
+		out = append(out, c[len(c)-1])
+	}
+	return out
 }

@@ -84,6 +84,20 @@ func TestRootRotationLearntOverVerifiedChannel(t *testing.T) {
 	// Every host's current certificate is now under the new root: the
 	// old one can be retired.
 	srv.RetireRoot(oldFP)
+
+	// The primary no longer lists the old root: each agent drops it at its
+	// next verified contact — the CRL refresh, or the renewal's answer.
+	viaCRL.must("get-crl")
+	viaRenew.must("renew")
+	for name, h := range map[string]*harness{"via crl": viaCRL, "via renew": viaRenew} {
+		if cas := h.trusted(); len(cas) != 1 || !hasRoot(cas, newFP) {
+			t.Errorf("%s: after retire-root the trust store holds %d roots (old root still there: %v), want the new root only", name, len(cas), hasRoot(cas, oldFP))
+		}
+		h.must("get-crl")
+		if r := h.run("self-check"); r.code != 0 {
+			t.Errorf("%s: self-check after the old root was dropped = exit %d, %s", name, r.code, r.err)
+		}
+	}
 }
 
 func rootOf(t *testing.T, h *harness, fp string) *x509.Certificate {
