@@ -130,6 +130,9 @@ type CA struct {
 	mu      sync.Mutex // serialises EnsureServerCert and rotations
 	rootKey crypto.Signer
 	server  atomic.Pointer[tls.Certificate]
+	// revoked is the issuing CAs the roots' CRLs list (revoke.go); nil
+	// until first read.
+	revoked atomic.Pointer[[]RevokedCA]
 	// names is every name the primary ever had (the names file plus the
 	// current server certificate's), canonical: reserved for the primary.
 	names atomic.Pointer[map[string]bool]

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math/big"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -217,13 +218,10 @@ func readRootCRLs(dir string, roots []*x509.Certificate) ([]SignedCRL, error) {
 	return out, nil
 }
 
-// signRootCRL signs root's CRL (listing the revoked issuing CAs) and puts
-// it in root-crl.pem in place of root's earlier one.
+// signRootCRL signs root's CRL (listing the revoked issuing CAs: those of
+// its earlier CRL, and revoked) and puts it in root-crl.pem in place of
+// root's earlier one.
 func signRootCRL(dir string, root *x509.Certificate, key crypto.Signer, revoked []RevokedEntry, now time.Time) error {
-	der, err := signCRL(root, key, revoked, big.NewInt(now.UnixMilli()), now, RootCRLValidity)
-	if err != nil {
-		return fmt.Errorf("root CRL: %w", err)
-	}
 	// Every root the file holds a CRL of stays, but root's own.
 	var others []*x509.Certificate
 	if b, err := os.ReadFile(RootPath(dir)); err == nil {
@@ -233,6 +231,25 @@ func signRootCRL(dir string, root *x509.Certificate, key crypto.Signer, revoked 
 	old, err := readRootCRLs(dir, dedupeCerts(others))
 	if err != nil {
 		return err
+	}
+	// A revocation is final: every entry of root's earlier CRL stays.
+	for _, o := range old {
+		if !o.Issuer.Equal(root) {
+			continue
+		}
+		l, err := x509.ParseRevocationList(o.DER)
+		if err != nil {
+			return fmt.Errorf("root CRL: %w", err)
+		}
+		for _, e := range l.RevokedCertificateEntries {
+			if !slices.ContainsFunc(revoked, func(r RevokedEntry) bool { return r.Serial.Cmp(e.SerialNumber) == 0 }) {
+				revoked = append(revoked, RevokedEntry{Serial: e.SerialNumber, RevokedAt: e.RevocationTime, Reason: e.ReasonCode})
+			}
+		}
+	}
+	der, err := signCRL(root, key, revoked, big.NewInt(now.UnixMilli()), now, RootCRLValidity)
+	if err != nil {
+		return fmt.Errorf("root CRL: %w", err)
 	}
 	var buf bytes.Buffer
 	buf.Write(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}))
