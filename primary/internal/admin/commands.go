@@ -61,6 +61,33 @@ The current root's key is needed: when it is offline, give it with
 writes the new root's key there instead of the data directory.`,
 		Mutates: true, Audited: true, Audits: "whether the root rotated, the new CA's name and fingerprint"},
 		(*Server).caRotate, textRotated),
+	define(Op{Name: CmdCARevokeIssuing, Use: "ID|FINGERPRINT --reason R [--root-key FILE]",
+		Short: "revoke an issuing CA that no longer signs (its key leaked): its root's CRL lists it",
+		Long: `revoke-issuing lists an issuing CA on the CRL of the root that signed it, which
+needs that root's key (--root-key FILE, an absolute path the server reads and
+never stores, when the root is offline). The current issuing CA is refused:
+run "ca rotate" first, so that a new one signs, then revoke the old one.
+
+Every host certificate it signed is revoked with it: agents that fetch the
+root's CRL report their certificate as bad (self-check exit 2), and the
+primary refuses to renew it (host_revoked). Those hosts need a reissue:
+"host allow-reissue" (then get-cert on the host) or a reissue token. The
+answer counts them and names some.`,
+		Mutates: true, Audited: true, Audits: "the issuing CA's name and fingerprint, the reason, how many hosts hold a certificate from it"},
+		(*Server).caRevokeIssuing, textRevokedIssuing),
+	define(Op{Name: CmdCASignRootCRL, Use: "[--root-key FILE]",
+		Short: "sign a root's CRL again (an offline root's, before it expires)",
+		Long: `sign-root-crl signs the CRL of a root again, valid 365 days, listing the issuing
+CAs it listed. With the root's key in the data directory the primary does
+this on its own; a root kept offline needs it once a year: give its key with
+--root-key FILE (an absolute path the server reads and never stores), which
+also names the root (an older, still trusted root's key signs that root's
+CRL). Agents that hold a certificate from an issuing CA can tell nothing
+(self-check exit 1) once the root's CRL is past its next update; the metric
+hostcert_primary_root_crl_next_update_timestamp_seconds and the alert
+HostcertRootCRLExpiringSoon warn 30 days ahead.`,
+		Mutates: true, Audited: true, Audits: "the root's name and fingerprint, the CRL's next update"},
+		(*Server).caSignRootCRL, textRootCRL),
 	define(Op{Name: CmdCARetireRoot, Use: "FINGERPRINT",
 		Short: "stop trusting and serving an old root (refused while hosts still depend on it)",
 		Long: `retire-root removes an older root from the bundle the primary serves, with

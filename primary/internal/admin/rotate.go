@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/hostcert/hostcert/common/pki"
@@ -83,10 +84,14 @@ type Hierarchy interface {
 	Issuing() []*x509.Certificate
 	RootKeyOnline() bool
 	UnderRoot(cert, root *x509.Certificate) bool
+	RevokedIssuing() []ca.RevokedCA
 }
 
 // UseRotator enables ca rotate and ca retire-root (the server's CA).
 func (s *Server) UseRotator(r Rotator, h Hierarchy) { s.rot, s.hier = r, h }
+
+// UseRootSigner enables ca revoke-issuing and ca sign-root-crl.
+func (s *Server) UseRootSigner(r RootSigner) { s.roots = r }
 
 // ErrRootStillNeeded is returned by ca retire-root while hosts whose
 // current certificate comes from that root may trust only it.
@@ -216,6 +221,8 @@ func (s *Server) caEntries(now time.Time) []CAEntry {
 			e.State = "expired"
 		case current:
 			e.State = "current"
+		case kind == "issuing" && slices.ContainsFunc(s.hier.RevokedIssuing(), func(r ca.RevokedCA) bool { return r.Cert.Equal(c) }):
+			e.State = "revoked"
 		case kind == "root" || kind == "cross":
 			e.State = "trusted"
 		default:

@@ -51,8 +51,9 @@ type Levels interface {
 
 // Server answers admin requests.
 type Server struct {
-	rot     Rotator   // nil: no rotation (UseRotator)
-	hier    Hierarchy // nil: ca show lists no hierarchy
+	rot     Rotator    // nil: no rotation (UseRotator)
+	hier    Hierarchy  // nil: ca show lists no hierarchy
+	roots   RootSigner // nil: no revoke-issuing, sign-root-crl (UseRootSigner)
 	store   Store
 	levels  Levels
 	ca      Authority

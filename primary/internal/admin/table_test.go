@@ -122,6 +122,8 @@ var badArgs = map[string]struct{ args, want string }{
 	CmdAdminAdd:           {`{"name":"../alice","csr":"x"}`, "administrator name"},
 	CmdAdminList:          {`{"name":"alice"}`, "bad arguments"},
 	CmdAdminRevoke:        {`{"name":"alice","reason":"because"}`, "unknown revocation reason"},
+	CmdCARevokeIssuing:    {`{"issuing":"0011223344556677","reason":"keyCompromise","root_key_file":"k.pem"}`, "absolute path"},
+	CmdCASignRootCRL:      {`{"root_key_file":"k.pem"}`, "absolute path"},
 }
 
 // TestTableRefusesBadArguments: over the real socket, every operation

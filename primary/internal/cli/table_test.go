@@ -61,6 +61,8 @@ var opSamples = map[string][]string{
 	admin.CmdAdminAdd:           nil, // alice, --out a temporary directory: filled in by TestEveryOperation
 	admin.CmdAdminList:          {},
 	admin.CmdAdminRevoke:        {"alice", "--reason", "privilegeWithdrawn"},
+	admin.CmdCARevokeIssuing:    nil, // the issuing CA init made: filled in by TestEveryOperation
+	admin.CmdCASignRootCRL:      {},
 }
 
 // seedHost gives name a host ID and a certificate in the store of dir,
@@ -115,7 +117,7 @@ func findCmd(root *cobra.Command, path []string) *cobra.Command {
 // audit row, by the operator's uid. Every admin command of the CLI comes
 // from the table (host import aside, which streams through host.add).
 func TestEveryOperation(t *testing.T) {
-	var firstRoot string
+	var firstRoot, firstIssuing string
 	_, cmd := startPrimary(t, func(dir string) {
 		withStore(t, dir, func(st *store.Store) {
 			is := seedHost(t, st, "seeded.test", time.Now().Add(365*24*time.Hour), time.Now())
@@ -134,11 +136,13 @@ func TestEveryOperation(t *testing.T) {
 			t.Fatal(err)
 		}
 		firstRoot = c.Fingerprint()
+		firstIssuing = ca.ID(c.Certificate())
 	})
 	// ca rotate --root runs before ca retire-root, which retires the
 	// root init made (seeded.test's certificate is from no root of ours).
 	opSamples[admin.CmdCARetireRoot] = []string{firstRoot}
 	opSamples[admin.CmdAdminAdd] = []string{"alice", "--out", t.TempDir()}
+	opSamples[admin.CmdCARevokeIssuing] = []string{firstIssuing, "--reason", "keyCompromise"}
 	root := NewRoot()
 	actor := fmt.Sprintf("admin:%d", os.Getuid())
 	lastID := int64(0)

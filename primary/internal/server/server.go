@@ -234,6 +234,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.adminSrv.UseLevels(levels)
 	s.adminSrv.UseRotator(s.ca, s.ca)
 	s.adminSrv.UseIssuer(s.ca)
+	s.adminSrv.UseRootSigner(s.ca)
 	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
 	if err != nil {
 		return nil, err
