@@ -58,6 +58,12 @@ type Options struct {
 	Join *Primary
 	// Console serves the web console on 127.0.0.1:0 (ConsoleAddr).
 	Console bool
+	// OfflineRoot keeps the root's key out of the data directory
+	// (`init --root-key-out`, RootKeyFile).
+	OfflineRoot bool
+	// BeforeServe, when set, is called with the data directory after init
+	// and before the server starts.
+	BeforeServe func(dir string)
 }
 
 // AuditEntry is one row of the primary's audit log.
@@ -65,15 +71,16 @@ type AuditEntry = admin.AuditEntry
 
 // Primary is a running primary. Its methods fail the test on error.
 type Primary struct {
-	t      testing.TB
-	dir    string
-	addr   string
-	cons   string
-	bundle []*x509.Certificate
-	fp     string
-	dns    *dnstest.Server
-	admin  admin.Client
-	log    *syncBuffer
+	t       testing.TB
+	dir     string
+	addr    string
+	cons    string
+	bundle  []*x509.Certificate
+	fp      string
+	rootKey string // the offline root key's file (Options.OfflineRoot)
+	dns     *dnstest.Server
+	admin   admin.Client
+	log     *syncBuffer
 
 	stopOnce sync.Once
 	stop     func() error
@@ -113,12 +120,20 @@ func Start(t testing.TB, o Options) *Primary {
 	if o.Store != "" {
 		args = append(args, "--store", o.Store)
 	}
+	rootKey := ""
+	if o.OfflineRoot {
+		rootKey = filepath.Join(base, "offline-root-key.pem")
+		args = append(args, "--root-key-out", rootKey)
+	}
 	var out, errb bytes.Buffer
 	if code := cli.Main(context.Background(), args, &out, &errb); code != 0 {
 		t.Fatalf("primarytest: hostcert-primary %s: exit %d: %s", args[0], code, errb.String())
 	}
 
-	p := &Primary{t: t, dir: dir, dns: dnstest.New(t, nil), admin: admin.Client{Dir: dir}, log: &syncBuffer{}}
+	if o.BeforeServe != nil {
+		o.BeforeServe(dir)
+	}
+	p := &Primary{t: t, dir: dir, rootKey: rootKey, dns: dnstest.New(t, nil), admin: admin.Client{Dir: dir}, log: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, server.Config{
 		DataDir: dir, Listen: o.Listen, Console: consoleAddr(o.Console), DNSServer: p.dns.Addr(), CertValidity: o.CertValidity, Store: o.Store,
@@ -338,12 +353,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// RotateCA runs `ca rotate` (with root, `ca rotate --root`) and returns the
-// current root's fingerprint afterwards.
+// RotateCA runs `ca rotate` (with root, `ca rotate --root`; with the
+// offline root key when there is one) and returns the current root's
+// fingerprint afterwards.
 func (p *Primary) RotateCA(root bool) string {
 	p.t.Helper()
 	var info admin.CAInfo
-	p.call(admin.CmdCARotate, admin.RotateArgs{Root: root}, &info)
+	p.call(admin.CmdCARotate, admin.RotateArgs{Root: root, RootKeyFile: p.rootKey}, &info)
 	return info.Fingerprint
 }
 
@@ -351,4 +367,35 @@ func (p *Primary) RotateCA(root bool) string {
 func (p *Primary) RetireRoot(fingerprint string) {
 	p.t.Helper()
 	p.call(admin.CmdCARetireRoot, admin.RetireArgs{Fingerprint: fingerprint}, nil)
+}
+
+// RootKeyFile is where init wrote the root's key (Options.OfflineRoot).
+func (p *Primary) RootKeyFile() string { return p.rootKey }
+
+// RevokeIssuing runs `ca revoke-issuing ISSUING --reason REASON` with the
+// offline root key when there is one.
+func (p *Primary) RevokeIssuing(issuing, reason string) admin.RevokedIssuingInfo {
+	p.t.Helper()
+	var info admin.RevokedIssuingInfo
+	p.call(admin.CmdCARevokeIssuing, admin.RevokeIssuingArgs{Issuing: issuing, Reason: reason, RootKeyFile: p.rootKey}, &info)
+	return info
+}
+
+// SignRootCRL runs `ca sign-root-crl` with the offline root key when there
+// is one.
+func (p *Primary) SignRootCRL() admin.RootCRLInfo {
+	p.t.Helper()
+	var info admin.RootCRLInfo
+	p.call(admin.CmdCASignRootCRL, admin.SignRootCRLArgs{RootKeyFile: p.rootKey}, &info)
+	return info
+}
+
+// TryRevokeIssuing runs `ca revoke-issuing ISSUING --reason REASON`, with
+// the offline root key when withKey, and returns its refusal.
+func (p *Primary) TryRevokeIssuing(issuing, reason string, withKey bool) error {
+	args := admin.RevokeIssuingArgs{Issuing: issuing, Reason: reason}
+	if withKey {
+		args.RootKeyFile = p.rootKey
+	}
+	return p.admin.Call(context.Background(), admin.CmdCARevokeIssuing, args, nil)
 }

@@ -75,6 +75,45 @@ type List struct {
 	// ETag and PEMETag are the entity tags of DER and PEM
 	// (protocol.CRLETag), computed once: a conditional GET costs no hash.
 	ETag, PEMETag string
+	// Root: a root's CRL (it lists revoked issuing CAs; signed with the
+	// root's key, which may be offline).
+	Root bool
+}
+
+// RootWarnBefore is how long before a root's CRL passes its next update the
+// primary warns at each regeneration (and the packaged alert fires): a root
+// kept offline needs `ca sign-root-crl --root-key FILE` by then.
+const RootWarnBefore = 30 * 24 * time.Hour
+
+// Roots is the roots' latest CRLs.
+func (p *Publisher) Roots() []*List {
+	var out []*List
+	if s := p.current.Load(); s != nil {
+		for _, l := range s.Lists {
+			if l.Root {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// warnRootCRLs logs every root CRL that is past its next update (agents
+// under that root's issuing CAs can then tell nothing) or will be within
+// RootWarnBefore.
+func (p *Publisher) warnRootCRLs(set *Set, now time.Time) {
+	for _, l := range set.Lists {
+		if !l.Root || l.NextUpdate.IsZero() || l.NextUpdate.Sub(now) > RootWarnBefore {
+			continue
+		}
+		ev := p.log.Warn()
+		msg := "root crl expires soon: sign it again with the root's key (hostcert-primary ca sign-root-crl --root-key FILE)"
+		if !now.Before(l.NextUpdate) {
+			ev = p.log.Error()
+			msg = "root crl past its next update: agents cannot tell whether their issuing ca is revoked; sign it again with the root's key (hostcert-primary ca sign-root-crl --root-key FILE)"
+		}
+		ev.Str("root", l.Issuer).Time("next_update", l.NextUpdate).Msg(msg)
+	}
 }
 
 // Publisher regenerates and holds the current CRL. Safe for concurrent use.
@@ -185,7 +224,7 @@ func (p *Publisher) regenerate(ctx context.Context) error {
 		return fmt.Errorf("crl: root CRLs: %w", err)
 	}
 	set := &Set{}
-	for _, s := range append(signed, roots...) {
+	for i, s := range append(signed, roots...) {
 		h, err := readHeader(s.DER)
 		if err != nil {
 			return fmt.Errorf("crl: read the CRL of %s: %w", s.ID, err)
@@ -194,8 +233,10 @@ func (p *Publisher) regenerate(ctx context.Context) error {
 			Issuer: s.ID, DER: s.DER, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: s.DER}),
 			Number: h.number, Entries: h.entries, ThisUpdate: h.thisUpdate, NextUpdate: h.next,
 			ETag: protocol.CRLETag(s.DER), PEMETag: protocol.CRLETagPEM(s.DER),
+			Root: i >= len(signed),
 		})
 	}
+	p.warnRootCRLs(set, now)
 	p.current.Store(set)
 	p.log.Info().Str("number", number.String()).Int("entries", len(entries)).Int("crls", len(set.Lists)).Msg("crl regenerated")
 	return nil

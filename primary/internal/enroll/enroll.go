@@ -67,6 +67,8 @@ type Signer interface {
 	Bundle() []*x509.Certificate // the roots
 	Issuing() []*x509.Certificate
 	Sign(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error)
+	// RevokedIssuer is the revoked issuing CA that signed cert, or nil.
+	RevokedIssuer(cert *x509.Certificate) *ca.RevokedCA
 }
 
 // PrimaryNames knows the names the primary has, or ever had (package ca):
@@ -584,6 +586,13 @@ func (s *Service) presented(ctx context.Context, now time.Time, rec *record, cha
 	}
 	if rec.hostID == "" {
 		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeClientCertRequired, "the client certificate is not a host certificate")
+	}
+	// Its issuing CA's key may be in other hands: whatever it signed proves
+	// nothing, so it is revoked with it and needs a reissue.
+	if r := s.cfg.CA.RevokedIssuer(leaf); r != nil {
+		return nil, store.Cert{}, s.refuse(ctx, now, *rec, nil, protocol.CodeHostRevoked, fmt.Sprintf(
+			"the issuing CA that signed this certificate (%s) was revoked on %s (%s), and the certificate with it: it cannot renew and needs a reissue (a reissue token, or host allow-reissue)",
+			r.Cert.Subject.CommonName, r.RevokedAt.UTC().Format(time.RFC3339), ca.ReasonName(r.Reason)))
 	}
 	serial := ca.SerialHex(leaf.SerialNumber)
 	stored, err := s.cfg.Ledger.CertBySerial(ctx, serial)
