@@ -39,7 +39,10 @@ type (
 	inventorySource interface {
 		ExpiryCounts(ctx context.Context, now time.Time, bounds []time.Duration) (store.ExpiryCounts, error)
 	}
-	crlSource interface{ Current() *crl.List }
+	crlSource interface {
+		Current() *crl.List
+		Roots() []*crl.List
+	}
 	caSource  interface{ Bundle() []*x509.Certificate }
 	readiness interface {
 		Ready(ctx context.Context) error
@@ -64,6 +67,9 @@ var (
 		"The served CRL's nextUpdate: agents treat it as stale after this.", nil, nil)
 	descCRLInterval = prometheus.NewDesc("hostcert_primary_crl_refresh_interval_seconds",
 		"How often the primary regenerates the CRL at the latest.", nil, nil)
+	descRootCRLNext = prometheus.NewDesc("hostcert_primary_root_crl_next_update_timestamp_seconds",
+		"Each root's CRL's nextUpdate (it lists revoked issuing CAs): after it, agents under that root cannot tell their certificate's state. An offline root's CRL is signed again with ca sign-root-crl --root-key FILE.",
+		[]string{"root"}, nil)
 	descCAExpiry = prometheus.NewDesc("hostcert_primary_ca_expiry_seconds",
 		"Seconds until the CA certificate's NotAfter (negative once expired), for every CA in the bundle.",
 		[]string{"subject", "serial"}, nil)
@@ -97,7 +103,7 @@ func newFleetCollector(inv inventorySource, crls crlSource, ca caSource, ready r
 
 func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCerts, descTokens, descInventoryTime, descInventoryErrors,
-		descCRLAge, descCRLEntries, descCRLNext, descCRLInterval, descCAExpiry, descReady} {
+		descCRLAge, descCRLEntries, descCRLNext, descCRLInterval, descRootCRLNext, descCAExpiry, descReady} {
 		ch <- d
 	}
 }
@@ -111,6 +117,9 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCRLAge, prometheus.GaugeValue, now.Sub(l.ThisUpdate).Seconds())
 		ch <- prometheus.MustNewConstMetric(descCRLEntries, prometheus.GaugeValue, float64(l.Entries))
 		ch <- prometheus.MustNewConstMetric(descCRLNext, prometheus.GaugeValue, unixSeconds(l.NextUpdate))
+	}
+	for _, l := range c.crls.Roots() {
+		ch <- prometheus.MustNewConstMetric(descRootCRLNext, prometheus.GaugeValue, unixSeconds(l.NextUpdate), l.Issuer)
 	}
 	for _, cert := range c.ca.Bundle() {
 		ch <- prometheus.MustNewConstMetric(descCAExpiry, prometheus.GaugeValue, cert.NotAfter.Sub(now).Seconds(),

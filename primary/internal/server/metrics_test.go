@@ -180,9 +180,15 @@ func (f *fakeInventory) ExpiryCounts(context.Context, time.Time, []time.Duration
 	return f.inv, f.err
 }
 
-type fakeCRLs struct{ l *crl.List }
+type fakeCRLs struct{ l, root *crl.List }
 
 func (f fakeCRLs) Current() *crl.List { return f.l }
+func (f fakeCRLs) Roots() []*crl.List {
+	if f.root == nil {
+		return nil
+	}
+	return []*crl.List{f.root}
+}
 
 type fakeCA []*x509.Certificate
 
@@ -201,7 +207,8 @@ func TestFleetCollector(t *testing.T) {
 	ready := &fakeReady{}
 	caCert := &x509.Certificate{NotAfter: now.Add(100 * time.Second), SerialNumber: big.NewInt(255)}
 	caCert.Subject.CommonName = "test CA"
-	c := newFleetCollector(inv, fakeCRLs{&crl.List{Entries: 5, ThisUpdate: now.Add(-30 * time.Second), NextUpdate: now.Add(time.Hour)}},
+	c := newFleetCollector(inv, fakeCRLs{&crl.List{Entries: 5, ThisUpdate: now.Add(-30 * time.Second), NextUpdate: now.Add(time.Hour)},
+		&crl.List{Issuer: "0011223344556677", Root: true, NextUpdate: now.Add(10 * time.Second)}},
 		fakeCA{caCert}, ready, zerolog.Nop())
 	c.now = func() time.Time { return now }
 	c.maxAge = time.Minute
@@ -236,8 +243,11 @@ hostcert_primary_crl_entries 5
 # HELP hostcert_primary_ready 1 when this node can serve (CA loaded, store answering), as /readyz says; else 0.
 # TYPE hostcert_primary_ready gauge
 hostcert_primary_ready 1
+# HELP hostcert_primary_root_crl_next_update_timestamp_seconds Each root's CRL's nextUpdate (it lists revoked issuing CAs): after it, agents under that root cannot tell their certificate's state. An offline root's CRL is signed again with ca sign-root-crl --root-key FILE.
+# TYPE hostcert_primary_root_crl_next_update_timestamp_seconds gauge
+hostcert_primary_root_crl_next_update_timestamp_seconds{root="0011223344556677"} 1.79608321e+09
 `, "hostcert_primary_certificates", "hostcert_primary_ca_expiry_seconds", "hostcert_primary_crl_age_seconds",
-		"hostcert_primary_crl_entries", "hostcert_primary_ready")
+		"hostcert_primary_crl_entries", "hostcert_primary_ready", "hostcert_primary_root_crl_next_update_timestamp_seconds")
 
 	// Scrapes within maxAge reuse the counts: the query ran once so far
 	// (CollectAndLint and CollectAndCompare both collected).
