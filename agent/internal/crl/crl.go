@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hostcert/hostcert/agent/internal/certstore"
+	"github.com/hostcert/hostcert/agent/internal/health"
 	"github.com/hostcert/hostcert/agent/internal/pause"
 	"github.com/hostcert/hostcert/agent/internal/renew"
 	"github.com/hostcert/hostcert/common/pki"
@@ -277,5 +278,20 @@ func (l *Loop) checkSelf(list *x509.RevocationList, now time.Time) {
 	if rep := renew.Check(id.Cert, list, now, now); rep.Revoked {
 		l.Log.Error().Str("serial", rep.Serial).Str("host_id", rep.HostID).Time("revoked_at", rep.RevokedAt).
 			Msg("this host's certificate is revoked; run get-cert with a reissue token")
+		return
+	}
+	// Its issuing CA revoked by the root (ca revoke-issuing): the
+	// certificate is revoked with it and renews no more.
+	cas, err := l.Refresher.Store.CA()
+	if err != nil {
+		return
+	}
+	root, err := l.Refresher.Store.RootCRL()
+	if err != nil {
+		return
+	}
+	if rep := health.Check(health.Input{Cert: id.Cert, Chain: id.Chain, CAs: cas, CRL: list, RootCRL: root, Now: now}); rep.IssuingCARevoked {
+		l.Log.Error().Str("serial", rep.Serial).Str("host_id", rep.HostID).
+			Msg("this host's issuing ca is revoked, and its certificate with it; run get-cert with a reissue token")
 	}
 }

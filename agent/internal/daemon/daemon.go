@@ -179,11 +179,17 @@ func Run(ctx context.Context, o Options) error {
 		})
 		g.Go(func() error { return w.Run(ctx) })
 	}
-	// A root learnt over the verified channel reaches the client at once.
+	// A root learnt (or a retired one dropped) over the verified channel
+	// reaches the client at once.
 	trustLog := part(o.Log, "trust")
 	trusted := func(all []*x509.Certificate) {
 		env.Client.SetRoots(certstore.Pool(all))
-		trustLog.Info().Int("roots", len(all)).Msg("learnt a new root vouched for by a trusted root")
+		fps := make([]string, 0, len(all))
+		for _, c := range all {
+			fps = append(fps, pki.Fingerprint(c))
+		}
+		trustLog.Info().Int("roots", len(all)).Strs("fingerprints", fps).
+			Msg("trust store updated: a new root vouched for by a trusted root learnt, or a root the primary retired dropped")
 	}
 	refresher := &crl.Refresher{Store: env.Store, State: env.Store, Client: env.Client, Now: time.Now, Trusted: trusted}
 	renewer := &renew.Renewer{
