@@ -106,7 +106,7 @@ func waitFleet(t *testing.T, agents []*agentHost, issuing, root string, within t
 // rotation with no command on any host: their service loops renew into
 // the new chain and learn the new root over the verified channel. An agent
 // that was offline during both rotations catches up when it starts. Then
-// the old root retires.
+// the old root retires, and every agent drops it from its trust store.
 func TestFleetRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds and runs the three programs")
@@ -153,10 +153,15 @@ func TestFleetRotation(t *testing.T) {
 			t.Errorf("the retired root is still listed: %+v", c)
 		}
 	}
+	// The verified CRL refresh no longer finds the old root listed: every
+	// agent drops it from its trust store.
 	for _, a := range []*agentHost{lan, dmz, off} {
 		a.must("get-crl")
 		if r := a.do("self-check"); r.code != 0 {
 			t.Errorf("%s: self-check after retiring the old root = %s", a.name, r)
+		}
+		if fps := trusts(t, a); len(fps) != 1 || fps[0] != s.Fingerprint {
+			t.Errorf("%s: trust store after retire-root = %v, want only the new root %s", a.name, fps, s.Fingerprint)
 		}
 	}
 }
