@@ -60,7 +60,7 @@ func (c *CA) RevokeIssuing(id string, reason int, rootKey crypto.Signer, now tim
 		// A single CA of older versions is a root: no CRL lists it.
 		return RevokedCA{}, fmt.Errorf("revoke issuing CA %s: it is a root, not an issuing CA; retire it instead (ca retire-root)", id)
 	}
-	for _, r := range c.revokedCAs() {
+	for _, r := range c.revokedLocked() {
 		if r.Cert.Equal(target) {
 			return RevokedCA{}, fmt.Errorf("revoke issuing CA %s: %w (since %s)", id, ErrAlreadyRevoked, r.RevokedAt.UTC().Format(time.RFC3339))
 		}
@@ -170,12 +170,23 @@ func (c *CA) revokedCAs() []RevokedCA {
 	if p := c.revoked.Load(); p != nil {
 		return *p
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.revokedLocked()
+}
+
+// revokedLocked is revokedCAs for a caller that holds c.mu.
+func (c *CA) revokedLocked() []RevokedCA {
+	if p := c.revoked.Load(); p != nil {
+		return *p
+	}
 	return c.loadRevoked()
 }
 
 // loadRevoked reads the roots' CRLs and keeps the issuing CAs they list.
 // A root CRL that cannot be read lists nothing here (the CRL publisher
-// reports it).
+// reports it). The caller holds c.mu: a change to the roots' CRLs and the
+// read after it are never overtaken by an older read.
 func (c *CA) loadRevoked() []RevokedCA {
 	h := c.h.Load()
 	var out []RevokedCA
