@@ -17,6 +17,7 @@ import (
 	"github.com/hostcert/hostcert/agent/internal/cli"
 	"github.com/hostcert/hostcert/agent/internal/config"
 	"github.com/hostcert/hostcert/agent/internal/daemon"
+	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/common/svc"
 	"github.com/hostcert/hostcert/internal/nettest"
 	"github.com/hostcert/hostcert/primary/primarytest"
@@ -283,5 +284,37 @@ func TestRunRevokedWaitsForReissue(t *testing.T) {
 	// (The primary's refusal says "cannot renew" too: count the messages.)
 	if n := strings.Count(a.log.String(), `"message":"cannot renew`); n != 1 {
 		t.Errorf("'cannot renew' logged %d times, want once per hour\n%s", n, a.log.String())
+	}
+}
+
+// After ca revoke-issuing of the issuing CA that signed this host's
+// certificate, run's CRL refresh says so at error level, and its renewal
+// is refused (host_revoked) and not retried: the host needs a reissue.
+func TestRunIssuingCARevoked(t *testing.T) {
+	srv := primarytest.Start(t, primarytest.Options{CertValidity: 20 * time.Second})
+	a := setup(t, srv, srv.Addr(), "renew_before: 5m\n") // due at once (capped at mid-life)
+	issuing := a.identity().Chain[0]
+	srv.RotateCA(false)
+	srv.RevokeIssuing(pki.Fingerprint(issuing), "keyCompromise")
+	// No CRL stored: run refreshes it at once (else at the level's interval).
+	if err := os.Remove(filepath.Join(a.data, certstore.CRLFile)); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	opts := a.options()
+	opts.BlockedPoll = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, opts) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "the revoked issuing CA and the refused renewal to be logged at error level", func() bool {
+		l := a.log.String()
+		return strings.Contains(l, `"message":"this host's issuing ca is revoked`) && strings.Contains(l, "host_revoked")
+	})
+	time.Sleep(300 * time.Millisecond) // six blocked polls
+	if n := srv.Count("renew"); n != 1 {
+		t.Errorf("renewal attempts after host_revoked = %d, want exactly 1 (no retries)", n)
+	}
+	if !a.identity().Chain[0].Equal(issuing) {
+		t.Error("the certificate changed: a certificate of a revoked issuing CA was renewed")
 	}
 }
