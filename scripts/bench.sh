@@ -34,6 +34,8 @@ bench "primary at 1M hosts: the store's share of an enrollment, empty vs 1M-host
   ./primary/internal/store/storebench/ 'IssuanceAtScale$' 1x
 bench "primary at 1M hosts: fleet-wide counts (metrics' expiry counts, inventory/dashboard), seconds per query" \
   ./primary/internal/store/storebench/ 'CountsAtScale$' 1x
+bench "primary at 1M hosts on PostgreSQL (seeded into a throwaway cluster each run): the store's share of an enrollment, empty vs 1M (target ratio >= 0.9); fleet-wide counts" \
+  ./primary/internal/store/storebench/ 'AtScalePostgres$' 1x
 bench "primary at 1M hosts: host import of 100,000 names through the CLI (target <= 10 s)" \
   ./primary/internal/cli/ 'HostImport100k$' 1x
 bench "primary at 1M hosts: real serve processes, enrollments/s empty vs 1M (target ratio >= 0.9), peak RSS (VmHWM, target <= 150 MiB)" \

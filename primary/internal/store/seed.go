@@ -108,7 +108,17 @@ func (s *Store) Seed(ctx context.Context, f Fleet) error {
 	if err := chunk("name mappings", seedMappings, f.Hosts, at, at); err != nil {
 		return err
 	}
-	return chunk("certificates", seedCerts, f.Certs, at, at, notAfter, f.DER, f.Revoked, revokedAt, f.Revoked, alg)
+	if err := chunk("certificates", seedCerts, f.Certs, at, at, notAfter, f.DER, f.Revoked, revokedAt, f.Revoked, alg); err != nil {
+		return err
+	}
+	if s.d == postgresDialect {
+		// Statistics for the planner and the visibility map for
+		// index-only scans, as autovacuum would leave them in time.
+		if _, err := s.rdb.ExecContext(ctx, "VACUUM ANALYZE"); err != nil {
+			return fmt.Errorf("seed: vacuum: %w", err)
+		}
+	}
+	return nil
 }
 
 // SchemaVersion is the schema version this program migrates to.

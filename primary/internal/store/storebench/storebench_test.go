@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/internal/pgtest"
 	"github.com/hostcert/hostcert/primary/internal/store"
 )
 
@@ -25,24 +26,73 @@ import (
 // both rates and their ratio (target: >= 0.9: the fleet's size costs an
 // enrollment no more than 10 %).
 func BenchmarkIssuanceAtScale(b *testing.B) {
-	const rounds, perRound = 3, 3000
 	ctx := context.Background()
 	empty, err := store.Open(ctx, filepath.Join(b.TempDir(), "empty.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer empty.Close()
+	full := openSQLite(b)
+	defer full.Close()
+	issuanceAtScale(b, empty, full)
+}
+
+// BenchmarkIssuanceAtScalePostgres is BenchmarkIssuanceAtScale on
+// PostgreSQL (a throwaway cluster, internal/pgtest; the 1M fleet is seeded
+// into it by Store.Seed at every run).
+func BenchmarkIssuanceAtScalePostgres(b *testing.B) {
+	empty, full := openPostgres(b)
+	issuanceAtScale(b, empty, full)
+}
+
+// openSQLite opens a copy of the cached 1M SQLite store.
+func openSQLite(b *testing.B) *store.Store {
+	b.Helper()
+	ctx := context.Background()
 	path := filepath.Join(b.TempDir(), "fleet.db")
 	if took, err := CopyTo(ctx, path, Million); err != nil {
 		b.Fatal(err)
 	} else if took > 0 {
 		b.Logf("seeded %d hosts in %v (cached in %s)", Million.Hosts, took, CacheDir())
 	}
-	full, err := store.Open(ctx, path)
+	s, err := store.Open(ctx, path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer full.Close()
+	return s
+}
+
+// openPostgres opens an empty store and one seeded with the 1M fleet, each
+// a database of one throwaway cluster.
+func openPostgres(b *testing.B) (empty, full *store.Store) {
+	b.Helper()
+	ctx := context.Background()
+	c := pgtest.Start(b)
+	var err error
+	if empty, err = store.OpenPostgres(ctx, c.CreateDatabase(b, "empty")); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { empty.Close() })
+	if full, err = store.OpenPostgres(ctx, c.CreateDatabase(b, "fleet")); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { full.Close() })
+	f := Million
+	if f.DER, err = HostCertDER(); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := full.Seed(ctx, f); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d hosts into PostgreSQL in %v", f.Hosts, time.Since(start))
+	return empty, full
+}
+
+// issuanceAtScale measures the rounds of BenchmarkIssuanceAtScale.
+func issuanceAtScale(b *testing.B, empty, full *store.Store) {
+	const rounds, perRound = 3, 3000
+	ctx := context.Background()
 	der, err := HostCertDER()
 	if err != nil {
 		b.Fatal(err)
@@ -114,16 +164,19 @@ func BenchmarkIssuanceAtScale(b *testing.B) {
 // metrics' ExpiryCounts (recomputed at most every minute, under a 10 s
 // timeout) and the inventory the console's dashboard and `inventory` show.
 func BenchmarkCountsAtScale(b *testing.B) {
-	ctx := context.Background()
-	path := filepath.Join(b.TempDir(), "fleet.db")
-	if _, err := CopyTo(ctx, path, Million); err != nil {
-		b.Fatal(err)
-	}
-	s, err := store.Open(ctx, path)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := openSQLite(b)
 	defer s.Close()
+	countsAtScale(b, s)
+}
+
+// BenchmarkCountsAtScalePostgres is BenchmarkCountsAtScale on PostgreSQL.
+func BenchmarkCountsAtScalePostgres(b *testing.B) {
+	_, full := openPostgres(b)
+	countsAtScale(b, full)
+}
+
+func countsAtScale(b *testing.B, s *store.Store) {
+	ctx := context.Background()
 	var expiry, inventory time.Duration
 	for b.Loop() {
 		now := time.Now()
