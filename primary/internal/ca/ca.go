@@ -136,6 +136,9 @@ type CA struct {
 	// names is every name the primary ever had (the names file plus the
 	// current server certificate's), canonical: reserved for the primary.
 	names atomic.Pointer[map[string]bool]
+	// fleet is every name of every primary node on a shared store
+	// (SetFleetNames): reserved here too.
+	fleet atomic.Pointer[map[string]bool]
 }
 
 // CertPath, KeyPath and the like name the files of a data directory.
@@ -500,15 +503,19 @@ func dedupeCerts(in []*x509.Certificate) []*x509.Certificate {
 }
 
 // IsPrimaryName reports whether name is, or ever was, a name of the
-// primary's TLS certificate, in any spelling that normalises to it. Such a
+// primary's TLS certificate, or is a name of another primary node of the
+// fleet (SetFleetNames), in any spelling that normalises to it. Such a
 // name is reserved: no host certificate carries it.
 func (c *CA) IsPrimaryName(name string) bool {
 	n, err := hostname.ForServer(name)
 	if err != nil {
 		return false
 	}
-	m := c.names.Load()
-	return m != nil && (*m)[n]
+	if m := c.names.Load(); m != nil && (*m)[n] {
+		return true
+	}
+	f := c.fleet.Load()
+	return f != nil && (*f)[n]
 }
 
 // PrimaryNames lists every name the primary has had, sorted.

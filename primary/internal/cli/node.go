@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostcert/hostcert/common/atomicfile"
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/pki"
 	"github.com/hostcert/hostcert/primary/internal/ca"
 	"github.com/hostcert/hostcert/primary/internal/server"
@@ -177,7 +179,23 @@ that "serve --data DIR" uses it. Remove the copy of the key afterwards.`,
 			if err := checkFleetCA(from, fleet); err != nil {
 				return err
 			}
-			c, err := ca.Join(dir, from, append(append([]string(nil), services...), name), time.Now())
+			if err := checkFleetKey(cmd.Context(), st, from); err != nil {
+				return err
+			}
+			all := append(append([]string(nil), services...), name)
+			// Reserved on every node before a certificate for them exists.
+			var reserve []string
+			for _, n := range all {
+				k, err := hostname.ForServer(n)
+				if err != nil {
+					return fmt.Errorf("join: --name/--service-name: %w", err)
+				}
+				reserve = append(reserve, k)
+			}
+			if err := st.RecordPrimaryNames(cmd.Context(), name, reserve, time.Now()); err != nil {
+				return fmt.Errorf("join: %w", err)
+			}
+			c, err := ca.Join(dir, from, all, time.Now())
 			if err != nil {
 				if errors.Is(err, ca.ErrExists) {
 					return fmt.Errorf("%s already holds a CA; refusing to overwrite it", dir)
@@ -206,6 +224,30 @@ that "serve --data DIR" uses it. Remove the copy of the key afterwards.`,
 	sf.add(cmd)
 	addJSON(cmd)
 	return cmd
+}
+
+// checkFleetKey refuses a copy whose fleet key (ca/fleet-key) is not the
+// one the database records: the node would miss every rotation. A copy
+// without one is accepted (a fleet set up before fleet keys existed; its
+// first node to serve makes one).
+func checkFleetKey(ctx context.Context, st *store.Store, from string) error {
+	recorded, err := st.FleetKeyID(ctx)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	key, err := ca.ReadFleetKey(filepath.Join(from, filepath.Base(ca.FleetKeyPath(""))))
+	switch {
+	case errors.Is(err, ca.ErrNoFleetKey):
+		if recorded != "" {
+			return fmt.Errorf("join: %s has no fleet-key, and the fleet has one: copy the first node's whole ca directory", from)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("join: %w", err)
+	case recorded != "" && key.ID() != recorded:
+		return fmt.Errorf("join: the fleet key in %s is not the fleet's (the database records key %s, this one is %s)", from, recorded, key.ID())
+	}
+	return nil
 }
 
 // checkFleetCA refuses CA files that are not the fleet's CA, before

@@ -119,7 +119,7 @@ It refuses to touch a data directory that already holds a CA.`,
 				}
 				return fmt.Errorf("init: %w", err)
 			}
-			if err := claimFleet(cmd.Context(), dir, target, c.Fingerprint()); err != nil {
+			if err := claimFleet(cmd.Context(), dir, target, nodeName(node), c); err != nil {
 				return err
 			}
 			if err := writeNodeRecord(dir, newNodeRecord(nodeName(node), sf, target)); err != nil {
@@ -232,15 +232,31 @@ a plain HTTP 503 (Retry-After: 5) before any TLS and closed.`,
 	return cmd
 }
 
-// claimFleet records the new CA as the fleet's in the store: a second init
-// racing this one on the same database loses here.
-func claimFleet(ctx context.Context, dir, target, fingerprint string) error {
+// claimFleet records the new CA as the fleet's in the store (a second init
+// racing this one on the same database loses here) and the primary's names
+// as reserved for every node. On PostgreSQL it also makes the fleet key
+// (ca/fleet-key) with which the nodes hand each other a rotated CA, and
+// records its identifier.
+func claimFleet(ctx context.Context, dir, target, node string, c *ca.CA) error {
 	st, err := server.OpenStore(ctx, dir, target)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := st.ClaimCA(ctx, fingerprint, nil); err != nil {
+	if err := st.ClaimCA(ctx, c.Fingerprint(), nil); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if err := st.RecordPrimaryNames(ctx, node, c.PrimaryNames(), time.Now()); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if st.Backend() != "postgres" {
+		return nil
+	}
+	key, err := ca.CreateFleetKey(dir)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if _, err := st.ClaimFleetKey(ctx, key.ID()); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 	return nil

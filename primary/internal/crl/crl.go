@@ -39,6 +39,25 @@ type Source interface {
 	NextCRLNumber(ctx context.Context) (*big.Int, error)
 }
 
+// Shared is the store several primary nodes share (PostgreSQL). Each CRL
+// number is allocated in the transaction that reads the revocations it
+// lists, each node publishes the CRLs it signs, and before serving one a
+// node checks that no node published a newer one: so a client that moves
+// between nodes never sees a CRL number go down.
+type Shared interface {
+	CRLSnapshot(ctx context.Context, now time.Time, start func(), fn func(store.Revocation) error) (*big.Int, error)
+	PublishCRLs(ctx context.Context, crls []store.StoredCRL) error
+	NewerCRL(ctx context.Context, issuer string, number int64) (store.StoredCRL, bool, error)
+}
+
+// sharedRead bounds the check for a newer CRL; after a failed check the
+// node serves its own CRLs without checking for sharedPause (the store is
+// unreachable: a client should not wait on it for a CRL).
+const (
+	sharedRead  = time.Second
+	sharedPause = 5 * time.Second
+)
+
 // Signer signs one CRL per issuing CA (the current one first) and keeps
 // the roots' CRLs.
 type Signer interface {
@@ -78,6 +97,9 @@ type List struct {
 	// Root: a root's CRL (it lists revoked issuing CAs; signed with the
 	// root's key, which may be offline).
 	Root bool
+	// fleet: an issuing CA's CRL, numbered and published through the
+	// shared store (not a root's).
+	fleet bool
 }
 
 // RootWarnBefore is how long before a root's CRL passes its next update the
@@ -128,6 +150,9 @@ type Publisher struct {
 	current atomic.Pointer[Set]
 	trigger chan struct{}
 
+	shared     Shared       // nil: one node (UseShared)
+	sharedDown atomic.Int64 // Unix nanoseconds until which the shared store is not asked
+
 	// regen is held by the one regeneration running; started counts the
 	// regenerations started and lastOK is the number of the latest one
 	// that succeeded (guarded by regen).
@@ -150,11 +175,15 @@ func New(src Source, signer Signer, log zerolog.Logger, validity, interval time.
 	}
 }
 
+// UseShared makes the Publisher number, publish and serve its CRLs through
+// the store other nodes share. Call before the first Refresh.
+func (p *Publisher) UseShared(sh Shared) { p.shared = sh }
+
 // Current is the current issuing CA's latest CRL, nil before the first
 // Refresh succeeded.
 func (p *Publisher) Current() *List {
 	if s := p.current.Load(); s != nil && len(s.Lists) > 0 {
-		return s.Lists[0]
+		return p.latest(s.Lists[0])
 	}
 	return nil
 }
@@ -163,9 +192,61 @@ func (p *Publisher) Current() *List {
 // root), nil when there is none.
 func (p *Publisher) ByIssuer(id string) *List {
 	if s := p.current.Load(); s != nil {
-		return s.ByIssuer(id)
+		return p.latest(s.ByIssuer(id))
 	}
 	return nil
+}
+
+// latest is l, or the newer CRL of the same CA another node published
+// (then kept as this node's). When the shared store cannot be asked, l.
+func (p *Publisher) latest(l *List) *List {
+	if p.shared == nil || l == nil || !l.fleet || time.Now().UnixNano() < p.sharedDown.Load() {
+		return l
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedRead)
+	defer cancel()
+	sc, ok, err := p.shared.NewerCRL(ctx, l.Issuer, l.Number.Int64())
+	if err != nil {
+		p.sharedDown.Store(time.Now().Add(sharedPause).UnixNano())
+		p.log.Warn().Err(err).Str("issuer", l.Issuer).Msg("checking for a newer crl of another node; serving this node's")
+		return l
+	}
+	if !ok {
+		return l
+	}
+	nl, err := newList(sc.Issuer, sc.DER, true)
+	if err != nil {
+		p.log.Error().Err(err).Str("issuer", sc.Issuer).Msg("reading another node's crl; serving this node's")
+		return l
+	}
+	for {
+		cur := p.current.Load()
+		next := &Set{Lists: make([]*List, len(cur.Lists))}
+		replaced := false
+		for i, x := range cur.Lists {
+			next.Lists[i] = x
+			if x.Issuer == nl.Issuer && x.Number.Cmp(nl.Number) < 0 {
+				next.Lists[i], replaced = nl, true
+			}
+		}
+		if !replaced || p.current.CompareAndSwap(cur, next) {
+			return nl
+		}
+	}
+}
+
+// newList parses one signed CRL.
+func newList(issuer string, der []byte, fleet bool) (*List, error) {
+	h, err := readHeader(der)
+	if err != nil {
+		return nil, fmt.Errorf("crl: read the CRL of %s: %w", issuer, err)
+	}
+	return &List{
+		Issuer: issuer, DER: der, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}),
+		Number: h.number, Entries: h.entries, ThisUpdate: h.thisUpdate, NextUpdate: h.next,
+		ETag: protocol.CRLETag(der), PEMETag: protocol.CRLETagPEM(der),
+		Root: !fleet, fleet: fleet,
+	}, nil
 }
 
 // Trigger asks Run to regenerate the CRL soon. It never blocks.
@@ -201,13 +282,9 @@ func (p *Publisher) Refresh(ctx context.Context) error {
 
 // regenerate builds, signs and publishes a CRL; the caller holds p.regen.
 func (p *Publisher) regenerate(ctx context.Context) error {
-	entries, err := p.entries(ctx)
+	entries, number, err := p.snapshot(ctx)
 	if err != nil {
 		return err
-	}
-	number, err := p.src.NextCRLNumber(ctx)
-	if err != nil {
-		return fmt.Errorf("crl: next number: %w", err)
 	}
 	now := p.now()
 	signed, err := p.signer.CRLs(entries, number, now, p.validity)
@@ -224,17 +301,23 @@ func (p *Publisher) regenerate(ctx context.Context) error {
 		return fmt.Errorf("crl: root CRLs: %w", err)
 	}
 	set := &Set{}
+	var publish []store.StoredCRL
 	for i, s := range append(signed, roots...) {
-		h, err := readHeader(s.DER)
+		l, err := newList(s.ID, s.DER, i < len(signed))
 		if err != nil {
-			return fmt.Errorf("crl: read the CRL of %s: %w", s.ID, err)
+			return err
 		}
-		set.Lists = append(set.Lists, &List{
-			Issuer: s.ID, DER: s.DER, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: s.DER}),
-			Number: h.number, Entries: h.entries, ThisUpdate: h.thisUpdate, NextUpdate: h.next,
-			ETag: protocol.CRLETag(s.DER), PEMETag: protocol.CRLETagPEM(s.DER),
-			Root: i >= len(signed),
-		})
+		set.Lists = append(set.Lists, l)
+		if l.fleet {
+			publish = append(publish, store.StoredCRL{Issuer: l.Issuer, Number: l.Number.Int64(), DER: l.DER})
+		}
+	}
+	// Published before served: a node serves no CRL that another node
+	// could not find newer.
+	if p.shared != nil {
+		if err := p.shared.PublishCRLs(ctx, publish); err != nil {
+			return fmt.Errorf("crl: %w", err)
+		}
 	}
 	p.warnRootCRLs(set, now)
 	p.current.Store(set)
@@ -259,6 +342,35 @@ func (p *Publisher) entries(ctx context.Context) ([]ca.RevokedEntry, error) {
 		return nil, fmt.Errorf("crl: list revoked certificates: %w", err)
 	}
 	return entries, nil
+}
+
+// snapshot lists the CRL's entries and numbers it: on a shared store in
+// one transaction, so that a higher number never lists less.
+func (p *Publisher) snapshot(ctx context.Context) ([]ca.RevokedEntry, *big.Int, error) {
+	if p.shared == nil {
+		entries, err := p.entries(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		number, err := p.src.NextCRLNumber(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("crl: next number: %w", err)
+		}
+		return entries, number, nil
+	}
+	var entries []ca.RevokedEntry
+	number, err := p.shared.CRLSnapshot(ctx, p.now(), func() { entries = entries[:0] }, func(r store.Revocation) error {
+		serial, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return fmt.Errorf("crl: revoked certificate with bad serial %q", r.Serial)
+		}
+		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: r.RevokedAt, Reason: r.Reason, Issuer: authorityKeyID(r.DER)})
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("crl: %w", err)
+	}
+	return entries, number, nil
 }
 
 // Run regenerates the CRL every interval and soon after every Trigger until

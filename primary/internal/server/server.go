@@ -109,6 +109,7 @@ type Server struct {
 	names    []string
 	cert     atomic.Pointer[tls.Certificate]
 	levels   *enroll.LevelCache
+	fleet    *fleet
 	log      zerolog.Logger
 }
 
@@ -144,9 +145,14 @@ func (s *Server) follow(ctx context.Context) error {
 			s.levels.Invalidate()
 		case store.TopicRevoked:
 			s.crls.Trigger()
+		case store.TopicNames:
+			s.fleet.follow(ctx, true, false)
+		case store.TopicCA:
+			s.fleet.follow(ctx, false, true)
 		case store.TopicResync:
 			s.levels.Invalidate()
 			s.crls.Trigger()
+			s.fleet.follow(ctx, true, true)
 		}
 	}, func(err error) {
 		s.log.Warn().Err(err).Msg("lost the store's change notifications; reconnecting")
@@ -194,6 +200,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.store.SetNode(cfg.Node)
+	s.fleet = &fleet{dir: cfg.DataDir, node: cfg.Node, ca: s.ca, st: s.store, shared: s.store.Backend() == "postgres",
+		log: log.With().Str("part", "fleet").Logger(), after: s.caChanged}
+	if err := s.fleet.setupKey(ctx); err != nil {
+		return nil, err
+	}
+	// A rotation another node made while this one was down.
+	if _, err := s.fleet.syncCA(ctx); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
 	// Never sign for a fleet whose database belongs to another CA.
 	var roots []string
 	for _, r := range s.ca.Bundle() {
@@ -209,8 +224,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.ensureServerCert(); err != nil {
 		return nil, err
 	}
+	// Every name of every node is reserved on every node.
+	if err := s.fleet.syncNames(ctx); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
 
 	s.crls = crl.New(s.store, s.ca, log.With().Str("part", "crl").Logger(), 0, crlInterval(s.store.Backend()))
+	if s.fleet.shared {
+		s.crls.UseShared(s.store)
+	}
 	if err := s.crls.Refresh(ctx); err != nil {
 		return nil, fmt.Errorf("first CRL: %w", err)
 	}
@@ -232,7 +254,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	s.adminSrv = admin.NewServer(s.store, s.ca, s.enroll, s.crls, log.With().Str("part", "admin").Logger())
 	s.adminSrv.UseLevels(levels)
-	s.adminSrv.UseRotator(s.ca, s.ca)
+	s.adminSrv.UseRotator(s.fleet, s.ca)
 	s.adminSrv.UseIssuer(s.ca)
 	s.adminSrv.UseRootSigner(s.ca)
 	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
@@ -352,6 +374,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.crls.Run(gctx) })
 	g.Go(func() error { return s.follow(gctx) })
+	g.Go(func() error { return s.fleet.run(gctx) })
 	g.Go(func() error { return s.renewServerCert(gctx) })
 	g.Go(func() error { return s.adminSrv.Serve(gctx, s.adminLn) })
 	if s.metricLn != nil {
@@ -426,6 +449,18 @@ func (s *Server) ensureServerCert() error {
 	}
 	s.cert.Store(c)
 	return nil
+}
+
+// caChanged follows a CA adopted from another node: the TLS listener gets
+// the reissued certificate and the new issuing CA's CRL is served.
+func (s *Server) caChanged(ctx context.Context) {
+	if c := s.ca.ServerTLS(); c != nil {
+		s.cert.Store(c)
+	}
+	if err := s.crls.Refresh(ctx); err != nil {
+		s.crls.Trigger()
+		s.log.Error().Err(err).Msg("regenerating crls after adopting the fleet's ca")
+	}
 }
 
 // renewServerCert checks the server certificate daily.

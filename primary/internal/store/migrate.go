@@ -189,6 +189,29 @@ CREATE INDEX admin_certs_name ON admin_certs(name);
 CREATE INDEX certs_current ON certs(host_id, seq, revoked_at, not_after, route, key_alg);
 DROP INDEX certs_host_seq;
 `,
+	// 10: what several primary nodes on one database share (SPEC §8):
+	// every name any node has (reserved fleet-wide), the latest CRL of
+	// each issuing CA (a node never serves one older than another node
+	// served), and the CA material a rotation publishes, sealed with the
+	// fleet key (never a key in clear).
+	`
+CREATE TABLE primary_names (
+	name     TEXT PRIMARY KEY,           -- canonical (hostname.ForServer)
+	node     TEXT NOT NULL,              -- the node that recorded it first
+	added_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE crls (
+	issuer TEXT PRIMARY KEY,             -- ca.ID of the issuing CA
+	number INTEGER NOT NULL,             -- from crl_state
+	der    BLOB NOT NULL
+) STRICT;
+CREATE TABLE ca_material (
+	generation INTEGER PRIMARY KEY,      -- 1, 2, …: the latest is the fleet's CA
+	node       TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	sealed     BLOB NOT NULL             -- AES-256-GCM under the fleet key
+) STRICT;
+`,
 }
 
 // migrate brings the database to len(list): it creates schema_version when

@@ -151,4 +151,23 @@ CREATE INDEX admin_certs_name ON admin_certs(name);
 CREATE INDEX certs_current ON certs(host_id, seq, revoked_at, not_after, route, key_alg);
 DROP INDEX certs_host_seq;
 `,
+	// 10: the primary nodes' names, the latest CRLs, the sealed CA material.
+	`
+CREATE TABLE primary_names (
+	name     TEXT PRIMARY KEY,
+	node     TEXT NOT NULL,
+	added_at BIGINT NOT NULL
+);
+CREATE TABLE crls (
+	issuer TEXT PRIMARY KEY,
+	number BIGINT NOT NULL,
+	der    BYTEA NOT NULL
+);
+CREATE TABLE ca_material (
+	generation BIGINT PRIMARY KEY,
+	node       TEXT NOT NULL,
+	created_at BIGINT NOT NULL,
+	sealed     BYTEA NOT NULL
+);
+`,
 }

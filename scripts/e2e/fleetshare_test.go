@@ -1,0 +1,228 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hostcert/hostcert/common/pki"
+	"github.com/hostcert/hostcert/common/protocol"
+	"github.com/hostcert/hostcert/internal/pgtest"
+)
+
+// What the nodes of one fleet share through the database besides its
+// state: their names (reserved on every node), their CA (a rotation on one
+// node reaches the others, sealed with the fleet key) and their CRLs (a
+// client moving between nodes never sees the CRL number go down).
+
+// TestFleetShared runs the three on one two-node fleet.
+func TestFleetShared(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds and runs the programs")
+	}
+	f := newFleet(t, pgtest.Shared(t), "")
+	// Order matters: the rotations come last (they change the CA the
+	// other parts use).
+	t.Run("every node's names reserved on every node", func(t *testing.T) { f.reservedNames(t) })
+	t.Run("CRL numbers never go down across nodes", func(t *testing.T) { f.crlNumbers(t) })
+	t.Run("issuing CA rotation reaches the other node", func(t *testing.T) { f.rotation(t, false) })
+	t.Run("root rotation reaches the other node", func(t *testing.T) { f.rotation(t, true) })
+	f.checkLedger()
+}
+
+// reservedNames: node 1 was serving before node 2 joined; it refuses node
+// 2's own name (enrollment, explain, host add), as node 2 refuses node 1's.
+func (f *fleet) reservedNames(t *testing.T) {
+	for i, name := range []string{nodeNames[1], nodeNames[0]} {
+		via := i // node 1 is asked for node 2's name, node 2 for node 1's
+		tok := strings.TrimSpace(f.nodes[via].admin("token", "create", "--name", fmt.Sprintf("reserved-%d", i)))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		a, err := f.clients[via].post(ctx, protocol.EnrollRequest{Name: name, CSR: csrFor(t, name), Token: tok})
+		cancel()
+		if err != nil || a.cert != nil || a.code != protocol.CodeNameReserved {
+			t.Errorf("enroll %s (another node's name) through node %d = %+v, %v, want refused %s", name, via+1, a, err, protocol.CodeNameReserved)
+		}
+		for _, cmd := range [][]string{{"explain", name, "--from", "127.0.0.1"}, {"host", "add", name}} {
+			if r := f.nodes[via].tryAdmin(cmd...); r.code == 0 || !strings.Contains(r.stderr, "reserved") {
+				t.Errorf("%s on node %d: %s, want a refusal: reserved", strings.Join(cmd, " "), via+1, r)
+			}
+		}
+	}
+	var n int
+	f.query("SELECT COUNT(*) FROM primary_names WHERE name = ANY($1)", []any{[]string{nodeNames[0], nodeNames[1], primaryName}}, &n)
+	if n != 3 {
+		t.Errorf("primary_names holds %d of the 3 names of the fleet's nodes", n)
+	}
+}
+
+// crlNumbers: after each revocation on node 1, a client fetching the CRL
+// alternately from node 1 and node 2 sees numbers that never go down.
+func (f *fleet) crlNumbers(t *testing.T) {
+	var last int64
+	var from int
+	fetch := func(i int) *x509.RevocationList {
+		l := f.clients[i].crl(t)
+		if n := l.Number.Int64(); n < last {
+			t.Fatalf("CRL number went down: %d from node %d after %d from node %d", n, i+1, last, from+1)
+		} else {
+			last, from = n, i
+		}
+		return l
+	}
+	for r := range 3 {
+		name := fmt.Sprintf("crlnum%d.fleet.test", r)
+		tok := strings.TrimSpace(f.nodes[0].admin("token", "create", "--name", name))
+		c := f.enrollOK(r%2, name, tok)
+		fetch(0)
+		fetch(1)
+		f.nodes[0].admin("cert", "revoke", name, "--reason", "key-compromise")
+		// Node 1 serves the revocation at once, node 2 within seconds; a
+		// client alternates between them for 3 s (and until node 2 lists it).
+		deadline := time.Now().Add(3 * time.Second)
+		listed := false
+		for k := 0; k < 400 && (time.Now().Before(deadline) || !listed); k++ {
+			if l := fetch(k % 2); k%2 == 1 {
+				listed = lists(l, c.Serial)
+			}
+		}
+		if !listed {
+			t.Fatalf("node 2 does not list %s", c.Serial)
+		}
+		if !lists(fetch(0), c.Serial) {
+			t.Errorf("node 1 does not list %s", c.Serial)
+		}
+	}
+}
+
+// rotation: a rotation on node 1 (the issuing CA, or the root) reaches
+// node 2 within 5 s through the database: node 2 serves the new bundle,
+// issues from the new issuing CA and serves its CRL. The sealed row
+// holds no key in clear, and a root's key never leaves node 1.
+func (f *fleet) rotation(t *testing.T, root bool) {
+	args := []string{"ca", "rotate"}
+	if root {
+		args = append(args, "--root")
+	}
+	f.nodes[0].admin(args...)
+	dir1 := filepath.Join(f.nodes[0].data, "ca")
+	cur, err := os.ReadFile(filepath.Join(dir1, "issuing-current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(string(cur))
+	issuing := readCert(t, filepath.Join(dir1, "issuing-"+id+".pem"))
+	var newRoot *x509.Certificate
+	if root {
+		b, err := os.ReadFile(filepath.Join(dir1, "root.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots, err := pki.ParseCerts(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newRoot = roots[0]
+		if issuing.CheckSignatureFrom(newRoot) != nil {
+			t.Fatal("the new issuing CA is not under the new root")
+		}
+	}
+
+	// Node 2 serves the new CA material within 5 s.
+	took := within(t, "the new issuing CA in node 2's bundle", 5*time.Second, func() bool {
+		status, b, err := f.clients[1].get(protocol.PathCA)
+		if err != nil || status != 200 {
+			return false
+		}
+		certs, err := pki.ParseCerts(b)
+		if err != nil {
+			return false
+		}
+		has := func(c *x509.Certificate) bool {
+			for _, x := range certs {
+				if x.Equal(c) {
+					return true
+				}
+			}
+			return false
+		}
+		return has(issuing) && (newRoot == nil || (has(newRoot) && certs[0].Equal(newRoot)))
+	})
+	t.Logf("node 2 served the new CA after %v", took)
+
+	// Node 2 issues from it, and serves its CRL.
+	name := fmt.Sprintf("rotated-%v.fleet.test", root)
+	tok := strings.TrimSpace(f.nodes[0].admin("token", "create", "--name", name))
+	got := f.enrollOK(1, name, tok)
+	block, _ := pem.Decode([]byte(got.Certificate))
+	if block == nil {
+		t.Fatalf("certificate from node 2 is not PEM: %q", got.Certificate)
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.CheckSignatureFrom(issuing); err != nil {
+		t.Errorf("node 2 issued %s with %s, not the new issuing CA %s", name, leaf.Issuer, issuing.Subject)
+	}
+	status, b, err := f.clients[1].get(protocol.PathCRL + "?" + protocol.CRLIssuerParam + "=" + id)
+	if err != nil || status != 200 {
+		t.Fatalf("node 2's CRL of the new issuing CA: %d, %v", status, err)
+	}
+	if blk, _ := pem.Decode(b); blk == nil {
+		t.Errorf("node 2's CRL of the new issuing CA is not PEM")
+	} else if l, err := x509.ParseRevocationList(blk.Bytes); err != nil || l.CheckSignatureFrom(issuing) != nil {
+		t.Errorf("node 2's CRL of the new issuing CA does not verify with it: %v", err)
+	}
+
+	// The database holds the material only sealed.
+	var sealed []byte
+	f.query("SELECT sealed FROM ca_material ORDER BY generation DESC LIMIT 1", nil, &sealed)
+	keyPEM, err := os.ReadFile(filepath.Join(dir1, "issuing-"+id+"-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := pem.Decode(keyPEM)
+	for what, secret := range map[string][]byte{"key PEM": keyPEM, "key DER": kb.Bytes, "key DER (hex)": []byte(hex.EncodeToString(kb.Bytes))} {
+		if bytes.Contains(sealed, secret) {
+			t.Errorf("the database row holds the issuing CA's %s in clear", what)
+		}
+	}
+	for _, marker := range []string{"PRIVATE KEY", "BEGIN", "issuing-"} {
+		if bytes.Contains(sealed, []byte(marker)) {
+			t.Errorf("the database row holds %q in clear", marker)
+		}
+	}
+	// Node 2 has the new issuing CA's key (it signs), never a new root's.
+	if _, err := os.Stat(filepath.Join(f.nodes[1].data, "ca", "issuing-"+id+"-key.pem")); err != nil {
+		t.Errorf("node 2 has no key of the new issuing CA: %v", err)
+	}
+	if root {
+		p := filepath.Join(f.nodes[1].data, "ca", "root-"+pki.KeyID(newRoot.SubjectKeyId)+"-key.pem")
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("the new root's key reached node 2 (%s)", p)
+		}
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCerts(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
+}
