@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -192,7 +193,11 @@ func (f *fleet) rotation(t *testing.T, root bool) {
 		t.Fatal(err)
 	}
 	kb, _ := pem.Decode(keyPEM)
-	for what, secret := range map[string][]byte{"key PEM": keyPEM, "key DER": kb.Bytes, "key DER (hex)": []byte(hex.EncodeToString(kb.Bytes))} {
+	derB64 := base64.StdEncoding.EncodeToString(kb.Bytes)
+	for what, secret := range map[string][]byte{
+		"key PEM": keyPEM, "key PEM (base64)": []byte(base64.StdEncoding.EncodeToString(keyPEM)),
+		"key DER": kb.Bytes, "key DER (hex)": []byte(hex.EncodeToString(kb.Bytes)), "key DER (base64)": []byte(derB64[:48]),
+	} {
 		if bytes.Contains(sealed, secret) {
 			t.Errorf("the database row holds the issuing CA's %s in clear", what)
 		}
