@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -177,5 +179,123 @@ func TestListenAcrossNodes(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Listen after cancel = %v, want nil", err)
+	}
+}
+
+// TestPrimaryNames: names recorded by any node are every node's; a name
+// recorded twice keeps the node that recorded it first.
+func TestPrimaryNames(t *testing.T) { forEachBackend(t, testPrimaryNames) }
+
+func testPrimaryNames(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if got, err := s.PrimaryNames(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("PrimaryNames of an empty store = %v, %v, want none", got, err)
+	}
+	if err := s.RecordPrimaryNames(ctx, "node1", []string{"primary.example", "node1.example"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordPrimaryNames(ctx, "node2", []string{"primary.example", "node2.example", "192.0.2.7"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PrimaryNames(ctx)
+	want := []string{"192.0.2.7", "node1.example", "node2.example", "primary.example"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("PrimaryNames = %v, %v, want %v", got, err, want)
+	}
+	var node string
+	if err := s.queryRow(ctx, "SELECT node FROM primary_names WHERE name = 'primary.example'").Scan(&node); err != nil || node != "node1" {
+		t.Errorf("primary.example recorded by %q, %v, want node1 (the first)", node, err)
+	}
+}
+
+// TestSharedCRLs: a CRL is kept as its issuer's latest only when its
+// number is higher than the one stored; NewerCRL finds it above a number.
+func TestSharedCRLs(t *testing.T) { forEachBackend(t, testSharedCRLs) }
+
+func testSharedCRLs(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if _, ok, err := s.NewerCRL(ctx, "aa", 0); err != nil || ok {
+		t.Fatalf("NewerCRL of an empty store = %v, %v, want none", ok, err)
+	}
+	if err := s.PublishCRLs(ctx, []StoredCRL{{Issuer: "aa", Number: 10, DER: []byte("ten")}, {Issuer: "bb", Number: 10, DER: []byte("b10")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PublishCRLs(ctx, []StoredCRL{{Issuer: "aa", Number: 9, DER: []byte("nine")}, {Issuer: "bb", Number: 11, DER: []byte("b11")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		issuer  string
+		above   int64
+		ok      bool
+		number  int64
+		content string
+	}{
+		{"aa", 0, true, 10, "ten"},
+		{"aa", 9, true, 10, "ten"},
+		{"aa", 10, false, 0, ""},
+		{"bb", 10, true, 11, "b11"},
+		{"cc", 0, false, 0, ""},
+	} {
+		got, ok, err := s.NewerCRL(ctx, c.issuer, c.above)
+		if err != nil || ok != c.ok || got.Number != c.number || string(got.DER) != c.content {
+			t.Errorf("NewerCRL(%s, %d) = %d %q, %v, %v, want %d %q, %v", c.issuer, c.above, got.Number, got.DER, ok, err, c.number, c.content, c.ok)
+		}
+	}
+}
+
+// TestCRLSnapshot: each snapshot has a higher number than the one before
+// and lists every revoked, unexpired certificate.
+func TestCRLSnapshot(t *testing.T) { forEachBackend(t, testCRLSnapshot) }
+
+func testCRLSnapshot(t *testing.T, s *Store) {
+	ctx := context.Background()
+	n1, certs, err := s.CRLSnapshot(ctx)
+	if err != nil || len(certs) != 0 {
+		t.Fatalf("CRLSnapshot of an empty store = %v, %d certs, %v", n1, len(certs), err)
+	}
+	n2, _, err := s.CRLSnapshot(ctx)
+	if err != nil || n2.Cmp(n1) <= 0 {
+		t.Fatalf("second CRLSnapshot number %v, %v, want above %v", n2, err, n1)
+	}
+}
+
+// TestPublishCA: generations follow one another; a node that built on an
+// older generation gets ErrCAConflict and nothing is written; the seal
+// function is given the generation it seals for.
+func TestPublishCA(t *testing.T) { forEachBackend(t, testPublishCA) }
+
+func testPublishCA(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if _, ok, err := s.LatestCA(ctx); err != nil || ok {
+		t.Fatalf("LatestCA of an empty store = %v, %v, want none", ok, err)
+	}
+	seal := func(g int64) ([]byte, error) { return []byte(fmt.Sprintf("sealed %d", g)), nil }
+	for want := int64(1); want <= 2; want++ {
+		gen, err := s.PublishCA(ctx, want-1, "node1", t0, seal)
+		if err != nil || gen != want {
+			t.Fatalf("PublishCA(prev %d) = %d, %v, want %d", want-1, gen, err, want)
+		}
+	}
+	if _, err := s.PublishCA(ctx, 1, "node2", t0, seal); !errors.Is(err, ErrCAConflict) {
+		t.Fatalf("PublishCA on generation 1 when 2 is the latest = %v, want ErrCAConflict", err)
+	}
+	m, ok, err := s.LatestCA(ctx)
+	if err != nil || !ok || m.Generation != 2 || m.Node != "node1" || string(m.Sealed) != "sealed 2" {
+		t.Fatalf("LatestCA = %+v, %v, %v, want generation 2 of node1", m, ok, err)
+	}
+}
+
+// TestFleetKeyID: the first key id recorded is the fleet's.
+func TestFleetKeyID(t *testing.T) { forEachBackend(t, testFleetKeyID) }
+
+func testFleetKeyID(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if id, err := s.FleetKeyID(ctx); err != nil || id != "" {
+		t.Fatalf("FleetKeyID of an empty store = %q, %v", id, err)
+	}
+	for _, try := range []string{"k1", "k2"} {
+		if got, err := s.ClaimFleetKey(ctx, try); err != nil || got != "k1" {
+			t.Errorf("ClaimFleetKey(%s) = %q, %v, want k1", try, got, err)
+		}
 	}
 }
