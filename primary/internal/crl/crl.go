@@ -183,7 +183,7 @@ func (p *Publisher) UseShared(sh Shared) { p.shared = sh }
 // Refresh succeeded.
 func (p *Publisher) Current() *List {
 	if s := p.current.Load(); s != nil && len(s.Lists) > 0 {
-		return p.latest(s.Lists[0])
+		return p.latest(s.Lists[0].Issuer, s.Lists[0])
 	}
 	return nil
 }
@@ -192,23 +192,29 @@ func (p *Publisher) Current() *List {
 // root), nil when there is none.
 func (p *Publisher) ByIssuer(id string) *List {
 	if s := p.current.Load(); s != nil {
-		return p.latest(s.ByIssuer(id))
+		return p.latest(id, s.ByIssuer(id))
 	}
 	return nil
 }
 
-// latest is l, or the newer CRL of the same CA another node published
-// (then kept as this node's). When the shared store cannot be asked, l.
-func (p *Publisher) latest(l *List) *List {
-	if p.shared == nil || l == nil || !l.fleet || time.Now().UnixNano() < p.sharedDown.Load() {
+// latest is l, this node's CRL of the CA id (nil: none), or the newer
+// CRL of that CA another node published (then kept as this node's: it may
+// be of an issuing CA this node has not adopted yet). When the shared
+// store cannot be asked, l.
+func (p *Publisher) latest(id string, l *List) *List {
+	if p.shared == nil || (l != nil && !l.fleet) || time.Now().UnixNano() < p.sharedDown.Load() {
 		return l
+	}
+	var above int64
+	if l != nil {
+		above = l.Number.Int64()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedRead)
 	defer cancel()
-	sc, ok, err := p.shared.NewerCRL(ctx, l.Issuer, l.Number.Int64())
+	sc, ok, err := p.shared.NewerCRL(ctx, id, above)
 	if err != nil {
 		p.sharedDown.Store(time.Now().Add(sharedPause).UnixNano())
-		p.log.Warn().Err(err).Str("issuer", l.Issuer).Msg("checking for a newer crl of another node; serving this node's")
+		p.log.Warn().Err(err).Str("issuer", id).Msg("checking for a newer crl of another node; serving this node's")
 		return l
 	}
 	if !ok {
@@ -222,12 +228,18 @@ func (p *Publisher) latest(l *List) *List {
 	for {
 		cur := p.current.Load()
 		next := &Set{Lists: make([]*List, len(cur.Lists))}
-		replaced := false
+		replaced, found := false, false
 		for i, x := range cur.Lists {
 			next.Lists[i] = x
-			if x.Issuer == nl.Issuer && x.Number.Cmp(nl.Number) < 0 {
-				next.Lists[i], replaced = nl, true
+			if x.Issuer == nl.Issuer {
+				found = true
+				if x.Number.Cmp(nl.Number) < 0 {
+					next.Lists[i], replaced = nl, true
+				}
 			}
+		}
+		if !found {
+			next.Lists, replaced = append(next.Lists, nl), true
 		}
 		if !replaced || p.current.CompareAndSwap(cur, next) {
 			return nl
