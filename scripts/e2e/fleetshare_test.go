@@ -5,11 +5,16 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +40,7 @@ func TestFleetShared(t *testing.T) {
 	// Order matters: the rotations come last (they change the CA the
 	// other parts use).
 	t.Run("every node's names reserved on every node", func(t *testing.T) { f.reservedNames(t) })
+	t.Run("a node that joins later reserves its name for renewals too", func(t *testing.T) { f.laterNode(t) })
 	t.Run("CRL numbers never go down across nodes", func(t *testing.T) { f.crlNumbers(t) })
 	t.Run("issuing CA rotation reaches the other node", func(t *testing.T) { f.rotation(t, false) })
 	t.Run("root rotation reaches the other node", func(t *testing.T) { f.rotation(t, true) })
@@ -64,6 +70,78 @@ func (f *fleet) reservedNames(t *testing.T) {
 	if n != 3 {
 		t.Errorf("primary_names holds %d of the 3 names of the fleet's nodes", n)
 	}
+}
+
+// laterNode: a host holds a certificate for a name; then a third node
+// joins with that name as its own. Within a second the running nodes
+// reserve it, and refuse the host's renewal (name_reserved).
+func (f *fleet) laterNode(t *testing.T) {
+	const name = "node3.hostcert.test"
+	key, err := pki.GenerateKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.CreateCSR(key, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(f.nodes[0].admin("token", "create", "--name", "later"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := f.clients[0].enroll(ctx, protocol.EnrollRequest{Name: name, CSR: string(csr), Token: tok})
+	if err != nil {
+		t.Fatalf("enroll %s before node 3 exists: %v", name, err)
+	}
+	pair, err := tls.X509KeyPair([]byte(got.Certificate+got.Chain), mustKeyPEM(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := func(i int) (int, []byte) {
+		cfg := f.clients[i].http.Transport.(*http.Transport).TLSClientConfig.Clone()
+		cfg.Certificates = []tls.Certificate{pair}
+		c := newAPIClientTLS(f.nodes[i].listen, cfg.RootCAs, cfg, true)
+		csr, err := pki.CreateCSR(key, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(protocol.RenewRequest{CSR: string(csr)})
+		resp, err := c.http.Post(c.base+protocol.PathRenew, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("renew through node %d: %v", i+1, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, b
+	}
+	if status, b := renew(1); status != http.StatusOK {
+		t.Fatalf("renewal through node 2 before node 3 joined = %d %s, want 200", status, b)
+	}
+
+	// Node 3 joins (it need not serve: its names are the fleet's from now on).
+	dsnFile := writeDSN(t, filepath.Join(t.TempDir(), "dsn"), f.dsn)
+	mustRun(t, "", bins.primary, "join", "--data", filepath.Join(t.TempDir(), "node3"), "--ca-from", filepath.Join(f.nodes[0].data, "ca"),
+		"--store-file", dsnFile, "--name", name, "--service-name", primaryName)
+	for i := range f.nodes {
+		took := within(t, fmt.Sprintf("node 3's name reserved on node %d", i+1), time.Second, func() bool {
+			r := f.nodes[i].tryAdmin("explain", name, "--from", "127.0.0.1")
+			return r.code != 0 && strings.Contains(r.stderr, "reserved")
+		})
+		t.Logf("node 3's name reserved on node %d after %v", i+1, took)
+		status, b := renew(i)
+		var pe protocol.Error
+		if status == http.StatusOK || json.Unmarshal(b, &pe) != nil || pe.Code != protocol.CodeNameReserved {
+			t.Errorf("renewal of %s through node %d after node 3 joined = %d %s, want refused %s", name, i+1, status, b, protocol.CodeNameReserved)
+		}
+	}
+}
+
+func mustKeyPEM(t *testing.T, key any) []byte {
+	t.Helper()
+	b, err := pki.EncodeKey(key.(crypto.Signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // crlNumbers: after each revocation on node 1, a client fetching the CRL

@@ -141,13 +141,15 @@ func joinCmd() *cobra.Command {
 		Long: `join sets up the data directory of a second (third, …) primary node that
 serves the same fleet from the same PostgreSQL database as the first.
 
---ca-from is a directory holding a copy of the first node's DIR/ca/ca.pem and
-DIR/ca/ca-key.pem (and previous.pem, if there is one), copied over an
-encrypted channel by the operator: the CA key never goes into the database.
-join checks that the database belongs to that CA, gives the node its own
-host ID and its own TLS certificate for the --service-name(s) (the address
-agents use) and --name (this node's own name), and records the store, so
-that "serve --data DIR" uses it. Remove the copy of the key afterwards.`,
+--ca-from is a directory holding a copy of the first node's DIR/ca directory
+(roots, issuing CAs and their keys, the fleet key), copied over an encrypted
+channel by the operator: no key goes into the database in clear. join checks
+that the database belongs to that CA and fleet key, reserves the node's names
+on every node, gives the node its own host ID and its own TLS certificate for
+the --service-name(s) (the address agents use) and --name (this node's own
+name), and records the store, so that "serve --data DIR" uses it. Remove the
+copy of the keys afterwards. Later CA rotations reach the node through the
+database (sealed with the fleet key).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" || from == "" {
@@ -220,7 +222,7 @@ that "serve --data DIR" uses it. Remove the copy of the key afterwards.`,
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "this node's own DNS name or IP address (in its TLS certificate and in the audit log)")
 	f.StringArrayVar(&services, "service-name", nil, "the fleet's shared DNS name or IP address that agents use (repeatable)")
-	f.StringVar(&from, "ca-from", "", "directory holding a copy of the first node's ca/ca.pem and ca/ca-key.pem")
+	f.StringVar(&from, "ca-from", "", "directory holding a copy of the first node's ca directory")
 	sf.add(cmd)
 	addJSON(cmd)
 	return cmd
