@@ -192,8 +192,13 @@ func (f *fleet) rotation(t *testing.T, root bool) {
 	if root {
 		args = append(args, "--root")
 	}
-	f.nodes[0].admin(args...)
 	dir1 := filepath.Join(f.nodes[0].data, "ca")
+	before, err := os.ReadFile(filepath.Join(dir1, "issuing-current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldID := strings.TrimSpace(string(before))
+	f.nodes[0].admin(args...)
 	cur, err := os.ReadFile(filepath.Join(dir1, "issuing-current"))
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +299,35 @@ func (f *fleet) rotation(t *testing.T, root bool) {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("the new root's key reached node 2 (%s)", p)
 		}
+		return
 	}
+
+	// Revoking the previous issuing CA on node 1 puts it on the root's
+	// CRL that node 2 serves too.
+	old := readCert(t, filepath.Join(dir1, "issuing-"+oldID+".pem"))
+	f.nodes[0].admin("ca", "revoke-issuing", oldID, "--reason", "superseded")
+	rootID := pki.KeyID(old.AuthorityKeyId)
+	took = within(t, "the revoked issuing CA on node 2's root CRL", 5*time.Second, func() bool {
+		status, b, err := f.clients[1].get(protocol.PathCRL + "?" + protocol.CRLIssuerParam + "=" + rootID)
+		if err != nil || status != 200 {
+			return false
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return false
+		}
+		l, err := x509.ParseRevocationList(blk.Bytes)
+		if err != nil {
+			return false
+		}
+		for _, e := range l.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(old.SerialNumber) == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("node 2's root CRL listed the revoked issuing CA after %v", took)
 }
 
 func readCert(t *testing.T, path string) *x509.Certificate {

@@ -282,6 +282,7 @@ func (c *CA) Adopt(raw []byte, now time.Time) error {
 		return fmt.Errorf("adopt the CA: %w", err)
 	}
 	c.rootKey = rootKey
+	c.loadRevoked() // the roots' CRLs may list issuing CAs revoked on the other node
 	if cur := c.server.Load(); cur != nil && cur.Leaf != nil && c.serverNeedsRenewal(cur.Leaf, CertNames(cur.Leaf), now) {
 		if _, err := c.issueServerCert(CertNames(cur.Leaf), now); err != nil {
 			return fmt.Errorf("adopt the CA: %w", err)

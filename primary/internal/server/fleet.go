@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -38,7 +39,8 @@ type fleet struct {
 	after  func(context.Context) // after this node's CA changed (a new TLS certificate, new CRLs)
 	log    zerolog.Logger
 
-	mu sync.Mutex // one rotation or adoption at a time
+	mu          sync.Mutex // one rotation or adoption at a time
+	unpublished bool       // a change made here could not be published yet (guarded by mu)
 }
 
 // setupKey finds this node's fleet key and checks it against the store's.
@@ -169,6 +171,11 @@ func (f *fleet) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			f.mu.Lock()
+			if err := f.retryLocked(ctx); err != nil {
+				f.log.Error().Err(err).Msg("publishing this node's ca change")
+			}
+			f.mu.Unlock()
 			f.follow(ctx, true, true)
 		}
 	}
@@ -186,8 +193,11 @@ func (f *fleet) rotate(op func() (*x509.Certificate, error)) (*x509.Certificate,
 		if f.key == nil {
 			return nil, fmt.Errorf("%w: the other nodes would keep the old CA; copy ca/fleet-key from another node and restart this one", ca.ErrNoFleetKey)
 		}
+		if err := f.retryLocked(ctx); err != nil {
+			return nil, fmt.Errorf("before changing the CA: %w", err)
+		}
 		if _, err := f.syncLocked(ctx); err != nil {
-			return nil, fmt.Errorf("before rotating: %w", err)
+			return nil, fmt.Errorf("before changing the CA: %w", err)
 		}
 	}
 	cert, err := op()
@@ -195,9 +205,29 @@ func (f *fleet) rotate(op func() (*x509.Certificate, error)) (*x509.Certificate,
 		return cert, err
 	}
 	if err := f.publishLocked(ctx); err != nil {
-		return nil, fmt.Errorf("%w (this node uses it; rotate again to publish it): %w", ErrNotPublished, err)
+		f.unpublished = true
+		return nil, fmt.Errorf("%w (this node uses it; it is published again every %v until it succeeds): %w", ErrNotPublished, fleetSync, err)
 	}
 	return cert, nil
+}
+
+// retryLocked publishes a change that could not be published when it was
+// made. Another node's newer generation wins: the change made here is then
+// lost to the fleet (this node adopts theirs), which is logged.
+func (f *fleet) retryLocked(ctx context.Context) error {
+	if !f.unpublished {
+		return nil
+	}
+	err := f.publishLocked(ctx)
+	if errors.Is(err, store.ErrCAConflict) {
+		f.unpublished = false
+		f.log.Error().Err(err).Msg("a ca change made on this node was never published and another node changed the ca meanwhile: adopting theirs; make the change again")
+		return nil
+	}
+	if err == nil {
+		f.unpublished = false
+	}
+	return err
 }
 
 // publishLocked seals this node's CA material as the fleet's next
@@ -242,3 +272,22 @@ func (f *fleet) RotateRoot(opts ca.RotateOptions, now time.Time) (*x509.Certific
 func (f *fleet) RetireRoot(fingerprint string) (*x509.Certificate, error) {
 	return f.rotate(func() (*x509.Certificate, error) { return f.ca.RetireRoot(fingerprint) })
 }
+
+// RevokeIssuing and SignRootCRL are the admin server's RootSigner: they
+// change the roots' CRLs, which the other nodes adopt too (a revoked
+// issuing CA must stop renewing on every node).
+func (f *fleet) RevokeIssuing(id string, reason int, rootKey crypto.Signer, now time.Time) (ca.RevokedCA, error) {
+	var rc ca.RevokedCA
+	_, err := f.rotate(func() (*x509.Certificate, error) {
+		var err error
+		rc, err = f.ca.RevokeIssuing(id, reason, rootKey, now)
+		return rc.Cert, err
+	})
+	return rc, err
+}
+
+func (f *fleet) SignRootCRL(rootKey crypto.Signer, now time.Time) (*x509.Certificate, error) {
+	return f.rotate(func() (*x509.Certificate, error) { return f.ca.SignRootCRL(rootKey, now) })
+}
+
+func (f *fleet) RootCRLs() ([]ca.SignedCRL, error) { return f.ca.RootCRLs() }

@@ -256,7 +256,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.adminSrv.UseLevels(levels)
 	s.adminSrv.UseRotator(s.fleet, s.ca)
 	s.adminSrv.UseIssuer(s.ca)
-	s.adminSrv.UseRootSigner(s.ca)
+	s.adminSrv.UseRootSigner(s.fleet)
 	s.adminLn, err = s.adminSrv.Listen(cfg.DataDir)
 	if err != nil {
 		return nil, err
