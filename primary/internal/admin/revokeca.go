@@ -151,28 +151,21 @@ func (s *Server) caRevokeIssuing(ctx context.Context, c *Call, args *RevokeIssui
 // hostsUnder counts the hosts whose current, unexpired, unrevoked
 // certificate issuing signed, and names up to 10 of them.
 func (s *Server) hostsUnder(ctx context.Context, issuing *x509.Certificate, now time.Time) (int, []string, error) {
-	certs, err := s.store.ListCerts(ctx, store.CertFilter{})
-	if err != nil {
-		return 0, nil, err
-	}
-	current := map[string]store.Cert{}
-	for _, sc := range certs { // oldest first: the last one per host is its current
-		current[sc.HostID] = sc
-	}
 	var n int
 	var sample []string
-	for _, sc := range current {
-		if !now.Before(sc.NotAfter) || sc.RevokedAt != nil {
-			continue
-		}
-		cert, err := x509.ParseCertificate(sc.DER)
+	err := s.store.EachLiveCert(ctx, now, func(lc store.LiveCert) error {
+		cert, err := x509.ParseCertificate(lc.DER)
 		if err != nil || cert.CheckSignatureFrom(issuing) != nil {
-			continue
+			return nil
 		}
 		n++
-		if len(sample) < 10 && len(sc.Names) > 0 {
-			sample = append(sample, sc.Names[0])
+		if len(sample) < 10 && len(lc.Names) > 0 {
+			sample = append(sample, lc.Names[0])
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
 	}
 	slices.Sort(sample)
 	return n, sample, nil

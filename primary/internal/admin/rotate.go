@@ -170,24 +170,18 @@ func (s *Server) caRetireRoot(ctx context.Context, c *Call, args *RetireArgs) (C
 	if root == nil {
 		return CAInfo{}, fmt.Errorf("retire root %s: no such root", want)
 	}
-	certs, err := s.store.ListCerts(ctx, store.CertFilter{})
+	var holders []string
+	err = s.store.EachLiveCert(ctx, now, func(lc store.LiveCert) error {
+		cert, err := x509.ParseCertificate(lc.DER)
+		if err != nil || s.hier.UnderRoot(cert, root) {
+			holders = append(holders, lc.HostID)
+		}
+		return nil
+	})
 	if err != nil {
 		return CAInfo{}, fmt.Errorf("retire root: %w", err)
 	}
-	current := map[string]store.Cert{}
-	for _, sc := range certs { // oldest first: the last one per host is its current
-		current[sc.HostID] = sc
-	}
-	var holders []string
-	for id, sc := range current {
-		if !now.Before(sc.NotAfter) {
-			continue
-		}
-		cert, err := x509.ParseCertificate(sc.DER)
-		if err != nil || s.hier.UnderRoot(cert, root) {
-			holders = append(holders, id)
-		}
-	}
+	slices.Sort(holders)
 	if len(holders) > 0 {
 		shown := holders
 		if len(shown) > 5 {

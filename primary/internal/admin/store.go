@@ -33,6 +33,7 @@ type TokenBook interface {
 type CertBook interface {
 	ListCerts(ctx context.Context, f store.CertFilter) ([]store.Cert, error)
 	ListCertsPage(ctx context.Context, p store.CertPage) ([]store.Cert, error)
+	EachLiveCert(ctx context.Context, now time.Time, fn func(store.LiveCert) error) error
 	RevokeHost(ctx context.Context, hostID string, reason int, now time.Time, a store.Audit) (int, error)
 	RevokeByToken(ctx context.Context, tokenName string, reason int, now time.Time, a store.Audit) (int, error)
 }

@@ -129,6 +129,13 @@ func TestRetireRootRefusedWhileHostsDependOnIt(t *testing.T) {
 	if r := e.enroll(h, "", "", false); r.status != http.StatusOK {
 		t.Fatalf("enroll = %v", r)
 	}
+	// b.test also holds a certificate from the old root, and is revoked
+	// later: a revoked host depends on no root.
+	e.dns.Set("b.test", loopback)
+	hb := newHost(t, "b.test")
+	if r := e.enroll(hb, "", "", false); r.status != http.StatusOK {
+		t.Fatalf("enroll b.test = %v", r)
+	}
 	oldRoot := e.caCert
 	var info admin.CAInfo
 	e.call(admin.CmdCARotate, admin.RotateArgs{Root: true}, &info)
@@ -166,6 +173,11 @@ func TestRetireRootRefusedWhileHostsDependOnIt(t *testing.T) {
 	if err := verifyUnder(t, h.leaf, r.cert.Chain, newRoot); err != nil {
 		t.Errorf("the renewal does not chain to the new root: %v", err)
 	}
+	if err := e.admin.Call(t.Context(), admin.CmdCARetireRoot, admin.RetireArgs{Fingerprint: pki.Fingerprint(oldRoot)}, nil); err == nil || !strings.Contains(err.Error(), "may trust only this root") {
+		t.Fatalf("retire-root while b.test holds a certificate from it = %v, want a refusal", err)
+	}
+	var revoked admin.CountResult
+	e.call(admin.CmdCertRevoke, admin.RevokeArgs{Host: "b.test", Reason: "superseded"}, &revoked)
 	e.call(admin.CmdCARetireRoot, admin.RetireArgs{Fingerprint: pki.Fingerprint(oldRoot)}, &info)
 	for _, c := range info.CAs {
 		if c.Fingerprint == pki.Fingerprint(oldRoot) {

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -81,4 +83,61 @@ func (s *Store) ExpiryCounts(ctx context.Context, now time.Time, bounds []time.D
 		return ExpiryCounts{}, fmt.Errorf("expiry counts: tokens: %w", err)
 	}
 	return inv, nil
+}
+
+// LiveCert is a host's current certificate that is neither expired nor
+// revoked, as EachLiveCert hands it over: DER is valid only during the call.
+type LiveCert struct {
+	HostID string
+	Serial string
+	Names  []string
+	DER    []byte
+}
+
+// liveCertsSQL selects every host's current (highest seq) certificate that
+// is unrevoked and unexpired at ?: one pass over certs_current for the
+// current seq per host, then one row each.
+var liveCertsSQL = sq{
+	lite: `SELECT c.host_id, c.serial, c.names, c.der
+		FROM (SELECT host_id, MAX(seq) AS seq FROM certs GROUP BY host_id) m
+		JOIN certs c ON c.host_id = m.host_id AND c.seq = m.seq
+		WHERE c.revoked_at IS NULL AND c.not_after > ?`,
+	pg: `SELECT c.host_id, c.serial, c.names, c.der
+		FROM (SELECT DISTINCT ON (host_id) host_id, serial, names, der, revoked_at, not_after
+			FROM certs ORDER BY host_id, seq DESC) c
+		WHERE c.revoked_at IS NULL AND c.not_after > ?`,
+}
+
+// EachLiveCert calls fn with every host's current certificate that is
+// unrevoked and unexpired at now, one row at a time (never the whole fleet
+// in memory: a million hosts is a few gigabytes of DER). The order is
+// unspecified; an error from fn stops the walk and is returned.
+func (s *Store) EachLiveCert(ctx context.Context, now time.Time, fn func(LiveCert) error) error {
+	rows, err := s.query(ctx, s.d.pick(liveCertsSQL), ts(now))
+	if err != nil {
+		return fmt.Errorf("live certificates: %w", err)
+	}
+	defer rows.Close()
+	var (
+		c     LiveCert
+		names string
+		der   sql.RawBytes
+	)
+	for rows.Next() {
+		if err := rows.Scan(&c.HostID, &c.Serial, &names, &der); err != nil {
+			return fmt.Errorf("live certificates: %w", classify(err))
+		}
+		c.Names = nil
+		if err := json.Unmarshal([]byte(names), &c.Names); err != nil {
+			return fmt.Errorf("live certificates: names of %s: %w", c.Serial, err)
+		}
+		c.DER = der
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	if err := classify(rows.Err()); err != nil {
+		return fmt.Errorf("live certificates: %w", err)
+	}
+	return nil
 }

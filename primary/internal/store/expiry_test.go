@@ -91,3 +91,52 @@ func testObserveCommits(t *testing.T, s *Store) {
 			commits, ops, took, after.Batches-before.Batches, after.Ops-before.Ops)
 	}
 }
+
+// TestEachLiveCert: one call per host whose current certificate is live —
+// not a superseded one, not a revoked or expired current one.
+func TestEachLiveCert(t *testing.T) { forEachBackend(t, testEachLiveCert) }
+
+func testEachLiveCert(t *testing.T, s *Store) {
+	ctx := context.Background()
+	day := 24 * time.Hour
+	now := t0.Add(time.Hour)
+	var hosts []Issuance
+	for i, life := range []time.Duration{-day, 3 * day, 20 * day, 100 * day} {
+		is := issuance(fmt.Sprintf("live%d.example", i), "")
+		is.Cert.NotAfter = now.Add(life)
+		if err := s.CommitIssuance(ctx, is); err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, is)
+	}
+	// Host 3 renews: only the new certificate is current.
+	ren := renewal(hosts[3].Host, hosts[3].Cert.Serial, t0.Add(time.Minute))
+	ren.Cert.NotAfter = now.Add(300 * day)
+	if err := s.CommitIssuance(ctx, ren); err != nil {
+		t.Fatal(err)
+	}
+	// Host 1 is revoked.
+	if _, err := s.RevokeHost(ctx, hosts[1].Host.ID, 1, t0.Add(time.Minute), Audit{}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	err := s.EachLiveCert(ctx, now, func(c LiveCert) error {
+		if len(c.DER) == 0 || len(c.Names) == 0 {
+			t.Errorf("live certificate %s of %s without DER or names", c.Serial, c.HostID)
+		}
+		got[c.HostID] = c.Serial
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{hosts[2].Host.ID: normSerial(hosts[2].Cert.Serial), hosts[3].Host.ID: normSerial(ren.Cert.Serial)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("EachLiveCert = %v, want %v (the expired, the revoked and the superseded left out)", got, want)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := s.EachLiveCert(ctx, now, func(LiveCert) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("EachLiveCert with fn failing = %v after %d calls, want fn's error after 1", err, calls)
+	}
+}
