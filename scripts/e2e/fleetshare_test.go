@@ -65,6 +65,21 @@ func (f *fleet) reservedNames(t *testing.T) {
 			}
 		}
 	}
+	// A copy of the CA files with another fleet key is refused by join:
+	// that node would miss every rotation.
+	other := filepath.Join(t.TempDir(), "ca-copy")
+	if err := os.CopyFS(other, os.DirFS(filepath.Join(f.nodes[0].data, "ca"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "fleet-key"), []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dsnFile := writeDSN(t, filepath.Join(t.TempDir(), "dsn"), f.dsn)
+	r := run(t, "", bins.primary, "join", "--data", filepath.Join(t.TempDir(), "node4"), "--ca-from", other,
+		"--store-file", dsnFile, "--name", "node4.hostcert.test", "--service-name", primaryName)
+	if r.code == 0 || !strings.Contains(r.stderr, "is not the fleet's") {
+		t.Errorf("join with another fleet key: %s, want a refusal", r)
+	}
 	var n int
 	f.query("SELECT COUNT(*) FROM primary_names WHERE name = ANY($1)", []any{[]string{nodeNames[0], nodeNames[1], primaryName}}, &n)
 	if n != 3 {
