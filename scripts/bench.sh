@@ -15,6 +15,7 @@ bench "primary: enrollment against a real hostcert-primary serve process (target
   ./scripts/e2e/ 'Enroll$' 1x
 bench "primary store: group-committed issuance, 64 concurrent callers" ./primary/internal/store/ 'CommitIssuance$' 20000x
 bench "primary ca: signing one host certificate" ./primary/internal/ca/ 'Sign$' 1s
+bench "primary ca: signing the CRL of 100,000 revoked certificates, encoded directly vs x509.CreateRevocationList (time, peak heap)" ./primary/internal/ca/ SignCRL100k 3x
 bench "client side: verifying the primary's chain on each full TLS handshake, default P-384 root vs a P-256 root" ./primary/internal/ca/ ClientVerifiesServerChain 1s
 bench "agent: idle RSS (<= 20 MiB) and CPU (no busy loop), direct black-holed -> enrolled via tunnel (<= 5 s)" ./agent/ . 1x
 bench "tunnel: enrollment latency, direct vs through hostcert-tunnel (p50 ratio <= 1.2)" ./scripts/e2e/ EnrollDirectVsTunnel 1x

@@ -3,6 +3,7 @@ package ca
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -149,7 +150,7 @@ func signCRL(issuer *x509.Certificate, key crypto.Signer, entries []RevokedEntry
 	if validity < 0 {
 		return nil, fmt.Errorf("crl: negative validity %s", validity)
 	}
-	list := make([]x509.RevocationListEntry, 0, len(entries))
+	kept := make([]RevokedEntry, 0, len(entries))
 	for _, e := range entries {
 		if e.Serial == nil || e.Serial.Sign() <= 0 {
 			return nil, errors.New("crl: entry without a positive serial")
@@ -160,6 +161,17 @@ func signCRL(issuer *x509.Certificate, key crypto.Signer, entries []RevokedEntry
 		if e.Issuer != nil && !bytes.Equal(e.Issuer, issuer.SubjectKeyId) {
 			continue
 		}
+		kept = append(kept, e)
+	}
+	if k, ok := key.(*ecdsa.PrivateKey); ok {
+		der, err := signCRLECDSA(issuer, k, kept, number, now, now.Add(validity))
+		if err != nil {
+			return nil, fmt.Errorf("crl of %s: %w", issuer.Subject.CommonName, err)
+		}
+		return der, nil
+	}
+	list := make([]x509.RevocationListEntry, 0, len(kept))
+	for _, e := range kept {
 		list = append(list, x509.RevocationListEntry{
 			SerialNumber:   e.Serial,
 			RevocationTime: e.RevokedAt.UTC(),
