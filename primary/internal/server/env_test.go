@@ -61,6 +61,8 @@ type envOpts struct {
 	initNames []string
 	// serveNames are names serve gives the primary besides localhost.
 	serveNames []string
+	// keepNames serves without names: the primary keeps init's.
+	keepNames bool
 	// console serves the web console on 127.0.0.1:0.
 	console bool
 }
@@ -88,8 +90,12 @@ func newEnv(t testing.TB, o envOpts) *env {
 		o.listen = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	names := append([]string{"localhost"}, o.serveNames...)
+	if o.keepNames {
+		names = nil
+	}
 	srv, err := New(ctx, Config{
-		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(), Names: append([]string{"localhost"}, o.serveNames...),
+		DataDir: dir, Listen: o.listen, TunnelAddrs: o.tunnels, DNSServer: d.Addr(), Names: names,
 		CertValidity: o.validity, Log: zerolog.New(logBuf), MetricsListen: metricsAddr(o.metrics),
 		Store: o.store, MaxConns: o.maxConns, Console: consoleAddr(o.console),
 	})
