@@ -29,7 +29,7 @@ var ErrAdminLive = errors.New("the name holds a live administrator certificate")
 
 const adminColumns = "serial, name, issued_at, not_before, not_after, der, revoked_at, revoke_reason"
 
-func scanAdmin(sc interface{ Scan(...any) error }) (AdminCert, error) {
+func scanAdmin(sc rowScanner) (AdminCert, error) {
 	var (
 		c                           AdminCert
 		issued, notBefore, notAfter int64
@@ -141,21 +141,5 @@ func (s *Store) RevokeAdmin(ctx context.Context, name string, reason int, now ti
 }
 
 func (s *Store) queryAdmins(ctx context.Context, what, q string, args ...any) ([]AdminCert, error) {
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	var out []AdminCert
-	for rows.Next() {
-		c, err := scanAdmin(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out = append(out, c)
-	}
-	if err := classify(rows.Err()); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+	return queryAll(ctx, s, what, scanAdmin, q, args...)
 }

@@ -410,7 +410,7 @@ func tokenRefusal(t *wtx, name string, hash []byte, hostID string, now time.Time
 
 const certColumns = "serial, host_id, names, kind, token_name, issued_at, not_before, not_after, der, revoked_at, revoke_reason, renewed_from, used_at, key_alg, route"
 
-func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
+func scanCert(sc rowScanner) (Cert, error) {
 	var (
 		c                           Cert
 		names, kind                 string
@@ -434,23 +434,7 @@ func scanCert(sc interface{ Scan(...any) error }) (Cert, error) {
 }
 
 func (s *Store) queryCerts(ctx context.Context, what, q string, args ...any) ([]Cert, error) {
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	var out []Cert
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out = append(out, c)
-	}
-	if err := classify(rows.Err()); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+	return queryAll(ctx, s, what, scanCert, q, args...)
 }
 
 // CertBySerial finds a certificate by serial (hex, any case, colons allowed).

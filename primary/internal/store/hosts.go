@@ -136,7 +136,7 @@ const hostColumns = `h.id, h.name, h.created_at, h.revoked_at, h.reissue_until,
 	EXISTS (SELECT 1 FROM host_names m JOIN known_names k ON k.name = m.name
 		WHERE m.host_id = h.id AND m.state = 'approved'), h.seen_at`
 
-func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
+func scanHost(sc rowScanner) (Host, error) {
 	var (
 		h               Host
 		created, seen   int64
@@ -206,28 +206,12 @@ func (s *Store) HostByID(ctx context.Context, id string) (Host, error) {
 // ListHosts lists every host with an ID and every registry name without
 // one (ID ""; CreatedAt is when it was added to the registry), by name.
 func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
-	rows, err := s.query(ctx, `
+	return queryAll(ctx, s, "list hosts", scanHost, `
 		SELECT `+hostColumns+` FROM hosts h
 		UNION ALL
 		SELECT '', k.name, k.added_at, NULL, NULL, TRUE, 0 FROM known_names k
 			WHERE NOT EXISTS (SELECT 1 FROM host_names m WHERE m.name = k.name AND m.state = 'approved')
 		ORDER BY 2`)
-	if err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	defer rows.Close()
-	var out []Host
-	for rows.Next() {
-		h, err := scanHost(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list hosts: %w", err)
-		}
-		out = append(out, h)
-	}
-	if err := classify(rows.Err()); err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	return out, nil
 }
 
 // SetReissueWindow opens an auto-reissue window for the host until the

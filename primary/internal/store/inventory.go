@@ -167,23 +167,7 @@ func (s *Store) ListHostsPage(ctx context.Context, p HostPage) ([]Host, error) {
 }
 
 func (s *Store) scanHosts(ctx context.Context, q string, args ...any) ([]Host, error) {
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	defer rows.Close()
-	var out []Host
-	for rows.Next() {
-		h, err := scanHost(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list hosts: %w", err)
-		}
-		out = append(out, h)
-	}
-	if err := classify(rows.Err()); err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list hosts", scanHost, q, args...)
 }
 
 // Inventory counts the fleet (see Store.Inventory).

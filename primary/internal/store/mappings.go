@@ -64,7 +64,7 @@ var (
 
 const mappingColumns = "m.name, m.host_id, h.name, m.state, m.asked_at, m.decided_at"
 
-func scanMapping(sc interface{ Scan(...any) error }) (Mapping, error) {
+func scanMapping(sc rowScanner) (Mapping, error) {
 	var (
 		m       Mapping
 		state   string
@@ -134,19 +134,7 @@ func (s *Store) MappingsFor(ctx context.Context, hostID string, names []string) 
 }
 
 func collectMappings(rows *rows, what string) ([]Mapping, error) {
-	defer rows.Close()
-	var out []Mapping
-	for rows.Next() {
-		m, err := scanMapping(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out = append(out, m)
-	}
-	if err := classify(rows.Err()); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+	return collect(rows, what, scanMapping)
 }
 
 // nameLockClass is the first key of the PostgreSQL advisory locks taken on

@@ -364,6 +364,37 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*rows, error)
 	return &rows{Rows: rs, rctx: rctx, close: cancel}, nil
 }
 
+// rowScanner is what the scan functions (scanCert, scanHost, …) read a
+// row from: a *sql.Row or the current row of a *sql.Rows.
+type rowScanner = interface{ Scan(...any) error }
+
+// queryAll runs the read q and scans every row with scan; what names the
+// read in errors.
+func queryAll[T any](ctx context.Context, s *Store, what string, scan func(rowScanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return collect(rows, what, scan)
+}
+
+// collect scans every row of rows with scan and closes rows.
+func collect[T any](rows *rows, what string, scan func(rowScanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := classify(rows.Err()); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
 func (s *Store) queryRowRaw(ctx context.Context, q string, args ...any) *sql.Row {
 	if st := s.readStmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)

@@ -121,7 +121,7 @@ func (s *Store) CreateToken(ctx context.Context, tok Token, a Audit) error {
 
 const tokenColumns = "name, kind, COALESCE(host_id, ''), hash, max_uses, uses, created_at, expires_at, reason, bind_names, bind_nets"
 
-func scanToken(sc interface{ Scan(...any) error }) (Token, error) {
+func scanToken(sc rowScanner) (Token, error) {
 	var (
 		t                   Token
 		created, expires    int64
@@ -182,23 +182,7 @@ func (s *Store) TokenByName(ctx context.Context, name string) (Token, error) {
 
 // ListTokens lists every token, dead ones included, by creation time.
 func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
-	rows, err := s.query(ctx, "SELECT "+tokenColumns+" FROM tokens ORDER BY created_at, name")
-	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := classify(rows.Err()); err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list tokens", scanToken, "SELECT "+tokenColumns+" FROM tokens ORDER BY created_at, name")
 }
 
 // DeleteToken deletes a token (ErrNotFound). Certificates it authorised keep
