@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -45,7 +46,13 @@ func adminAddLocal(cmd *cobra.Command, args any) (func(res any) error, error) {
 	if err := admin.ValidAdminName(a.Name); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(a.Out); err != nil || !fi.IsDir() {
+	// A directory that does not exist yet is made, owner-only (it is where
+	// the key goes); anything else that is not a directory is refused.
+	if fi, err := os.Stat(a.Out); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(a.Out, 0o700); err != nil {
+			return nil, fmt.Errorf("--out %s: %w", a.Out, err)
+		}
+	} else if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("--out %s: not a directory", a.Out)
 	}
 	keyPath := filepath.Join(a.Out, a.Name+".key")

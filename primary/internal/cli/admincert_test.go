@@ -193,14 +193,22 @@ func TestAdminCertCommands(t *testing.T) {
 	mustFail(t, "exists", cmd("admin", "add", "alice", "--out", out)...)
 	mustFail(t, "already holds a valid administrator certificate", cmd("admin", "add", "alice", "--out", t.TempDir())...)
 	mustFail(t, "administrator name", cmd("admin", "add", "../x", "--out", t.TempDir())...)
-	// Without a password file: no p12, a hint how to make one.
-	out2 := t.TempDir()
+	// Without a password file: no p12, a hint how to make one. An --out
+	// that does not exist yet is made, owner-only.
+	out2 := filepath.Join(t.TempDir(), "new", "admins")
 	code, _, stderr := run(t, cmd("admin", "add", "bob", "--out", out2)...)
 	if code != 0 || !strings.Contains(stderr, "openssl pkcs12 -export") {
 		t.Errorf("admin add bob = exit %d, stderr %q, want 0 and the openssl hint", code, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(out2, "bob.p12")); err == nil {
 		t.Errorf("bob.p12 written without a password")
+	}
+	if fi, err := os.Stat(out2); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o700) {
+		t.Errorf("--out made as %v (%v), want a directory with mode 0700", fi, err)
+	}
+	if f, err := os.CreateTemp(t.TempDir(), "file"); err == nil {
+		f.Close()
+		mustFail(t, "not a directory", cmd("admin", "add", "carol", "--out", f.Name())...)
 	}
 
 	var list []admin.Admin
