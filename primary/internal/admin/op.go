@@ -181,6 +181,10 @@ type Field struct {
 	Help       string
 	FrontOnly  bool // json:"-": never sent
 	Internal   bool // filled in by the front end, not an operator's flag or argument
+	// Path: a file the server reads or writes, which must be absolute; a
+	// front end that runs on the server's machine (the CLI) makes a
+	// relative one absolute from its working directory.
+	Path bool
 	Type       reflect.Type
 	fieldIndex []int
 }
@@ -201,6 +205,7 @@ func (o *Op) Fields() []Field {
 		f := Field{Name: sf.Name, Flag: sf.Tag.Get("flag"), Default: sf.Tag.Get("default"), Help: sf.Tag.Get("help"),
 			Type: sf.Type, fieldIndex: sf.Index, FrontOnly: sf.Tag.Get("json") == "-"}
 		_, f.Internal = sf.Tag.Lookup("internal")
+		_, f.Path = sf.Tag.Lookup("path")
 		if a, ok := sf.Tag.Lookup("arg"); ok {
 			name, opt, _ := strings.Cut(a, ",")
 			f.Arg, f.Optional = name, opt == "optional"

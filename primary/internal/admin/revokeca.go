@@ -33,7 +33,7 @@ type RootSigner interface {
 type RevokeIssuingArgs struct {
 	Issuing     string `json:"issuing" arg:"ID|FINGERPRINT"`
 	Reason      string `json:"reason" flag:"reason" help:"RFC 5280 revocation reason (required; keyCompromise when its key leaked)"`
-	RootKeyFile string `json:"root_key_file,omitempty" flag:"root-key" help:"the private key of the root that signed it, when kept offline (absolute path, read by the server, never stored)"`
+	RootKeyFile string `json:"root_key_file,omitempty" flag:"root-key" path:"" help:"the private key of the root that signed it, when kept offline (a file the server reads, never stores)"`
 }
 
 // Check: an issuing CA, a reason, an absolute key path.
@@ -54,7 +54,7 @@ func (a *RevokeIssuingArgs) Check() error {
 
 // SignRootCRLArgs are the arguments of ca.sign-root-crl.
 type SignRootCRLArgs struct {
-	RootKeyFile string `json:"root_key_file,omitempty" flag:"root-key" help:"the root's private key when kept offline (absolute path, read by the server, never stored); it names the root whose CRL is signed"`
+	RootKeyFile string `json:"root_key_file,omitempty" flag:"root-key" path:"" help:"the root's private key when kept offline (a file the server reads, never stores); it names the root whose CRL is signed"`
 }
 
 // Check: an absolute key path.

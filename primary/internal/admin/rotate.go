@@ -28,10 +28,10 @@ type RotateArgs struct {
 	Root bool `json:"root,omitempty" flag:"root" help:"rotate the root (cross-signed by the current one), not only the issuing CA"`
 	// RootKeyFile is the current root's key when it is kept offline: a
 	// path the server reads (the key itself never travels in a message).
-	RootKeyFile string `json:"root_key_file,omitempty" flag:"root-key" help:"the current root's private key when it is kept offline (absolute path, read by the server)"`
+	RootKeyFile string `json:"root_key_file,omitempty" flag:"root-key" path:"" help:"the current root's private key when it is kept offline (a file the server reads)"`
 	// RootKeyOut (with Root) is where the server writes the new root's key
 	// instead of its data directory.
-	RootKeyOut string `json:"root_key_out,omitempty" flag:"root-key-out" help:"with --root: write the new root's key to this absolute path instead of the data directory"`
+	RootKeyOut string `json:"root_key_out,omitempty" flag:"root-key-out" path:"" help:"with --root: write the new root's key to this file instead of the data directory"`
 }
 
 // Check: the paths are the server's, so they must be absolute.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -103,6 +104,9 @@ func opCommand(op *admin.Op, name string) *cobra.Command {
 		if err := setPositional(args, positional, argv); err != nil {
 			return err
 		}
+		if err := absPaths(args, fields); err != nil {
+			return err
+		}
 		var after func(res any) error
 		if l := locals[op.Name]; l != nil {
 			var err error
@@ -131,6 +135,24 @@ func opCommand(op *admin.Op, name string) *cobra.Command {
 		return op.Text(admin.Output{Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr(), First: true}, args, res)
 	}
 	return cmd
+}
+
+// absPaths makes the path arguments absolute: the CLI runs on the
+// server's machine, so a path relative to the operator's working directory
+// names the file the server is to read or write.
+func absPaths(args any, fields []admin.Field) error {
+	for _, f := range fields {
+		v := f.Value(args)
+		if !f.Path || v.Kind() != reflect.String || v.String() == "" {
+			continue
+		}
+		abs, err := filepath.Abs(v.String())
+		if err != nil {
+			return fmt.Errorf("--%s %s: %w", f.Flag, v.String(), err)
+		}
+		v.SetString(abs)
+	}
+	return nil
 }
 
 // runPaged calls a paged operation until the server answers an empty page
