@@ -172,19 +172,19 @@ func (o *Op) decode(raw json.RawMessage) (any, error) {
 
 // Field is one declared argument of an operation, for a front end.
 type Field struct {
-	Name       string // Go field name
-	Flag       string // flag name, "" for a positional argument or an internal field
-	Arg        string // positional placeholder (NAME), "" for a flag
-	Optional   bool   // positional: may be left out
-	Variadic   bool   // positional: one or more
-	Default    string
-	Help       string
-	FrontOnly  bool // json:"-": never sent
-	Internal   bool // filled in by the front end, not an operator's flag or argument
+	Name      string // Go field name
+	Flag      string // flag name, "" for a positional argument or an internal field
+	Arg       string // positional placeholder (NAME), "" for a flag
+	Optional  bool   // positional: may be left out
+	Variadic  bool   // positional: one or more
+	Default   string
+	Help      string
+	FrontOnly bool // json:"-": never sent
+	Internal  bool // filled in by the front end, not an operator's flag or argument
 	// Path: a file the server reads or writes, which must be absolute; a
 	// front end that runs on the server's machine (the CLI) makes a
 	// relative one absolute from its working directory.
-	Path bool
+	Path       bool
 	Type       reflect.Type
 	fieldIndex []int
 }
