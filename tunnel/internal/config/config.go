@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hostcert/hostcert/common/addrlist"
+	"github.com/hostcert/hostcert/common/hostname"
 	"github.com/hostcert/hostcert/common/metrics"
 	"github.com/hostcert/hostcert/common/protocol"
 )
@@ -286,12 +287,14 @@ func NormalizeTarget(s string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q: want host:port: %w", s, err)
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if host == "" {
 		return "", fmt.Errorf("%q: empty host", s)
 	}
-	if strings.ContainsAny(host, "/@ \t") {
-		return "", fmt.Errorf("%q: bad host", s)
+	// The one normaliser of names and addresses the primary's own names go
+	// through: labels of letters, digits and hyphens, none empty, an IP
+	// address in its canonical form.
+	if host, err = hostname.ForServer(host); err != nil {
+		return "", fmt.Errorf("%q: bad host: %w", s, err)
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 || strconv.FormatUint(p, 10) != port {

@@ -32,6 +32,15 @@ func TestNormalizeTarget(t *testing.T) {
 		{"primary/x:1556", "", false},
 		{"/primary:1556", "", false},
 		{"", "", false},
+		// Found by FuzzNormalizeTarget: an empty label left a host "."
+		// that normalised again to "".
+		{"..:1", "", false},
+		{".:1", "", false},
+		{"a..b:1", "", false},
+		{".a:1", "", false},
+		{"[::ffff:10.0.0.5]:1556", "10.0.0.5:1556", true},
+		{"[2001:DB8:0::1]:1556", "[2001:db8::1]:1556", true},
+		{"host.123:1556", "", false},
 	}
 	for _, tt := range tests {
 		got, err := NormalizeTarget(tt.in)
