@@ -123,7 +123,7 @@ func (d *demo) run(ctx context.Context) error {
 	defer dns.Close()
 	say("%s -> %s, %s -> %s (server %s)", lanName, lanAddr, dmzName, dmzAddr, dns.Addr())
 
-	step("primary", "init: a new CA (ECDSA P-384, 20 years) and the primary's TLS certificate")
+	step("primary", "init: a root CA (ECDSA P-384, 20 years; its fingerprint is what hosts confirm), an issuing CA under it (ECDSA P-256) and the primary's TLS certificate")
 	var initRes struct {
 		Fingerprint string `json:"fingerprint"`
 		HostID      string `json:"primary_host_id"`
@@ -131,7 +131,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.json(ctx, &initRes, "primary", "init", "--data", pdata, "--name", primaryName, "--json"); err != nil {
 		return err
 	}
-	say("CA fingerprint (SHA-256): %s", initRes.Fingerprint)
+	say("root CA fingerprint (SHA-256): %s", initRes.Fingerprint)
 
 	step("primary", "serve on "+api+"; --tunnel-addr 127.0.0.1 declares the media server, whose PROXY v2 headers relay the DMZ hosts' addresses")
 	if err := d.start(ctx, "primary", "serving", "primary", "serve", "--data", pdata, "--listen", api,
