@@ -71,30 +71,10 @@ func certBrowser(t *testing.T, p *primarytest.Primary, p12, password string) con
 	if err := os.WriteFile(filepath.Join(profile, "Default", "Preferences"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("ignore-certificate-errors-spki-list", consoleSPKI(t, p)),
+	return browser(t, p,
 		chromedp.Flag("host-resolver-rules", "MAP localhost 127.0.0.1"),
 		chromedp.UserDataDir(profile),
-		chromedp.Env("HOME=" + home),
-		chromedp.WindowSize(1366, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
+		chromedp.Env("HOME="+home))
 }
 
 // TestConsoleCertificateLoginInABrowser: headless Chromium with the

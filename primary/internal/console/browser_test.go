@@ -60,8 +60,9 @@ func consoleSPKI(t *testing.T, p *primarytest.Primary) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// browser starts a headless Chromium with a fresh profile.
-func browser(t *testing.T, p *primarytest.Primary) context.Context {
+// browser starts a headless Chromium with a fresh profile; extra options
+// come last and so override the defaults (another profile directory, say).
+func browser(t *testing.T, p *primarytest.Primary, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
@@ -78,6 +79,7 @@ func browser(t *testing.T, p *primarytest.Primary) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1366, 900),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
