@@ -111,12 +111,6 @@ func ForServer(s string) (string, error) {
 	return Normalize(s)
 }
 
-// IsIP reports whether a name ForServer returned is an IP address.
-func IsIP(n string) bool {
-	_, err := netip.ParseAddr(n)
-	return err == nil
-}
-
 // Key is the form under which a name is stored and looked up: Normalize's
 // answer, or s itself when s is not a host name (it then matches no stored
 // name).

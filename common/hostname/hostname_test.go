@@ -105,9 +105,6 @@ func TestForServer(t *testing.T) {
 		if got, err := ForServer(in); err != nil || got != want {
 			t.Errorf("ForServer(%q) = %q, %v, want %q", in, got, err, want)
 		}
-		if isName := want == "primary.example" || want == "localhost"; IsIP(want) == isName {
-			t.Errorf("IsIP(%q) = %v, want %v", want, IsIP(want), !isName)
-		}
 	}
 	for _, bad := range []string{"fe80::1%eth0", token, "a..b", "host.123", ""} {
 		if got, err := ForServer(bad); err == nil {
