@@ -121,13 +121,9 @@ func (s *Store) RevokeAdmin(ctx context.Context, name string, reason int, now ti
 		if seen == 0 {
 			return ErrNotFound
 		}
-		n, err := affected(t.exec("UPDATE admin_certs SET revoked_at = ?, revoke_reason = ? WHERE name = ? AND revoked_at IS NULL",
-			ts(now), reason, name))
-		if err != nil {
-			return err
-		}
-		revoked = int(n)
-		if err := t.notify(TopicRevoked); err != nil {
+		var err error
+		if revoked, err = revokeRows(t, "UPDATE admin_certs SET revoked_at = ?, revoke_reason = ? WHERE name = ? AND revoked_at IS NULL",
+			ts(now), reason, name); err != nil {
 			return err
 		}
 		a = withDefaults(a, "admin.revoke", "ok")

@@ -307,14 +307,12 @@ func (r issuanceRow) supersede(t *wtx) error {
 	if r.Kind != protocol.KindReissue {
 		return nil
 	}
-	if _, err := t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
+	if _, err := revokeRows(t, "UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
 		ts(r.now), reasonSuperseded, r.Host.ID); err != nil {
 		return err
 	}
-	if _, err := t.exec("UPDATE hosts SET revoked_at = NULL, reissue_until = NULL WHERE id = ?", r.Host.ID); err != nil {
-		return err
-	}
-	return t.notify(TopicRevoked)
+	_, err := t.exec("UPDATE hosts SET revoked_at = NULL, reissue_until = NULL WHERE id = ?", r.Host.ID)
+	return err
 }
 
 // insertCert inserts the certificate as the host's next (current) one;
@@ -539,13 +537,8 @@ func (s *Store) RevokeHost(ctx context.Context, hostID string, reason int, now t
 		if n == 0 {
 			return ErrNotFound
 		}
-		n, err = affected(t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
-			ts(now), reason, hostID))
-		if err != nil {
-			return err
-		}
-		revoked = int(n)
-		if err := t.notify(TopicRevoked); err != nil {
+		if revoked, err = revokeRows(t, "UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE host_id = ? AND revoked_at IS NULL",
+			ts(now), reason, hostID); err != nil {
 			return err
 		}
 		a = withDefaults(a, "cert.revoke", "ok")
@@ -559,6 +552,20 @@ func (s *Store) RevokeHost(ctx context.Context, hostID string, reason int, now t
 		return 0, fmt.Errorf("revoke host %s: %w", hostID, err)
 	}
 	return revoked, nil
+}
+
+// revokeRows runs update, an UPDATE that sets revoked_at and revoke_reason
+// on the rows it selects, announces the revocation to every node (their
+// CRLs must list it) and returns how many rows it revoked.
+func revokeRows(t *wtx, update string, args ...any) (int, error) {
+	n, err := affected(t.exec(update, args...))
+	if err != nil {
+		return 0, err
+	}
+	if err := t.notify(TopicRevoked); err != nil {
+		return 0, err
+	}
+	return int(n), nil
 }
 
 // RevokeByToken revokes every unrevoked certificate the token authorised
@@ -581,13 +588,9 @@ func (s *Store) RevokeByToken(ctx context.Context, tokenName string, reason int,
 		if seen == 0 {
 			return ErrNotFound
 		}
-		n, err := affected(t.exec("UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE token_name = ? AND revoked_at IS NULL",
-			ts(now), reason, tokenName))
-		if err != nil {
-			return err
-		}
-		revoked = int(n)
-		if err := t.notify(TopicRevoked); err != nil {
+		var err error
+		if revoked, err = revokeRows(t, "UPDATE certs SET revoked_at = ?, revoke_reason = ? WHERE token_name = ? AND revoked_at IS NULL",
+			ts(now), reason, tokenName); err != nil {
 			return err
 		}
 		a = withDefaults(a, "cert.revoke", "ok")
