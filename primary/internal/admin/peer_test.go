@@ -3,7 +3,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,24 +53,7 @@ type peerEnv struct {
 	dir   string
 	store *store.Store
 	srv   *Server
-	log   *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log   *syncBuffer
 }
 
 func startPeerEnv(t *testing.T, configure func(*Server)) *peerEnv {
@@ -87,7 +68,7 @@ func startPeerEnv(t *testing.T, configure func(*Server)) *peerEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	buf := &lockedBuffer{}
+	buf := &syncBuffer{}
 	s := NewServer(st, nil, nil, nil, zerolog.New(buf))
 	if configure != nil {
 		configure(s)
