@@ -89,19 +89,27 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-func TestStaleSocketReplaced(t *testing.T) {
+// staleSocket is a data directory holding a socket file nobody listens
+// on, as a killed server leaves behind (a short path: socket paths are
+// limited to about 100 bytes).
+func staleSocket(t *testing.T) string {
+	t.Helper()
 	base, err := os.MkdirTemp("", "hca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(base)
-	// A socket file nobody listens on, as a killed server leaves behind.
+	t.Cleanup(func() { os.RemoveAll(base) })
 	l, err := net.Listen("unix", filepath.Join(base, SocketName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
+	return base
+}
+
+func TestStaleSocketReplaced(t *testing.T) {
+	base := staleSocket(t)
 	ln, err := NewServer(nil, nil, nil, nil, zerolog.Nop()).Listen(base)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)

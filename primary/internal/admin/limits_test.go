@@ -164,18 +164,8 @@ func TestOversizedAnswer(t *testing.T) {
 // TestStaleSocketClient: after a crash the socket file stays; an admin
 // command says no server is running and how to start one.
 func TestStaleSocketClient(t *testing.T) {
-	base, err := os.MkdirTemp("", "hca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(base)
-	l, err := net.Listen("unix", filepath.Join(base, SocketName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	l.Close()
-	err = (&Client{Dir: base}).Call(context.Background(), CmdLevelGet, nil, nil)
+	base := staleSocket(t)
+	err := (&Client{Dir: base}).Call(context.Background(), CmdLevelGet, nil, nil)
 	want := "hostcert-primary serve --data " + base
 	if !errors.Is(err, ErrNotServing) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("Call on a stale socket = %v, want ErrNotServing and %q", err, want)
